@@ -1,0 +1,1 @@
+"""The `shoal` command line: argument parsing and output formatting only."""

@@ -1,0 +1,294 @@
+"""`shoal` command: Docker's verbs and flags, calling the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+USAGE_EXIT = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other shoal error."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"shoal: {message} (see: {self.prog} --help)\n")
+        sys.exit(USAGE_EXIT)
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not key or not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _filter(text: str) -> tuple[str, str]:
+    return _kv(text)
+
+
+def _format_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="output format (default: table)")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="shoal", description="Docker-style container networking on the Linux kernel")
+    p.add_argument("--root", help="state directory (default /var/lib/shoal; env SHOAL_ROOT)")
+    p.add_argument("--run-dir", help="runtime directory (default /run/shoal; env SHOAL_RUN_DIR)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    net = sub.add_parser("network", help="manage networks")
+    nsub = net.add_subparsers(dest="network_command", required=True, parser_class=Parser)
+    c = nsub.add_parser("create", help="create a network")
+    c.add_argument("name")
+    c.add_argument("-d", "--driver", default="bridge")
+    c.add_argument("--subnet")
+    c.add_argument("--gateway")
+    c.add_argument("--ip-range")
+    c.add_argument("--internal", action="store_true")
+    c.add_argument("--label", action="append", type=_kv, default=[])
+    c.add_argument("-o", "--opt", action="append", type=_kv, default=[])
+    ls = nsub.add_parser("ls", aliases=["list"], help="list networks")
+    _format_arg(ls)
+    ls.add_argument("-f", "--filter", action="append", type=_filter, default=[])
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ls.add_argument("--no-trunc", action="store_true")
+    i = nsub.add_parser("inspect", help="show networks as JSON")
+    i.add_argument("names", nargs="+")
+    r = nsub.add_parser("rm", aliases=["remove"], help="remove networks")
+    r.add_argument("names", nargs="+")
+    nsub.add_parser("prune", help="remove unused networks").add_argument(
+        "-f", "--force", action="store_true")
+    cn = nsub.add_parser("connect", help="connect a container to a network")
+    cn.add_argument("network")
+    cn.add_argument("container")
+    cn.add_argument("--ip")
+    cn.add_argument("--alias", action="append", default=[])
+    dc = nsub.add_parser("disconnect", help="disconnect a container from a network")
+    dc.add_argument("network")
+    dc.add_argument("container")
+    dc.add_argument("-f", "--force", action="store_true")
+
+    run = sub.add_parser("run", help="run a command in a new container", add_help=False)
+    run.add_argument("-d", "--detach", action="store_true")
+    run.add_argument("-i", "--interactive", action="store_true")
+    run.add_argument("--rm", action="store_true")
+    run.add_argument("--name")
+    run.add_argument("-h", "--hostname")
+    run.add_argument("--network", "--net", default="bridge")
+    run.add_argument("--ip")
+    run.add_argument("--network-alias", action="append", default=[])
+    run.add_argument("-e", "--env", action="append", default=[])
+    run.add_argument("-w", "--workdir")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    run.add_argument("--help", action="help")
+
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true")
+    ps.add_argument("-q", "--quiet", action="store_true")
+    ps.add_argument("--no-trunc", action="store_true")
+    _format_arg(ps)
+    sub.add_parser("inspect", help="show containers as JSON").add_argument("names", nargs="+")
+    ex = sub.add_parser("exec", help="run a command in a running container")
+    ex.add_argument("-i", "--interactive", action="store_true")
+    ex.add_argument("-e", "--env", action="append", default=[])
+    ex.add_argument("container")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    sub.add_parser("logs", help="show a container's output").add_argument("container")
+    st = sub.add_parser("stop", help="stop running containers")
+    st.add_argument("-t", "--time", type=float, default=10.0)
+    st.add_argument("names", nargs="+")
+    rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true")
+    rm.add_argument("names", nargs="+")
+    return p
+
+
+def _strip_dashes(cmd: list[str]) -> list[str]:
+    return cmd[1:] if cmd and cmd[0] == "--" else cmd
+
+
+def _print_json_list(items: list[Any]) -> None:
+    print(json.dumps(items, indent=4))
+
+
+def _each(names: list[str], action: Any) -> int:
+    """Apply an action to each name as Docker does: report failures, go on, exit 1."""
+    from ..errors import ShoalError
+
+    status = 0
+    for name in names:
+        try:
+            action(name)
+            print(name)
+        except ShoalError as e:
+            sys.stderr.write(f"shoal: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_network(engine: Any, args: argparse.Namespace) -> int:
+    from ..engine import inspect_network
+    from ..render import table
+
+    sub = args.network_command
+    if sub == "create":
+        net = engine.create_network(
+            args.name, driver=args.driver, subnet=args.subnet, gateway=args.gateway,
+            ip_range=args.ip_range, internal=args.internal, labels=dict(args.label),
+            options=dict(args.opt),
+        )
+        print(net.id)
+    elif sub in ("ls", "list"):
+        filters: dict[str, list[str]] = {}
+        for key, value in args.filter:
+            filters.setdefault(key, []).append(value)
+        nets = engine.networks(filters)
+        rows = [{"ID": n.id if args.no_trunc else n.id[:12], "Name": n.name, "Driver": n.driver,
+                 "Scope": "local", "Internal": str(n.internal).lower(),
+                 "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items()),
+                 "CreatedAt": n.created} for n in nets]
+        if args.quiet:
+            for r in rows:
+                print(r["ID"])
+        elif args.format == "json":
+            for r in rows:
+                print(json.dumps(r))
+        else:
+            print(table(rows, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"),
+                               ("SCOPE", "Scope")]))
+    elif sub == "inspect":
+        return _inspect(engine, args.names, inspect_network, "network")
+    elif sub in ("rm", "remove"):
+        return _each(args.names, engine.remove_network)
+    elif sub == "prune":
+        removed = engine.prune_networks()
+        if removed:
+            print("Deleted Networks:")
+            print("\n".join(removed))
+    elif sub == "connect":
+        engine.connect(args.network, args.container, ip=args.ip, aliases=args.alias)
+    elif sub == "disconnect":
+        engine.disconnect(args.network, args.container)
+    return 0
+
+
+def _inspect(engine: Any, names: list[str], render: Any, what: str) -> int:
+    from ..errors import NotFound
+
+    out, status = [], 0
+    for name in names:
+        try:
+            out.append(render(engine, name))
+        except NotFound as e:
+            sys.stderr.write(f"shoal: {e}\n")
+            status = 1
+    _print_json_list(out)
+    return status
+
+
+def cmd_run(engine: Any, args: argparse.Namespace) -> int:
+    from ..engine import RunSpec
+
+    spec = RunSpec(
+        cmd=_strip_dashes(args.cmd), name=args.name, hostname=args.hostname,
+        network=args.network, ip=args.ip, aliases=args.network_alias, env=args.env,
+        auto_remove=args.rm, workdir=args.workdir or os.getcwd(),
+    )
+    if args.detach:
+        ctr = engine.run_detached(spec)
+        print(ctr.id)
+        return 0
+    return engine.run_foreground(spec, interactive=args.interactive)
+
+
+def cmd_ps(engine: Any, args: argparse.Namespace) -> int:
+    from ..render import ps_row, table
+
+    rows = []
+    for ctr in engine.containers(all_=args.all):
+        row = ps_row(ctr, engine.effective_status(ctr))
+        if args.no_trunc:
+            row["ID"] = ctr.id
+        rows.append(row)
+    if args.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif args.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(table(rows, [("CONTAINER ID", "ID"), ("COMMAND", "Command"),
+                           ("CREATED", "RunningFor"), ("STATUS", "Status"), ("NAMES", "Names")]))
+    return 0
+
+
+def cmd_exec(engine: Any, args: argparse.Namespace) -> int:
+    from ..runtime.process import wait_status
+
+    proc = engine.exec(args.container, _strip_dashes(args.cmd), env=args.env,
+                       stdin=None if args.interactive else -3)
+    return wait_status(proc)
+
+
+def cmd_logs(engine: Any, args: argparse.Namespace) -> int:
+    path = engine.log_path(args.container)
+    try:
+        with open(path, "rb") as f:
+            sys.stdout.buffer.write(f.read())
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def dispatch(engine: Any, args: argparse.Namespace) -> int:
+    from ..engine import inspect_container
+
+    match args.command:
+        case "network":
+            return cmd_network(engine, args)
+        case "run":
+            return cmd_run(engine, args)
+        case "ps":
+            return cmd_ps(engine, args)
+        case "inspect":
+            return _inspect(engine, args.names, inspect_container, "container")
+        case "exec":
+            return cmd_exec(engine, args)
+        case "logs":
+            return cmd_logs(engine, args)
+        case "stop":
+            return _each(args.names, lambda n: engine.stop(n, args.time))
+        case "rm":
+            return _each(args.names, lambda n: engine.remove_container(n, force=args.force))
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..errors import ShoalError
+
+    try:
+        from ..engine import Engine
+
+        engine = Engine(args.root, args.run_dir)
+    except ShoalError as e:
+        sys.stderr.write(f"shoal: {e}\n")
+        return 125 if args.command == "run" else e.exit_code
+    try:
+        return dispatch(engine, args)
+    except ShoalError as e:
+        sys.stderr.write(f"shoal: {e}\n")
+        from ..runtime.process import CommandError
+
+        if args.command == "run" and not isinstance(e, CommandError):
+            return 125
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        engine.close()

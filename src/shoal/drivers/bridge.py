@@ -1,0 +1,53 @@
+"""The bridge driver: a Linux bridge per network, a veth pair per endpoint."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Interface
+
+from ..kernel import links
+from ..kernel.netlink import Netlink
+from ..model import Endpoint, Network
+from ..names import host_veth_name
+
+
+def create(host: Netlink, net: Network) -> None:
+    assert net.bridge is not None
+    links.create_bridge(host, net.bridge, net.gateway_interface)
+
+
+def ensure(host: Netlink, net: Network) -> int:
+    """The bridge's index, re-creating the bridge if it went missing (deleted by hand, or a
+    host restart)."""
+    assert net.bridge is not None
+    return links.ensure_bridge_up(host, net.bridge, net.gateway_interface)
+
+
+def delete(host: Netlink, net: Network) -> None:
+    assert net.bridge is not None
+    links.delete_link(host, net.bridge)
+
+
+def attach(
+    sandbox: Netlink, host: Netlink, host_ns_fd: int, net: Network, ep: Endpoint, first: bool
+) -> None:
+    """Plug an endpoint into the network. Only the first endpoint of a container gets the
+    default route, as in Docker."""
+    assert ep.ip is not None and ep.mac is not None and net.subnet is not None
+    bridge_index = ensure(host, net)
+    links.add_veth_endpoint(
+        sandbox,
+        host,
+        host_ns_fd,
+        inside=ep.ifname,
+        outside=host_veth_name(ep.id),
+        mac=ep.mac,
+        iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
+        gateway=net.gateway if first else None,
+        bridge_index=bridge_index,
+        first=first,
+    )
+
+
+def detach(sandbox: Netlink, ep: Endpoint) -> None:
+    """Delete the endpoint's veth pair (deleting one end removes both)."""
+    links.delete_link(sandbox, ep.ifname)

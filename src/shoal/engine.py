@@ -1,0 +1,794 @@
+"""The controller: the one place that sequences the store, the drivers, the kernel and the
+runtime, and rolls back when a step fails. Everything above (CLI, Python API) calls this."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network
+
+from . import ipam
+from .drivers import bridge as bridge_driver
+from .drivers import check_driver
+from .errors import Conflict, InvalidArgument, NotFound, ShoalError
+from .kernel import links, ns
+from .kernel.netlink import Netlink
+from .model import BUILTIN_NETWORKS, CREATED, EXITED, RUNNING, Container, Endpoint, Network, now
+from .names import (
+    DEFAULT_BRIDGE,
+    bridge_name,
+    new_id,
+    random_name,
+    short_id,
+    validate_ifname,
+    validate_name,
+)
+from .runtime import process
+from .store import Store
+
+DEFAULT_ROOT = "/var/lib/shoal"
+DEFAULT_RUN_DIR = "/run/shoal"
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+BRIDGE_OPTIONS = {"shoal.bridge.name", "shoal.bridge.enable_icc"}
+HOSTNAME_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
+def check_privileges() -> None:
+    """shoal needs CAP_NET_ADMIN and CAP_SYS_ADMIN (namespaces, links, mounts)."""
+    with open("/proc/self/status") as f:
+        caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    missing = [n for n, bit in (("CAP_NET_ADMIN", CAP_NET_ADMIN), ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))
+               if not caps & (1 << bit)]
+    if missing:
+        raise ShoalError(
+            f"shoal must run as root: it lacks {' and '.join(missing)} (try: sudo shoal ...)"
+        )
+
+
+@dataclass
+class RunSpec:
+    """What `shoal run` asks for."""
+
+    cmd: list[str]
+    name: str | None = None
+    hostname: str | None = None
+    network: str = "bridge"
+    ip: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    auto_remove: bool = False
+    workdir: str = "/"
+
+
+class Engine:
+    def __init__(self, root: str | None = None, run_dir: str | None = None) -> None:
+        check_privileges()
+        self.root = os.path.abspath(root or os.environ.get("SHOAL_ROOT") or DEFAULT_ROOT)
+        self.run_dir = os.path.abspath(
+            run_dir or os.environ.get("SHOAL_RUN_DIR") or DEFAULT_RUN_DIR
+        )
+        self.store = Store(self.root)
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        self.netns_dir = os.path.join(self.run_dir, "netns")
+        self._host: Netlink | None = None
+        self._host_fd: int | None = None
+        self._netns_dir_ready = False
+        if self.store.get_meta("builtins") is None:
+            self._create_builtin_networks()
+
+    def close(self) -> None:
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+        if self._host_fd is not None:
+            os.close(self._host_fd)
+            self._host_fd = None
+        self.store.close()
+
+    # -- kernel handles -----------------------------------------------------------------------
+
+    @property
+    def host(self) -> Netlink:
+        """A netlink socket in the host namespace (the one shoal was started in)."""
+        if self._host is None:
+            self._host = Netlink()
+        return self._host
+
+    @property
+    def host_fd(self) -> int:
+        if self._host_fd is None:
+            self._host_fd = ns.current_netns_fd()
+        return self._host_fd
+
+    def sandbox_path(self, container_id: str) -> str:
+        return os.path.join(self.netns_dir, container_id)
+
+    def container_dir(self, container_id: str) -> str:
+        return os.path.join(self.run_dir, "containers", container_id)
+
+    def _prepare_netns_dir(self) -> None:
+        if not self._netns_dir_ready:
+            os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
+            if not ns.is_mountpoint(self.netns_dir):
+                ns.ensure_private_mount(self.netns_dir)
+            self._netns_dir_ready = True
+
+    @contextmanager
+    def _sandbox(self, container_id: str) -> Iterator[Netlink]:
+        """A netlink socket inside an existing sandbox."""
+        with ns.entered(self.sandbox_path(container_id)):
+            sock = Netlink()
+        try:
+            yield sock
+        finally:
+            sock.close()
+
+    # -- networks ------------------------------------------------------------------------------
+
+    def _taken_subnets(self) -> list[tuple[IPv4Network, str]]:
+        """Subnets already used: by shoal's networks, and by the host's addresses and routes."""
+        taken = [(n.subnet, f"network {n.name}") for n in self.store.networks() if n.subnet]
+        taken += [(a.network, f"host address {a}") for a in links.addresses(self.host)]
+        taken += [(r, f"host route {r}") for r in links.routes(self.host)]
+        return taken
+
+    def _create_builtin_networks(self) -> None:
+        with self.store.locked():
+            if self.store.get_meta("builtins") is not None:
+                return
+            subnet = ipam.choose_subnet(t for t, _ in self._taken_subnets())
+            _, gateway, _ = ipam.network_config(subnet, None, None)
+            created = now()
+            default = Network(
+                id=new_id(), name="bridge", driver="bridge", created=created, subnet=subnet,
+                gateway=gateway, bridge=DEFAULT_BRIDGE,
+                options={"shoal.bridge.name": DEFAULT_BRIDGE,
+                         "shoal.bridge.default_bridge": "true"},
+            )
+            with self.store.transaction():
+                self.store.add_network(default)
+                self.store.add_network(Network(new_id(), "host", "host", created))
+                self.store.add_network(Network(new_id(), "none", "null", created))
+                self.store.set_meta("builtins", "1")
+            bridge_driver.ensure(self.host, default)
+
+    def create_network(
+        self,
+        name: str,
+        driver: str = "bridge",
+        subnet: str | None = None,
+        gateway: str | None = None,
+        ip_range: str | None = None,
+        internal: bool = False,
+        labels: dict[str, str] | None = None,
+        options: dict[str, str] | None = None,
+    ) -> Network:
+        validate_name(name, "network")
+        check_driver(driver)
+        if driver != "bridge":
+            raise Conflict(
+                f"only one instance of the {driver!r} network is allowed: use the built-in "
+                f"network '{'host' if driver == 'host' else 'none'}'"
+            )
+        options = dict(options or {})
+        for key, value in options.items():
+            if key not in BRIDGE_OPTIONS:
+                raise InvalidArgument(
+                    f"unknown bridge option {key!r}: known options are "
+                    + ", ".join(sorted(BRIDGE_OPTIONS))
+                )
+            if key == "shoal.bridge.enable_icc" and value not in ("true", "false"):
+                raise InvalidArgument(f"option {key} must be true or false, not {value!r}")
+        if (gateway or ip_range) and not subnet:
+            raise InvalidArgument("--gateway and --ip-range need --subnet")
+        net_subnet = ipam.parse_subnet(subnet) if subnet else None
+        net_gw = ipam.parse_address(gateway, "gateway") if gateway else None
+        net_range = ipam.parse_subnet(ip_range, "ip-range") if ip_range else None
+        if net_subnet:
+            ipam.network_config(net_subnet, net_gw, net_range)
+        net_id = new_id()
+        bridge = options.get("shoal.bridge.name") or bridge_name(net_id)
+        validate_ifname(bridge, "bridge")
+
+        with self.store.locked():
+            if any(n.name == name for n in self.store.networks()):
+                raise Conflict(f"network with name {name} already exists")
+            for other in self.store.networks():
+                if other.bridge == bridge:
+                    raise Conflict(f"bridge {bridge} is already used by network {other.name}")
+            if links.get_link(self.host, bridge) is not None:
+                raise Conflict(
+                    f"a link named {bridge} already exists on the host; "
+                    "pick another -o shoal.bridge.name"
+                )
+            if net_subnet is None:
+                net_subnet = ipam.choose_subnet(t for t, _ in self._taken_subnets())
+            else:
+                for other in self.store.networks():
+                    if other.subnet and other.subnet.overlaps(net_subnet):
+                        raise Conflict(
+                            f"subnet {net_subnet} overlaps network {other.name} "
+                            f"({other.subnet}); choose another --subnet"
+                        )
+            net_subnet, net_gw, net_range = ipam.network_config(net_subnet, net_gw, net_range)
+            net = Network(
+                id=net_id, name=name, driver=driver, created=now(), subnet=net_subnet,
+                gateway=net_gw, ip_range=net_range, internal=internal,
+                labels=dict(labels or {}), options=options, bridge=bridge,
+            )
+            with self.store.transaction():
+                self.store.add_network(net)
+            try:
+                bridge_driver.create(self.host, net)
+            except BaseException:
+                links.delete_link(self.host, bridge)
+                with self.store.transaction():
+                    self.store.delete_network(net.id)
+                raise
+            return net
+
+    def network(self, ref: str) -> Network:
+        return self.store.network(ref)
+
+    def networks(self, filters: dict[str, list[str]] | None = None) -> list[Network]:
+        nets = self.store.networks()
+        for key, wanted in (filters or {}).items():
+            nets = [n for n in nets if any(_network_matches(n, key, w) for w in wanted)]
+        return nets
+
+    def remove_network(self, ref: str) -> None:
+        with self.store.locked():
+            net = self.store.network(ref)
+            if net.builtin:
+                raise Conflict(f"{net.name} is a pre-defined network and cannot be removed")
+            active = []
+            for ep in self.store.endpoints(network_id=net.id):
+                ctr = self.store.container_by_id(ep.container_id)
+                if ctr is not None and ctr.status == RUNNING:
+                    active.append(ctr.name)
+            if active:
+                raise Conflict(
+                    f"network {net.name} has active endpoints ({', '.join(sorted(active))}); "
+                    "stop those containers or disconnect them first"
+                )
+            bridge_driver.delete(self.host, net)
+            with self.store.transaction():
+                self.store.delete_network(net.id)
+
+    def prune_networks(self) -> list[str]:
+        removed = []
+        with self.store.locked():
+            for net in self.store.networks():
+                if not net.builtin and not self.store.endpoints(network_id=net.id):
+                    self.remove_network(net.id)
+                    removed.append(net.name)
+        return removed
+
+    def network_members(self, net: Network) -> list[tuple[Endpoint, Container]]:
+        out = []
+        for ep in self.store.endpoints(network_id=net.id):
+            ctr = self.store.container_by_id(ep.container_id)
+            if ctr is not None:
+                out.append((ep, ctr))
+        # host and none have no endpoints: their members are the containers in that mode
+        if net.name in ("host", "none"):
+            out += [(Endpoint(ctr.id, ctr.id, net.id, "", None, None), ctr)
+                    for ctr in self.store.containers() if ctr.network_mode == net.name]
+        return out
+
+    # -- addresses -----------------------------------------------------------------------------
+
+    def _allocate(self, net: Network, requested: IPv4Address | None) -> IPv4Address:
+        assert net.subnet is not None and net.gateway is not None
+        used = self.store.used_ips(net.id)
+        if requested is not None:
+            return ipam.check_static(requested, net.subnet, net.gateway, used, net.name)
+        addr = ipam.allocate(net.subnet, net.gateway, net.ip_range, used, net.last_ip, net.name)
+        self.store.update_network(net.id, last_ip=addr)
+        net.last_ip = addr
+        return addr
+
+    @staticmethod
+    def _next_ifname(endpoints: list[Endpoint]) -> str:
+        used = {ep.ifname for ep in endpoints}
+        n = 0
+        while f"eth{n}" in used:
+            n += 1
+        return f"eth{n}"
+
+    # -- containers ----------------------------------------------------------------------------
+
+    def container(self, ref: str) -> Container:
+        return self.store.container(ref)
+
+    def containers(self, all_: bool = False) -> list[Container]:
+        ctrs = self.store.containers()
+        return ctrs if all_ else [c for c in ctrs if self.effective_status(c) == RUNNING]
+
+    def effective_status(self, ctr: Container) -> str:
+        """The status as the kernel sees it: a 'running' container whose process is gone is
+        reported as exited even before its supervisor has recorded it."""
+        if ctr.status == RUNNING and not process.alive(ctr.pid, ctr.pid_start):
+            return EXITED
+        return ctr.status
+
+    def _resolve_mode(self, spec: RunSpec) -> tuple[str, Network | None, Container | None]:
+        """(network_mode, network to join or None, container whose sandbox to share)."""
+        if spec.network.startswith("container:"):
+            other = self.store.container(spec.network.split(":", 1)[1])
+            while other.shares_sandbox_of:
+                other = self.store.container(other.shares_sandbox_of)
+            if other.network_mode == "host":
+                return "host", None, None
+            if self.effective_status(other) != RUNNING:
+                raise Conflict(f"cannot join the network of container {other.name}: "
+                               "it is not running")
+            return f"container:{other.id}", None, other
+        net = self.store.network(spec.network)
+        if net.driver == "host":
+            return "host", None, None
+        if net.driver == "null":
+            return "none", None, None
+        return net.name, net, None
+
+    def create_container(self, spec: RunSpec) -> Container:
+        if not spec.cmd:
+            raise InvalidArgument("no command given: shoal run [OPTIONS] -- CMD [ARG...]")
+        if spec.name is not None:
+            validate_name(spec.name, "container")
+        if spec.hostname is not None and not HOSTNAME_RE.fullmatch(spec.hostname):
+            raise InvalidArgument(
+                f"invalid hostname {spec.hostname!r}: use letters, digits and '-', "
+                "at most 63 characters"
+            )
+        env = _parse_env(spec.env)
+        requested = ipam.parse_address(spec.ip, "--ip") if spec.ip else None
+        for alias in spec.aliases:
+            validate_name(alias, "alias")
+        with self.store.locked():
+            mode, net, shared = self._resolve_mode(spec)
+            if net is None and (requested or spec.aliases):
+                raise InvalidArgument(
+                    f"--ip and --network-alias need a bridge network, not network mode {mode}"
+                )
+            if net is not None and net.name == "bridge" and (requested or spec.aliases):
+                raise InvalidArgument(
+                    "user-specified IP addresses and aliases are supported on user-defined "
+                    "networks only; create one with shoal network create"
+                )
+            if spec.hostname and (mode == "host" or shared):
+                raise InvalidArgument(
+                    f"conflicting options: --hostname and network mode {spec.network}"
+                )
+            name = spec.name or self._unused_name()
+            if spec.name is not None and self._name_taken(spec.name):
+                raise Conflict(
+                    f"container name {spec.name} is already in use; remove that container "
+                    "(shoal rm) or pick another --name"
+                )
+            cid = new_id()
+            ctr = Container(
+                id=cid, name=name, created=now(),
+                hostname=spec.hostname or (os.uname().nodename if mode == "host" else cid[:12]),
+                cmd=list(spec.cmd), env=env, network_mode=mode, auto_remove=spec.auto_remove,
+                workdir=spec.workdir,
+            )
+            endpoint = None
+            with self.store.transaction():
+                self.store.add_container(ctr)
+                if net is not None:
+                    ip = self._allocate(net, requested)
+                    endpoint = Endpoint(
+                        id=new_id(), container_id=cid, network_id=net.id, ifname="eth0",
+                        ip=ip, mac=ipam.mac_for(ip), aliases=list(spec.aliases),
+                        requested_ip=requested,
+                    )
+                    self.store.add_endpoint(endpoint)
+            try:
+                self._build_sandbox(ctr, [(endpoint, net)] if endpoint and net else [], shared)
+            except BaseException:
+                self._destroy_sandbox(ctr)
+                with self.store.transaction():
+                    self.store.delete_container(cid)
+                shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+                raise
+            return ctr
+
+    def _name_taken(self, name: str) -> bool:
+        return self.store.db.execute(
+            "SELECT 1 FROM containers WHERE name=?", (name,)
+        ).fetchone() is not None
+
+    def _unused_name(self) -> str:
+        while True:
+            name = random_name()
+            if not self._name_taken(name):
+                return name
+
+    def _build_sandbox(
+        self, ctr: Container, endpoints: list[tuple[Endpoint, Network]], shared: Container | None
+    ) -> None:
+        """The sandbox (namespace + endpoints) and the container's own /etc files."""
+        cdir = self.container_dir(ctr.id)
+        os.makedirs(cdir, mode=0o700, exist_ok=True)
+        with open(os.path.join(cdir, "hostname"), "w") as f:
+            f.write(ctr.hostname + "\n")
+        if ctr.network_mode == "host":
+            shutil.copyfile("/etc/hosts", os.path.join(cdir, "hosts"))
+            return
+        if shared is not None:
+            shutil.copyfile(os.path.join(self.container_dir(shared.id), "hosts"),
+                            os.path.join(cdir, "hosts"))
+            return
+        _write_hosts(os.path.join(cdir, "hosts"), ctr.hostname,
+                     [ep.ip for ep, _ in endpoints if ep.ip])
+        self._prepare_netns_dir()
+        sandbox = ns.create_netns(self.sandbox_path(ctr.id), Netlink)
+        try:
+            if not endpoints:
+                links.bring_up_lo(sandbox)
+            for i, (ep, net) in enumerate(endpoints):
+                bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first=i == 0)
+        finally:
+            sandbox.close()
+
+    def _destroy_sandbox(self, ctr: Container) -> None:
+        """Unmount the sandbox's namespace; the kernel removes it and its veths once the last
+        process in it is gone. Its addresses go back to the pool."""
+        if ctr.has_own_sandbox:
+            ns.remove_netns(self.sandbox_path(ctr.id))
+
+    def _namespaces(self, ctr: Container) -> process.Namespaces:
+        cdir = self.container_dir(ctr.id)
+        netns = None
+        if ctr.shares_sandbox_of:
+            netns = self.sandbox_path(ctr.shares_sandbox_of)
+        elif ctr.network_mode != "host":
+            netns = self.sandbox_path(ctr.id)
+        return process.Namespaces(
+            netns=netns,
+            hostname=None if ctr.network_mode == "host" else ctr.hostname,
+            files=[(os.path.join(cdir, "hosts"), "/etc/hosts"),
+                   (os.path.join(cdir, "hostname"), "/etc/hostname")],
+            hidden=[self.netns_dir] if self._netns_dir_ready or ns.is_mountpoint(self.netns_dir)
+            else [],
+        )
+
+    def _process_env(self, ctr: Container) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", process.DEFAULT_PATH), "HOSTNAME": ctr.hostname,
+               "HOME": "/root"}
+        for item in ctr.env:
+            key, _, value = item.partition("=")
+            env[key] = value
+        return env
+
+    def start_process(
+        self,
+        ctr: Container,
+        stdin: int | None,
+        stdout: int | None,
+        stderr: int | None,
+        new_session: bool,
+    ) -> subprocess.Popen[bytes]:
+        """Start the container's command in its sandbox and record it as running. If it cannot
+        start, the container is finished with Docker's exit code (126/127) and the error is
+        raised."""
+        with self.store.locked():
+            current = self.store.container_by_id(ctr.id)
+            if current is None or current.status != CREATED:
+                raise NotFound(f"container {ctr.name} was removed before it started")
+            try:
+                proc = process.spawn(
+                    ctr.cmd, self._namespaces(ctr), self._process_env(ctr), ctr.workdir,
+                    stdin, stdout, stderr, new_session,
+                )
+            except process.CommandError as e:
+                self._finish(ctr.id, None, e.exit_code, error=str(e))
+                raise
+            me = os.getpid()
+            with self.store.transaction():
+                self.store.update_container(
+                    ctr.id, status=RUNNING, pid=proc.pid, pid_start=process.start_time(proc.pid),
+                    supervisor_pid=me, supervisor_start=process.start_time(me), started_at=now(),
+                )
+            return proc
+
+    def finish(self, container_id: str, pid: int | None, exit_code: int) -> None:
+        """Record that a container's process exited and release its sandbox."""
+        with self.store.locked():
+            self._finish(container_id, pid, exit_code)
+
+    def _finish(self, container_id: str, pid: int | None, exit_code: int, error: str = "") -> None:
+        ctr = self.store.container_by_id(container_id)
+        if ctr is None or ctr.status == EXITED or (pid is not None and ctr.pid != pid):
+            return
+        self._destroy_sandbox(ctr)
+        with self.store.transaction():
+            for ep in self.store.endpoints(container_id=ctr.id):
+                self.store.update_endpoint(ep.id, ip=None, mac=None)
+            self.store.update_container(
+                ctr.id, status=EXITED, exit_code=exit_code, finished_at=now(), error=error
+            )
+        if ctr.auto_remove:
+            self._delete_container(ctr)
+
+    def _delete_container(self, ctr: Container) -> None:
+        with self.store.transaction():
+            self.store.delete_container(ctr.id)
+        shutil.rmtree(self.container_dir(ctr.id), ignore_errors=True)
+
+    def _reap_if_orphaned(self, ctr: Container) -> Container:
+        """A running container whose process and supervisor are both gone (killed while no
+        shoal command ran) is marked exited; its exit code is unknown (Docker uses 255)."""
+        if (ctr.status == RUNNING and not process.alive(ctr.pid, ctr.pid_start)
+                and not process.alive(ctr.supervisor_pid, ctr.supervisor_start)):
+            self._finish(ctr.id, ctr.pid, 255, error="process exited while unsupervised")
+            return self.store.container_by_id(ctr.id) or replace(ctr, status=EXITED)
+        return ctr
+
+    def run_detached(self, spec: RunSpec) -> Container:
+        """Create the container and hand it to a supervisor process that starts the command,
+        records its exit and, with --rm, removes it. Returns once the command runs."""
+        ctr = self.create_container(spec)
+        log = os.path.join(self.container_dir(ctr.id), "log")
+        read_end, write_end = os.pipe()
+        try:
+            subprocess.Popen(
+                [sys.executable, "-m", "shoal.runtime.supervisor", self.root, self.run_dir,
+                 ctr.id, str(write_end), log],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(write_end,), start_new_session=True, close_fds=True,
+                env={**os.environ, "PYTHONPATH": _package_parent()},
+            )
+        except BaseException:
+            os.close(write_end)
+            os.close(read_end)
+            self.remove_container(ctr.id, force=True)
+            raise
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            report = pipe.read()
+        status, _, detail = report.partition("\t")
+        if status == "ok":
+            return self.store.container_by_id(ctr.id) or ctr
+        if status == "cmd":
+            code, _, message = detail.partition("\t")
+            raise process.CommandError(int(code), message)
+        self.remove_container(ctr.id, force=True)
+        raise ShoalError(detail or "the container's supervisor died before starting it")
+
+    def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
+        """Run the container attached to this terminal; returns the command's exit status."""
+        ctr = self.create_container(spec)
+        try:
+            proc = self.start_process(
+                ctr, None if interactive else subprocess.DEVNULL, None, None, new_session=False
+            )
+        except process.CommandError:
+            raise
+        except BaseException:
+            self.remove_container(ctr.id, force=True)
+            raise
+        forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, lambda sig, _f: proc.send_signal(sig)) for s in forwarded}
+        try:
+            code = process.wait_status(proc)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        self.finish(ctr.id, proc.pid, code)
+        return code
+
+    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+        ctr = self.store.container(ref)
+        if ctr.status == RUNNING:
+            process.terminate(ctr.pid or 0, ctr.pid_start, timeout)
+            self._await_supervisor(ctr)
+        return self.store.container_by_id(ctr.id) or ctr
+
+    def _await_supervisor(self, ctr: Container) -> None:
+        """After the process is gone, give its supervisor a moment to record the exit; finish
+        the container here if the supervisor is gone too."""
+        deadline = 50
+        while deadline:
+            cur = self.store.container_by_id(ctr.id)
+            if cur is None or cur.status != RUNNING:
+                return
+            if not process.alive(cur.supervisor_pid, cur.supervisor_start):
+                break
+            process.wait_gone(cur.supervisor_pid or 0, cur.supervisor_start, 0.05)
+            deadline -= 1
+        with self.store.locked():
+            cur = self.store.container_by_id(ctr.id)
+            if cur is not None and cur.status == RUNNING and not process.alive(
+                cur.pid, cur.pid_start
+            ):
+                self._finish(cur.id, cur.pid, 137)
+
+    def remove_container(self, ref: str, force: bool = False) -> None:
+        ctr = self.store.container(ref)
+        if ctr.status == RUNNING:
+            if not force and process.alive(ctr.pid, ctr.pid_start):
+                raise Conflict(
+                    f"container {ctr.name} is running: stop it first (shoal stop {ctr.name}) "
+                    "or remove it with -f"
+                )
+            process.terminate(ctr.pid or 0, ctr.pid_start, 0)
+            self._await_supervisor(ctr)
+        with self.store.locked():
+            cur = self.store.container_by_id(ctr.id)
+            if cur is None:
+                return
+            users = [c.name for c in self.store.containers()
+                     if c.shares_sandbox_of == cur.id and c.status == RUNNING]
+            if users:
+                raise Conflict(
+                    f"container {cur.name} shares its network with running containers "
+                    f"({', '.join(users)}); remove those first"
+                )
+            if cur.status != EXITED:
+                self._destroy_sandbox(cur)
+            self._delete_container(cur)
+
+    def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
+             stdin: int | None = None, stdout: int | None = None,
+             stderr: int | None = None) -> subprocess.Popen[bytes]:
+        if not cmd:
+            raise InvalidArgument("no command given: shoal exec NAME -- CMD [ARG...]")
+        ctr = self.store.container(ref)
+        if self.effective_status(ctr) != RUNNING:
+            raise Conflict(f"container {ctr.name} is not running")
+        assert ctr.pid is not None
+        proc_env = self._process_env(replace(ctr, env=ctr.env + _parse_env(env or [])))
+        return process.exec_in(ctr.pid, cmd, proc_env, ctr.workdir, stdin, stdout, stderr)
+
+    def log_path(self, ref: str) -> str:
+        return os.path.join(self.container_dir(self.store.container(ref).id), "log")
+
+    # -- connect / disconnect ------------------------------------------------------------------
+
+    def connect(self, net_ref: str, ctr_ref: str, ip: str | None = None,
+                aliases: list[str] | None = None) -> Endpoint:
+        requested = ipam.parse_address(ip, "--ip") if ip else None
+        for alias in aliases or []:
+            validate_name(alias, "alias")
+        with self.store.locked():
+            net = self.store.network(net_ref)
+            ctr = self._reap_if_orphaned(self.store.container(ctr_ref))
+            if net.driver != "bridge":
+                raise Conflict(f"containers cannot be connected to network {net.name}; "
+                               f"it is a network mode: use shoal run --network {net.name}")
+            if not ctr.network_mode or ctr.network_mode in ("host", "none") or \
+                    ctr.shares_sandbox_of:
+                raise Conflict(
+                    f"container {ctr.name} uses network mode {_mode_name(self, ctr)}; "
+                    "it cannot be connected to other networks"
+                )
+            if net.name == "bridge" and (requested or aliases):
+                raise InvalidArgument("user-specified IP addresses and aliases are supported on "
+                                      "user-defined networks only")
+            existing = self.store.endpoints(container_id=ctr.id)
+            if any(ep.network_id == net.id for ep in existing):
+                raise Conflict(f"container {ctr.name} is already connected to network {net.name}")
+            running = ctr.status == RUNNING
+            with self.store.transaction():
+                addr = self._allocate(net, requested) if running else None
+                if not running and requested is not None:
+                    assert net.subnet is not None and net.gateway is not None
+                    ipam.check_static(requested, net.subnet, net.gateway, [], net.name)
+                ep = Endpoint(
+                    id=new_id(), container_id=ctr.id, network_id=net.id,
+                    ifname=self._next_ifname(existing), ip=addr,
+                    mac=ipam.mac_for(addr) if addr else None, aliases=list(aliases or []),
+                    requested_ip=requested,
+                )
+                self.store.add_endpoint(ep)
+            if running:
+                first = not any(e.ip for e in existing)
+                try:
+                    with self._sandbox(ctr.id) as sandbox:
+                        bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first)
+                except BaseException:
+                    try:
+                        with self._sandbox(ctr.id) as sandbox:
+                            bridge_driver.detach(sandbox, ep)
+                    finally:
+                        with self.store.transaction():
+                            self.store.delete_endpoint(ep.id)
+                    raise
+            return ep
+
+    def disconnect(self, net_ref: str, ctr_ref: str) -> None:
+        with self.store.locked():
+            net = self.store.network(net_ref)
+            ctr = self._reap_if_orphaned(self.store.container(ctr_ref))
+            ep = next((e for e in self.store.endpoints(container_id=ctr.id)
+                       if e.network_id == net.id), None)
+            if ep is None:
+                raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
+            if ctr.status == RUNNING and ep.ip is not None:
+                with self._sandbox(ctr.id) as sandbox:
+                    bridge_driver.detach(sandbox, ep)
+            with self.store.transaction():
+                self.store.delete_endpoint(ep.id)
+
+
+def _mode_name(engine: Engine, ctr: Container) -> str:
+    if ctr.shares_sandbox_of:
+        other = engine.store.container_by_id(ctr.shares_sandbox_of)
+        return f"container:{other.name if other else ctr.shares_sandbox_of}"
+    return ctr.network_mode
+
+
+def _network_matches(net: Network, key: str, wanted: str) -> bool:
+    if key == "name":
+        return wanted in net.name
+    if key == "id":
+        return net.id.startswith(wanted)
+    if key == "driver":
+        return net.driver == wanted
+    if key == "label":
+        k, sep, v = wanted.partition("=")
+        return k in net.labels and (not sep or net.labels[k] == v)
+    if key == "type":
+        return (wanted == "builtin") == (net.name in BUILTIN_NETWORKS)
+    raise InvalidArgument(f"invalid filter {key!r}: use name=, id=, driver=, label= or type=")
+
+
+def _parse_env(items: list[str]) -> list[str]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or "\0" in item:
+            raise InvalidArgument(f"invalid environment variable {item!r}: use -e KEY=VALUE")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out.append(f"{key}={value}")
+    return out
+
+
+def _write_hosts(path: str, hostname: str, ips: list[IPv4Address]) -> None:
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
+             "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+    lines += [f"{ip}\t{hostname}" for ip in ips]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _package_parent() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    extra = os.environ.get("PYTHONPATH")
+    return here + (os.pathsep + extra if extra else "")
+
+
+def short(ctr_or_net: Container | Network) -> str:
+    return short_id(ctr_or_net.id)
+
+
+def inspect_network(engine: Engine, ref: str) -> dict[str, object]:
+    from .render import network_json
+
+    net = engine.store.network(ref)
+    return network_json(net, engine.network_members(net))
+
+
+def inspect_container(engine: Engine, ref: str) -> dict[str, object]:
+    from .render import container_json
+
+    ctr = engine.store.container(ref)
+    eps = [(ep, engine.store.network_by_id(ep.network_id))
+           for ep in engine.store.endpoints(container_id=ctr.id)]
+    data = container_json(ctr, engine.effective_status(ctr), eps, _mode_name(engine, ctr))
+    if ctr.has_own_sandbox and engine.effective_status(ctr) == RUNNING:
+        data["NetworkSettings"]["SandboxKey"] = engine.sandbox_path(ctr.id)  # type: ignore[index]
+    return data

@@ -1,0 +1,25 @@
+"""Errors shoal reports to its users: each one is a single line naming the problem and the fix."""
+
+
+class ShoalError(Exception):
+    """Base class; the CLI prints str(error) on one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class InvalidArgument(ShoalError):
+    """The user gave a value shoal cannot accept."""
+
+    exit_code = 2
+
+
+class NotFound(ShoalError):
+    """A named network or container does not exist."""
+
+
+class Conflict(ShoalError):
+    """The request clashes with existing state (a duplicate name, an address in use...)."""
+
+
+class KernelError(ShoalError):
+    """The kernel refused an operation."""

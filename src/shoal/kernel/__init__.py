@@ -1,0 +1,1 @@
+"""Adapters to the kernel: rtnetlink sockets, namespaces and mounts."""

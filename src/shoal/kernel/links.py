@@ -1,0 +1,202 @@
+"""Links, addresses and routes: the few rtnetlink operations shoal's drivers are built from."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from functools import cache
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from . import netlink as nl
+from .netlink import Netlink, attr, attr_str, attr_u8, attr_u32, ifinfomsg, nested
+
+
+@cache
+def ipv6_enabled() -> bool:
+    return os.path.exists("/proc/sys/net/ipv6")
+
+
+def _no_autoconf() -> bytes:
+    """IFLA_AF_SPEC asking IPv6 to generate no link-local address on the link."""
+    inet6 = nested(socket.AF_INET6, attr_u8(nl.IFLA_INET6_ADDR_GEN_MODE, nl.IN6_ADDR_GEN_MODE_NONE))
+    return nested(nl.IFLA_AF_SPEC, inet6)
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    up: bool
+    master: int | None
+    kind: str | None
+
+
+def _parse_link(body: bytes) -> Link:
+    _fam, _type, index, flags, _change = nl._IFINFO.unpack_from(body)
+    attrs = nl.parse_attrs(body, nl._IFINFO.size)
+    master = attrs.get(nl.IFLA_MASTER)
+    kind = None
+    if nl.IFLA_LINKINFO in attrs:
+        info = nl.parse_attrs(attrs[nl.IFLA_LINKINFO])
+        if nl.IFLA_INFO_KIND in info:
+            kind = info[nl.IFLA_INFO_KIND].rstrip(b"\0").decode()
+    return Link(
+        index=index,
+        name=attrs.get(nl.IFLA_IFNAME, b"").rstrip(b"\0").decode(),
+        up=bool(flags & nl.IFF_UP),
+        master=struct.unpack("=I", master)[0] if master else None,
+        kind=kind,
+    )
+
+
+def get_link(sock: Netlink, name: str) -> Link | None:
+    body = sock.get(nl.RTM_GETLINK, ifinfomsg() + attr_str(nl.IFLA_IFNAME, name), f"find {name}")
+    return _parse_link(body) if body else None
+
+
+def list_links(sock: Netlink) -> list[Link]:
+    return [_parse_link(b) for b in sock.dump(nl.RTM_GETLINK, ifinfomsg(), "list links")]
+
+
+def _set_up(index: int = 0, name: str | None = None, master: int | None = None) -> bytes:
+    body = ifinfomsg(index, nl.IFF_UP, nl.IFF_UP)
+    if name is not None:
+        body += attr_str(nl.IFLA_IFNAME, name)
+    if master is not None:
+        body += attr_u32(nl.IFLA_MASTER, master)
+    return body
+
+
+def create_bridge(sock: Netlink, name: str, gateway: IPv4Interface) -> int:
+    """A bridge holding the gateway address, up, without IPv6 autoconfiguration."""
+    body = ifinfomsg() + attr_str(nl.IFLA_IFNAME, name)
+    body += nested(nl.IFLA_LINKINFO, attr_str(nl.IFLA_INFO_KIND, "bridge"))
+    sock.call((nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body, f"create bridge {name}"))
+    link = get_link(sock, name)
+    assert link is not None
+    reqs = []
+    if ipv6_enabled():
+        reqs.append((nl.RTM_SETLINK, 0, ifinfomsg(link.index) + _no_autoconf(), "no autoconf"))
+    reqs.append(_addr_request(link.index, gateway, f"add {gateway} to {name}"))
+    reqs.append((nl.RTM_SETLINK, 0, _set_up(link.index), f"bring up {name}"))
+    sock.call(*reqs)
+    return link.index
+
+
+def ensure_bridge_up(sock: Netlink, name: str, gateway: IPv4Interface) -> int:
+    """The bridge's index; (re)creates it if missing, and if it was found down brings it up
+    and restores its gateway address."""
+    link = get_link(sock, name)
+    if link is None:
+        return create_bridge(sock, name, gateway)
+    if not link.up:
+        if gateway.ip not in {a.ip for a in addresses(sock, link.index)}:
+            sock.call(_addr_request(link.index, gateway, f"add {gateway} to {name}"))
+        sock.call((nl.RTM_SETLINK, 0, _set_up(link.index), f"bring up {name}"))
+    return link.index
+
+
+def delete_link(sock: Netlink, name: str) -> bool:
+    """Delete a link by name; False if there was none."""
+    body = ifinfomsg() + attr_str(nl.IFLA_IFNAME, name)
+    err = sock.batch([(nl.RTM_DELLINK, 0, body, f"delete {name}")])[0]
+    if err is None:
+        return True
+    if getattr(err, "errno", 0) in (19, 2):  # ENODEV, ENOENT
+        return False
+    raise err
+
+
+def _addr_request(index: int, iface: IPv4Interface, desc: str) -> tuple[int, int, bytes, str]:
+    ip = iface.ip.packed
+    body = nl.ifaddrmsg(index, iface.network.prefixlen)
+    body += attr(nl.IFA_LOCAL, ip) + attr(nl.IFA_ADDRESS, ip)
+    body += attr(nl.IFA_BROADCAST, iface.network.broadcast_address.packed)
+    return (nl.RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body, desc)
+
+
+def addresses(sock: Netlink, index: int | None = None) -> list[IPv4Interface]:
+    """IPv4 addresses of one link, or of every link in the namespace."""
+    out = []
+    for body in sock.dump(nl.RTM_GETADDR, nl.ifaddrmsg(0, 0), "list addresses"):
+        _fam, prefix, _flags, _scope, idx = nl._IFADDR.unpack_from(body)
+        if index is not None and idx != index:
+            continue
+        attrs = nl.parse_attrs(body, nl._IFADDR.size)
+        raw = attrs.get(nl.IFA_LOCAL) or attrs.get(nl.IFA_ADDRESS)
+        if raw and len(raw) == 4:
+            out.append(IPv4Interface(f"{IPv4Address(raw)}/{prefix}"))
+    return out
+
+
+def routes(sock: Netlink) -> list[IPv4Network]:
+    """Destinations of the IPv4 unicast routes of every table, default routes excluded."""
+    out = []
+    for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
+        _f, dst_len, _s, _t, _tab, _p, _sc, rtype, _fl = nl._RTMSG.unpack_from(body)
+        if rtype != nl.RTN_UNICAST or dst_len == 0:
+            continue
+        dst = nl.parse_attrs(body, nl._RTMSG.size).get(nl.RTA_DST)
+        if dst and len(dst) == 4:
+            out.append(IPv4Network(f"{IPv4Address(dst)}/{dst_len}", strict=False))
+    return out
+
+
+def add_veth_endpoint(
+    sandbox: Netlink,
+    host: Netlink,
+    host_ns_fd: int,
+    inside: str,
+    outside: str,
+    mac: str,
+    iface: IPv4Interface,
+    gateway: IPv4Address | None,
+    bridge_index: int,
+    first: bool,
+) -> None:
+    """Create a veth pair from inside the sandbox, handing its peer to the host namespace, then
+    address it, route through the gateway and plug the peer into the bridge.
+
+    Creating the pair inside the sandbox and moving only the peer out is the cheap way round:
+    no interface has to be moved and renamed afterwards. IPv6 address generation is turned
+    off on both ends before they come up, so attaching does not flood the bridge with
+    multicast (which makes each attach slower the more containers a bridge has)."""
+    peer = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + attr_u32(nl.IFLA_NET_NS_FD, host_ns_fd)
+    linkinfo = nested(
+        nl.IFLA_LINKINFO,
+        attr_str(nl.IFLA_INFO_KIND, "veth"),
+        nested(nl.IFLA_INFO_DATA, attr(nl.VETH_INFO_PEER, peer)),
+    )
+    body = ifinfomsg() + attr_str(nl.IFLA_IFNAME, inside) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
+    sandbox.call(
+        (nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body + linkinfo, f"create veth {inside}")
+    )
+    link = get_link(sandbox, inside)
+    assert link is not None
+    idx = link.index
+    six = ipv6_enabled()
+    reqs = []
+    if six:
+        reqs.append((nl.RTM_SETLINK, 0, ifinfomsg(idx) + _no_autoconf(), "no autoconf"))
+    if first:
+        reqs.append((nl.RTM_SETLINK, 0, _set_up(1), "bring up lo"))
+    reqs.append((nl.RTM_SETLINK, 0, _set_up(idx), f"bring up {inside}"))
+    reqs.append(_addr_request(idx, iface, f"add {iface} to {inside}"))
+    if gateway is not None:
+        route = nl.rtmsg() + attr(nl.RTA_GATEWAY, gateway.packed) + attr_u32(nl.RTA_OIF, idx)
+        reqs.append((nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_EXCL, route, "default route"))
+    host_reqs = []
+    if six:
+        by_name = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + _no_autoconf()
+        host_reqs.append((nl.RTM_NEWLINK, 0, by_name, f"no autoconf on {outside}"))
+    host_reqs.append(
+        (nl.RTM_NEWLINK, 0, _set_up(0, outside, bridge_index), f"plug {outside} into bridge")
+    )
+    sandbox.call(*reqs)
+    host.call(*host_reqs)
+
+
+def bring_up_lo(sandbox: Netlink) -> None:
+    sandbox.call((nl.RTM_SETLINK, 0, _set_up(1), "bring up lo"))

@@ -1,0 +1,88 @@
+"""The Container Network Model as plain dataclasses: networks, containers and their endpoints.
+No I/O here; the store persists these and the engine changes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+BUILTIN_NETWORKS = ("bridge", "host", "none")
+DRIVERS = ("bridge", "host", "null")
+
+# Container states, as Docker names them.
+CREATED, RUNNING, EXITED = "created", "running", "exited"
+
+
+def now() -> str:
+    """A timestamp in Docker's format (RFC 3339, UTC, nanoseconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+@dataclass
+class Network:
+    id: str
+    name: str
+    driver: str
+    created: str
+    subnet: IPv4Network | None = None
+    gateway: IPv4Address | None = None
+    ip_range: IPv4Network | None = None
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    bridge: str | None = None  # the Linux bridge device, for driver 'bridge'
+    last_ip: IPv4Address | None = None  # where the allocator continues
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in BUILTIN_NETWORKS
+
+    @property
+    def gateway_interface(self) -> IPv4Interface:
+        assert self.gateway is not None and self.subnet is not None
+        return IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}")
+
+
+@dataclass
+class Endpoint:
+    id: str
+    container_id: str
+    network_id: str
+    ifname: str  # eth0, eth1, ... inside the sandbox
+    ip: IPv4Address | None  # None while the container is not running
+    mac: str | None
+    aliases: list[str] = field(default_factory=list)
+    requested_ip: IPv4Address | None = None  # --ip, kept across restarts
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    created: str
+    hostname: str
+    cmd: list[str]
+    env: list[str]
+    network_mode: str  # 'bridge'/<network name>, 'host', 'none' or 'container:<id>'
+    status: str = CREATED
+    pid: int | None = None
+    pid_start: int | None = None  # the process's start time, to tell a reused pid apart
+    supervisor_pid: int | None = None
+    supervisor_start: int | None = None
+    exit_code: int = 0
+    started_at: str = "0001-01-01T00:00:00Z"
+    finished_at: str = "0001-01-01T00:00:00Z"
+    auto_remove: bool = False
+    error: str = ""
+    workdir: str = "/"
+
+    @property
+    def shares_sandbox_of(self) -> str | None:
+        if self.network_mode.startswith("container:"):
+            return self.network_mode.split(":", 1)[1]
+        return None
+
+    @property
+    def has_own_sandbox(self) -> bool:
+        return self.network_mode != "host" and self.shares_sandbox_of is None

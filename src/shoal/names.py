@@ -1,0 +1,80 @@
+"""Names: validation of user-given names, random container names, and the deterministic
+kernel names every object shoal creates carries (so garbage collection can find them)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from .errors import InvalidArgument
+
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+MAX_NAME = 128
+IFNAMSIZ = 15  # bytes usable in a Linux interface name
+IFNAME_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+
+DEFAULT_BRIDGE = "shoal0"
+BRIDGE_PREFIX = "sh-"
+HOST_VETH_PREFIX = "vsh"
+
+
+def validate_name(name: str, what: str) -> str:
+    """Check a container or network name the way Docker does."""
+    if not name:
+        raise InvalidArgument(f"{what} name must not be empty")
+    if len(name) > MAX_NAME:
+        raise InvalidArgument(f"{what} name {name[:20]!r}... is longer than {MAX_NAME} characters")
+    if not NAME_RE.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid {what} name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed"
+        )
+    return name
+
+
+def validate_ifname(name: str, what: str = "interface") -> str:
+    """A Linux interface name: 1 to 15 bytes, no '/', whitespace or ':'; not '.' or '..'."""
+    if len(name.encode()) > IFNAMSIZ:
+        raise InvalidArgument(
+            f"{what} name {name!r} is {len(name.encode())} bytes; Linux allows at most {IFNAMSIZ}"
+        )
+    if not IFNAME_RE.fullmatch(name) or name in (".", ".."):
+        raise InvalidArgument(
+            f"invalid {what} name {name!r}: use 1 to 15 of [a-zA-Z0-9_.-]"
+        )
+    return name
+
+
+def new_id() -> str:
+    """A 64-hex-digit id, as Docker uses."""
+    return secrets.token_hex(32)
+
+
+def short_id(full: str) -> str:
+    return full[:12]
+
+
+def bridge_name(network_id: str) -> str:
+    """Bridge device of a user-defined network: 'sh-' + 12 hex digits = 15 bytes."""
+    return BRIDGE_PREFIX + network_id[:12]
+
+
+def host_veth_name(endpoint_id: str) -> str:
+    """Host-side end of an endpoint's veth pair: 'vsh' + 12 hex digits = 15 bytes."""
+    return HOST_VETH_PREFIX + endpoint_id[:12]
+
+
+_ADJECTIVES = (
+    "agile amber bold brave calm clever cosmic eager fancy gentle happy jolly keen kind "
+    "lucid merry nimble noble proud quiet rapid serene sharp shiny silent steady swift "
+    "tidy vivid wise witty zealous"
+).split()
+_NOUNS = (
+    "anchovy barracuda carp cod dolphin eel flounder grouper haddock herring koi mackerel "
+    "marlin minnow perch pike salmon sardine shark skate snapper sole sprat sturgeon "
+    "trout tuna turbot wahoo whiting"
+).split()
+
+
+def random_name() -> str:
+    """A Docker-like 'adjective_noun' container name."""
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"

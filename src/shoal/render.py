@@ -1,0 +1,140 @@
+"""Docker-shaped views of shoal's state: the JSON `inspect` prints and the rows `ls`/`ps`
+show. Pure functions of the model."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+from typing import Any
+
+from .model import EXITED, RUNNING, Container, Endpoint, Network
+from .names import short_id
+
+
+def network_json(net: Network, members: list[tuple[Endpoint, Container]]) -> dict[str, Any]:
+    config: list[dict[str, str]] = []
+    if net.subnet is not None:
+        entry = {"Subnet": str(net.subnet), "Gateway": str(net.gateway)}
+        if net.ip_range is not None:
+            entry["IPRange"] = str(net.ip_range)
+        config.append(entry)
+    containers = {}
+    for ep, ctr in members:
+        containers[ctr.id] = {
+            "Name": ctr.name,
+            "EndpointID": ep.id if ep.ip else "",
+            "MacAddress": ep.mac or "",
+            "IPv4Address": f"{ep.ip}/{net.subnet.prefixlen}" if ep.ip and net.subnet else "",
+            "IPv6Address": "",
+        }
+    return {
+        "Name": net.name,
+        "Id": net.id,
+        "Created": net.created,
+        "Scope": "local",
+        "Driver": net.driver,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
+        "Internal": net.internal,
+        "Attachable": False,
+        "Containers": containers,
+        "Options": dict(net.options),
+        "Labels": dict(net.labels),
+    }
+
+
+def container_json(
+    ctr: Container, status: str, endpoints: list[tuple[Endpoint, Network]], mode_name: str
+) -> dict[str, Any]:
+    networks = {}
+    for ep, net in endpoints:
+        networks[net.name] = {
+            "NetworkID": net.id,
+            "EndpointID": ep.id if ep.ip else "",
+            "Gateway": str(net.gateway) if ep.ip and net.gateway else "",
+            "IPAddress": str(ep.ip) if ep.ip else "",
+            "IPPrefixLen": net.subnet.prefixlen if ep.ip and net.subnet else 0,
+            "MacAddress": ep.mac or "",
+            "Aliases": list(ep.aliases),
+            "IPAMConfig": {"IPv4Address": str(ep.requested_ip)} if ep.requested_ip else None,
+        }
+    if mode_name in ("host", "none"):
+        networks[mode_name] = {
+            "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+            "IPPrefixLen": 0, "MacAddress": "", "Aliases": [], "IPAMConfig": None,
+        }
+    first = endpoints[0] if endpoints else None
+    running = status == RUNNING
+    return {
+        "Id": ctr.id,
+        "Created": ctr.created,
+        "Path": ctr.cmd[0],
+        "Args": ctr.cmd[1:],
+        "State": {
+            "Status": status,
+            "Running": running,
+            "Pid": ctr.pid if running and ctr.pid else 0,
+            "ExitCode": ctr.exit_code if status == EXITED else 0,
+            "Error": ctr.error,
+            "StartedAt": ctr.started_at,
+            "FinishedAt": ctr.finished_at,
+        },
+        "Name": "/" + ctr.name,
+        "Config": {
+            "Hostname": ctr.hostname,
+            "Cmd": list(ctr.cmd),
+            "Env": list(ctr.env),
+            "WorkingDir": ctr.workdir,
+        },
+        "HostConfig": {"NetworkMode": mode_name, "AutoRemove": ctr.auto_remove},
+        "NetworkSettings": {
+            "SandboxKey": "",
+            "IPAddress": str(first[0].ip) if first and first[0].ip else "",
+            "Gateway": str(first[1].gateway) if first and first[0].ip else "",
+            "MacAddress": first[0].mac or "" if first else "",
+            "Networks": networks,
+        },
+    }
+
+
+def _ago(stamp: str, now: datetime | None = None) -> str:
+    when = datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+    secs = int(((now or datetime.now(UTC)) - when).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if secs >= size:
+            n = secs // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "Less than a second" if secs < 1 else f"{secs} second{'s' if secs != 1 else ''}"
+
+
+def status_text(ctr: Container, status: str) -> str:
+    if status == RUNNING:
+        return f"Up {_ago(ctr.started_at)}"
+    if status == EXITED:
+        return f"Exited ({ctr.exit_code}) {_ago(ctr.finished_at)} ago"
+    return "Created"
+
+
+def ps_row(ctr: Container, status: str) -> dict[str, str]:
+    cmd = shlex.join(ctr.cmd)
+    return {
+        "ID": short_id(ctr.id),
+        "Command": cmd if len(cmd) <= 20 else cmd[:19] + "…",
+        "CreatedAt": ctr.created,
+        "RunningFor": _ago(ctr.created) + " ago",
+        "Status": status_text(ctr, status),
+        "State": status,
+        "Networks": "",
+        "Names": ctr.name,
+    }
+
+
+def table(rows: list[dict[str, str]], columns: list[tuple[str, str]]) -> str:
+    """A left-aligned table with Docker's three-space gutter."""
+    widths = [max([len(title)] + [len(r[key]) for r in rows]) for title, key in columns]
+    lines = ["   ".join(t.ljust(w) for (t, _), w in zip(columns, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append(
+            "   ".join(r[k].ljust(w) for (_, k), w in zip(columns, widths, strict=True)).rstrip()
+        )
+    return "\n".join(lines)

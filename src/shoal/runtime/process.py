@@ -1,0 +1,187 @@
+"""Start, enter, watch and signal container processes."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import ShoalError
+from ..kernel import ns
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Namespaces:
+    """Where a new container process goes."""
+
+    netns: str | None  # a sandbox's namespace file; None for the host's namespace
+    hostname: str | None  # a new UTS namespace with this hostname; None to keep the host's
+    files: list[tuple[str, str]]  # (source, target) bind mounts: /etc/hosts, /etc/hostname
+    hidden: list[str]  # directories to unmount in the container (shoal's run directory)
+
+
+def _enter_new(spec: Namespaces) -> Callable[[], None]:
+    """The function a forked child runs before exec: join the sandbox, make its own mount
+    (and UTS) namespace, hide shoal's run directory, mount its own /etc/hosts."""
+    netns_fd = os.open(spec.netns, os.O_RDONLY) if spec.netns else None
+
+    def enter() -> None:
+        if netns_fd is not None:
+            ns.setns(netns_fd, ns.CLONE_NEWNET)
+            os.close(netns_fd)
+        ns.unshare(ns.CLONE_NEWNS | (ns.CLONE_NEWUTS if spec.hostname else 0))
+        ns.mount(None, "/", None, ns.MS_REC | ns.MS_SLAVE)
+        for path in spec.hidden:
+            ns.umount(path)
+        if spec.hostname:
+            ns.sethostname(spec.hostname)
+        for src, dst in spec.files:
+            if os.path.exists(dst):
+                ns.mount(src, dst, None, ns.MS_BIND)
+
+    return enter
+
+
+def _exit_status(code: int) -> int:
+    """Docker's convention: killed by signal N exits 128+N."""
+    return 128 - code if code < 0 else code
+
+
+def spawn(
+    cmd: list[str],
+    spec: Namespaces,
+    env: dict[str, str],
+    cwd: str,
+    stdin: int | None,
+    stdout: int | None,
+    stderr: int | None,
+    new_session: bool,
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd if os.path.isdir(cwd) else "/",
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            preexec_fn=_enter_new(spec),
+            start_new_session=new_session,
+        )
+    except FileNotFoundError:
+        raise CommandError(127, f"cannot run {cmd[0]!r}: executable file not found") from None
+    except PermissionError:
+        raise CommandError(126, f"cannot run {cmd[0]!r}: permission denied") from None
+    except subprocess.SubprocessError as e:
+        raise CommandError(126, f"cannot enter the container's namespaces: {e}") from None
+
+
+class CommandError(ShoalError):
+    """The container's command could not be started; exit_code follows Docker (126/127)."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exec_in(
+    pid: int,
+    cmd: list[str],
+    env: dict[str, str],
+    cwd: str,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Run a command inside the namespaces of a running container's process."""
+    fds = []
+    try:
+        for kind in ("net", "uts", "mnt"):
+            fds.append(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise ShoalError(f"the container's process {pid} is gone") from None
+
+    def enter() -> None:
+        for fd, flag in zip(fds, (ns.CLONE_NEWNET, ns.CLONE_NEWUTS, ns.CLONE_NEWNS), strict=True):
+            ns.setns(fd, flag)
+        os.chdir(cwd if os.path.isdir(cwd) else "/")
+
+    try:
+        return subprocess.Popen(
+            cmd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, preexec_fn=enter
+        )
+    except FileNotFoundError:
+        raise CommandError(127, f"cannot run {cmd[0]!r}: executable file not found") from None
+    except PermissionError:
+        raise CommandError(126, f"cannot run {cmd[0]!r}: permission denied") from None
+    except subprocess.SubprocessError as e:
+        raise CommandError(126, f"cannot enter the container's namespaces: {e}") from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def wait_status(proc: subprocess.Popen[bytes]) -> int:
+    return _exit_status(proc.wait())
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def alive(pid: int | None, started: int | None) -> bool:
+    """Is this exact process (not a later one that reused its pid) still running?"""
+    if not pid:
+        return False
+    now = start_time(pid)
+    return now is not None and (started is None or now == started)
+
+
+def wait_gone(pid: int, started: int | None, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for a process (not necessarily our child) to exit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return not alive(pid, started)
+    try:
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while alive(pid, started):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            poller.poll(min(left, 0.05) * 1000)
+        return True
+    finally:
+        os.close(fd)
+
+
+def terminate(pid: int, started: int | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop` does."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if not alive(pid, started):
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        if wait_gone(pid, started, wait):
+            return

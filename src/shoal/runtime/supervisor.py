@@ -1,0 +1,54 @@
+"""The supervisor of a detached container (`shoal run -d`): a small process in its own
+session that starts the container's command, tells the `shoal run` that launched it whether
+the start worked, waits for the command to exit, and records the exit (removing the
+container with --rm).
+
+Usage (internal): python -m shoal.runtime.supervisor ROOT RUN_DIR CONTAINER_ID FD LOG
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+
+def main(argv: list[str]) -> int:
+    root, run_dir, cid, fd, log = argv
+    report = os.fdopen(int(fd), "w")
+    from ..engine import Engine
+    from ..errors import ShoalError
+    from . import process
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        engine = Engine(root, run_dir)
+        ctr = engine.store.container_by_id(cid)
+        if ctr is None:
+            raise ShoalError(f"container {cid[:12]} was removed before it started")
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        proc = engine.start_process(ctr, subprocess.DEVNULL, out, out, new_session=True)
+        os.close(out)
+    except process.CommandError as e:
+        report.write(f"cmd\t{e.exit_code}\t{e}")
+        report.close()
+        return e.exit_code
+    except ShoalError as e:
+        report.write(f"err\t{e}")
+        report.close()
+        return 1
+    except Exception as e:  # report anything, never leave `shoal run -d` waiting
+        report.write(f"err\tsupervisor failed: {e!r}")
+        report.close()
+        return 1
+    report.write(f"ok\t{proc.pid}")
+    report.close()
+    code = process.wait_status(proc)
+    engine.finish(cid, proc.pid, code)
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

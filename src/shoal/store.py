@@ -1,0 +1,265 @@
+"""State in SQLite (WAL) under shoal's root directory, plus the write lock that serialises
+mutating commands. Readers never take the lock: WAL gives them a consistent snapshot."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from .errors import Conflict, NotFound, ShoalError
+from .model import Container, Endpoint, Network
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, driver TEXT NOT NULL, created TEXT NOT NULL,
+    subnet TEXT, gateway TEXT, ip_range TEXT, internal INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}', options TEXT NOT NULL DEFAULT '{}',
+    bridge TEXT UNIQUE, last_ip TEXT
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL, hostname TEXT,
+    cmd TEXT NOT NULL, env TEXT NOT NULL, network_mode TEXT NOT NULL, status TEXT NOT NULL,
+    pid INTEGER, pid_start INTEGER, supervisor_pid INTEGER, supervisor_start INTEGER,
+    exit_code INTEGER NOT NULL DEFAULT 0, started_at TEXT, finished_at TEXT,
+    auto_remove INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', workdir TEXT
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY,
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    ifname TEXT NOT NULL, ip TEXT, mac TEXT, aliases TEXT NOT NULL DEFAULT '[]',
+    requested_ip TEXT,
+    UNIQUE (network_id, ip), UNIQUE (container_id, network_id), UNIQUE (container_id, ifname)
+);
+CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints(network_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+_JSON = {"labels", "options", "cmd", "env", "aliases"}
+_NETS = {"subnet", "ip_range"}
+_ADDRS = {"gateway", "last_ip", "ip", "requested_ip"}
+_BOOLS = {"internal", "auto_remove"}
+
+
+def _to_db(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _JSON:
+        return json.dumps(value)
+    if name in _NETS or name in _ADDRS:
+        return str(value)
+    if name in _BOOLS:
+        return int(value)
+    return value
+
+
+def _from_db(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _JSON:
+        return json.loads(value)
+    if name in _NETS:
+        return IPv4Network(value)
+    if name in _ADDRS:
+        return IPv4Address(value)
+    if name in _BOOLS:
+        return bool(value)
+    return value
+
+
+def _row(cls: type, row: sqlite3.Row) -> Any:
+    return cls(**{f.name: _from_db(f.name, row[f.name]) for f in fields(cls)})
+
+
+def _values(obj: Any) -> dict[str, Any]:
+    return {f.name: _to_db(f.name, getattr(obj, f.name)) for f in fields(obj)}
+
+
+class Store:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        path = os.path.join(root, "shoal.db")
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise ShoalError(
+                f"cannot open the state database {path}: {e}; move it aside to start afresh"
+            ) from None
+        if version > SCHEMA_VERSION:
+            raise ShoalError(
+                f"the state database {path} was written by a newer shoal (schema {version}); "
+                "upgrade shoal"
+            )
+        if version < SCHEMA_VERSION:
+            self.db.executescript(
+                f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            )
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- locking and transactions ---------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The write lock, held for a whole kernel transaction. Re-entrant in one process;
+        released by the kernel if the process dies."""
+        if self._lock_depth == 0:
+            fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd = fd
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- generic ----------------------------------------------------------------------------
+
+    def _insert(self, table: str, obj: Any) -> None:
+        vals = _values(obj)
+        cols = ", ".join(vals)
+        marks = ", ".join("?" for _ in vals)
+        try:
+            self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(vals.values()))
+        except sqlite3.IntegrityError as e:
+            raise Conflict(f"{table[:-1]} already exists: {e}") from None
+
+    def _update(self, table: str, id_: str, **changes: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in changes)
+        vals = [_to_db(k, v) for k, v in changes.items()]
+        self.db.execute(f"UPDATE {table} SET {sets} WHERE id=?", [*vals, id_])
+
+    def _find(self, table: str, cls: type, ref: str, what: str) -> Any:
+        row = self.db.execute(f"SELECT * FROM {table} WHERE name=? OR id=?", (ref, ref)).fetchone()
+        if row is None and len(ref) >= 1 and all(c in "0123456789abcdef" for c in ref):
+            rows = self.db.execute(
+                f"SELECT * FROM {table} WHERE id LIKE ? LIMIT 2", (ref + "%",)
+            ).fetchall()
+            if len(rows) > 1:
+                raise NotFound(f"{what} id prefix {ref!r} is ambiguous; give more characters")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"no such {what}: {ref}")
+        return _row(cls, row)
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def add_network(self, net: Network) -> None:
+        self._insert("networks", net)
+
+    def network(self, ref: str) -> Network:
+        return self._find("networks", Network, ref, "network")
+
+    def network_by_id(self, id_: str) -> Network:
+        row = self.db.execute("SELECT * FROM networks WHERE id=?", (id_,)).fetchone()
+        if row is None:
+            raise NotFound(f"no such network: {id_}")
+        return _row(Network, row)
+
+    def networks(self) -> list[Network]:
+        rows = self.db.execute("SELECT * FROM networks ORDER BY created, name").fetchall()
+        return [_row(Network, r) for r in rows]
+
+    def update_network(self, id_: str, **changes: Any) -> None:
+        self._update("networks", id_, **changes)
+
+    def delete_network(self, id_: str) -> None:
+        self.db.execute("DELETE FROM endpoints WHERE network_id=?", (id_,))
+        self.db.execute("DELETE FROM networks WHERE id=?", (id_,))
+
+    # -- containers -------------------------------------------------------------------------
+
+    def add_container(self, ctr: Container) -> None:
+        self._insert("containers", ctr)
+
+    def container(self, ref: str) -> Container:
+        return self._find("containers", Container, ref, "container")
+
+    def container_by_id(self, id_: str) -> Container | None:
+        row = self.db.execute("SELECT * FROM containers WHERE id=?", (id_,)).fetchone()
+        return _row(Container, row) if row else None
+
+    def containers(self) -> list[Container]:
+        rows = self.db.execute("SELECT * FROM containers ORDER BY created").fetchall()
+        return [_row(Container, r) for r in rows]
+
+    def update_container(self, id_: str, **changes: Any) -> None:
+        self._update("containers", id_, **changes)
+
+    def delete_container(self, id_: str) -> None:
+        self.db.execute("DELETE FROM containers WHERE id=?", (id_,))
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    def add_endpoint(self, ep: Endpoint) -> None:
+        try:
+            self._insert("endpoints", ep)
+        except Conflict:
+            raise Conflict(f"address {ep.ip} is already in use") from None
+
+    def endpoints(self, container_id: str | None = None, network_id: str | None = None
+                  ) -> list[Endpoint]:
+        sql, args = "SELECT * FROM endpoints WHERE 1=1", []
+        if container_id is not None:
+            sql += " AND container_id=?"
+            args.append(container_id)
+        if network_id is not None:
+            sql += " AND network_id=?"
+            args.append(network_id)
+        return [_row(Endpoint, r) for r in self.db.execute(sql + " ORDER BY ifname", args)]
+
+    def update_endpoint(self, id_: str, **changes: Any) -> None:
+        self._update("endpoints", id_, **changes)
+
+    def delete_endpoint(self, id_: str) -> None:
+        self.db.execute("DELETE FROM endpoints WHERE id=?", (id_,))
+
+    def used_ips(self, network_id: str) -> list[IPv4Address]:
+        rows = self.db.execute(
+            "SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL", (network_id,)
+        )
+        return [IPv4Address(r[0]) for r in rows]
