@@ -457,8 +457,6 @@ class Engine:
             hostname=None if ctr.network_mode == "host" else ctr.hostname,
             files=[(os.path.join(cdir, "hosts"), "/etc/hosts"),
                    (os.path.join(cdir, "hostname"), "/etc/hostname")],
-            hidden=[self.netns_dir] if self._netns_dir_ready or ns.is_mountpoint(self.netns_dir)
-            else [],
         )
 
     def _process_env(self, ctr: Container) -> dict[str, str]:

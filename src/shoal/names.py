@@ -33,9 +33,10 @@ def validate_name(name: str, what: str) -> str:
 
 def validate_ifname(name: str, what: str = "interface") -> str:
     """A Linux interface name: 1 to 15 bytes, no '/', whitespace or ':'; not '.' or '..'."""
-    if len(name.encode()) > IFNAMSIZ:
+    size = len(name.encode(errors="replace"))  # argv may carry surrogate-escaped bytes
+    if size > IFNAMSIZ:
         raise InvalidArgument(
-            f"{what} name {name!r} is {len(name.encode())} bytes; Linux allows at most {IFNAMSIZ}"
+            f"{what} name {name!r} is {size} bytes; Linux allows at most {IFNAMSIZ}"
         )
     if not IFNAME_RE.fullmatch(name) or name in (".", ".."):
         raise InvalidArgument(

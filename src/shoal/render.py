@@ -111,6 +111,8 @@ def status_text(ctr: Container, status: str) -> str:
     if status == RUNNING:
         return f"Up {_ago(ctr.started_at)}"
     if status == EXITED:
+        if ctr.finished_at == Container.finished_at:  # gone, but its exit is not recorded yet
+            return "Exited"
         return f"Exited ({ctr.exit_code}) {_ago(ctr.finished_at)} ago"
     return "Created"
 

@@ -90,13 +90,15 @@ class Store:
         os.makedirs(root, mode=0o700, exist_ok=True)
         path = os.path.join(root, "shoal.db")
         try:
+            # create it private: SQLite would make it (and its -wal/-shm files) world-readable
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as e:
+        except (OSError, sqlite3.DatabaseError) as e:
             raise ShoalError(
                 f"cannot open the state database {path}: {e}; move it aside to start afresh"
             ) from None

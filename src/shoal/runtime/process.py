@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -23,12 +24,28 @@ class Namespaces:
     netns: str | None  # a sandbox's namespace file; None for the host's namespace
     hostname: str | None  # a new UTS namespace with this hostname; None to keep the host's
     files: list[tuple[str, str]]  # (source, target) bind mounts: /etc/hosts, /etc/hostname
-    hidden: list[str]  # directories to unmount in the container (shoal's run directory)
+
+
+def _namespace_mounts() -> list[str]:
+    """Mount points of namespace files (nsfs) in this mount namespace."""
+    points = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            left, _, right = line.partition(b" - ")
+            if right.startswith(b"nsfs "):
+                raw = left.split()[4]
+                points.append(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), raw))
+    return [p.decode(errors="surrogateescape") for p in points]
 
 
 def _enter_new(spec: Namespaces) -> Callable[[], None]:
     """The function a forked child runs before exec: join the sandbox, make its own mount
-    (and UTS) namespace, hide shoal's run directory, mount its own /etc/hosts."""
+    (and UTS) namespace, mount its own /etc/hosts and /etc/hostname.
+
+    The new mount namespace starts as a copy of the host's, including every bind-mounted
+    network namespace (shoal's sandboxes, `ip netns` ones). A copy keeps a namespace alive
+    after its owner unmounts it, so the container unmounts them all in its own copy: removing
+    any other container then still destroys its namespace and veths at once."""
     netns_fd = os.open(spec.netns, os.O_RDONLY) if spec.netns else None
 
     def enter() -> None:
@@ -37,7 +54,7 @@ def _enter_new(spec: Namespaces) -> Callable[[], None]:
             os.close(netns_fd)
         ns.unshare(ns.CLONE_NEWNS | (ns.CLONE_NEWUTS if spec.hostname else 0))
         ns.mount(None, "/", None, ns.MS_REC | ns.MS_SLAVE)
-        for path in spec.hidden:
+        for path in _namespace_mounts():
             ns.umount(path)
         if spec.hostname:
             ns.sethostname(spec.hostname)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import Host
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    if os.geteuid() != 0 or not shutil.which("nsenter"):
+        pytest.skip("integration tests need root and util-linux (run: make test)")
+    h = Host(tmp_path)
+    try:
+        h.setup()
+        yield h
+    finally:
+        h.cleanup()

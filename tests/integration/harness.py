@@ -1,0 +1,164 @@
+"""A throwaway 'host' for integration tests: a network namespace of its own with its own
+shoal root and run directory, plus an 'outside' namespace joined to it by a veth on a
+documentation range (198.51.100.0/24) that stands in for the internet.
+
+Nothing here touches the machine's own namespace. Cleanup kills only the processes found in
+this host's namespaces (by PID) and unmounts everything under the test's directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+HOST_ADDR, OUTSIDE_ADDR = "198.51.100.2", "198.51.100.1"
+
+
+def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
+
+
+def _ns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+class Host:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.ns = str(base / "host.ns")
+        self.outside = str(base / "outside.ns")
+        self.root = str(base / "root")
+        self.run_dir = str(base / "run")
+
+    def setup(self) -> None:
+        for path in (self.ns, self.outside):
+            Path(path).touch()
+            subprocess.run(["unshare", f"--net={path}", "true"], check=True)
+        self.ip("link", "set", "lo", "up")
+        self.ip("link", "set", "lo", "up", ns=self.outside)
+        self.ip("link", "add", "eth0", "type", "veth", "peer", "name", "uplink")
+        self.ip("link", "set", "uplink", "netns", self.outside)
+        self.ip("addr", "add", f"{HOST_ADDR}/24", "dev", "eth0")
+        self.ip("link", "set", "eth0", "up")
+        self.ip("route", "add", "default", "via", OUTSIDE_ADDR)
+        self.ip("addr", "add", f"{OUTSIDE_ADDR}/24", "dev", "uplink", ns=self.outside)
+        self.ip("link", "set", "uplink", "up", ns=self.outside)
+
+    # -- running things -------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": SRC}
+
+    def shoal(self, *args: str, check: bool = True, timeout: float = 60
+              ) -> subprocess.CompletedProcess[str]:
+        """Run the shoal CLI inside this host."""
+        cmd = ["nsenter", f"--net={self.ns}", sys.executable, "-m", "shoal",
+               "--root", self.root, "--run-dir", self.run_dir, *args]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             env=self.env(), cwd=str(self.base))
+        if check and res.returncode != 0:
+            raise AssertionError(f"shoal {' '.join(args)} failed ({res.returncode}): "
+                                 f"{res.stderr.strip()}")
+        return res
+
+    def shoal_json(self, *args: str) -> Any:
+        return json.loads(self.shoal(*args).stdout)
+
+    def python(self, code: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run Python code inside this host (for the Python API)."""
+        res = subprocess.run(["nsenter", f"--net={self.ns}", sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=120, env=self.env(),
+                             cwd=str(self.base))
+        if check and res.returncode != 0:
+            raise AssertionError(f"python failed: {res.stdout}\n{res.stderr}")
+        return res
+
+    def ip(self, *args: str, ns: str | None = None) -> str:
+        res = _run(["nsenter", f"--net={ns or self.ns}", "ip", *args])
+        if res.returncode != 0:
+            raise AssertionError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+        return res.stdout
+
+    def ip_json(self, *args: str, ns: str | None = None) -> Any:
+        return json.loads(self.ip("-j", *args, ns=ns) or "[]")
+
+    def links(self, ns: str | None = None) -> dict[str, Any]:
+        return {link["ifname"]: link for link in self.ip_json("link", "show", ns=ns)}
+
+    def in_container(self, ctr: str, *cmd: str, check: bool = True
+                     ) -> subprocess.CompletedProcess[str]:
+        return self.shoal("exec", ctr, "--", *cmd, check=check)
+
+    def sandbox(self, container: str) -> str:
+        return self.shoal_json("inspect", container)[0]["NetworkSettings"]["SandboxKey"]
+
+    def ip_of(self, container: str, network: str) -> str:
+        data = self.shoal_json("inspect", container)[0]
+        return data["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+    def wait_for(self, predicate: Any, timeout: float = 10, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def tcp_ok(self, ctr: str, addr: str, port: int) -> bool:
+        code = (f"import socket; s=socket.create_connection(('{addr}', {port}), timeout=2); "
+                "s.close()")
+        return self.in_container(ctr, sys.executable, "-c", code, check=False).returncode == 0
+
+    def ping_ok(self, ctr: str, addr: str) -> bool:
+        return self.in_container(ctr, "ping", "-c1", "-W2", addr, check=False).returncode == 0
+
+    def mounts(self) -> list[str]:
+        base = str(self.base)
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        return [p for p in points if p.startswith(base)]
+
+    # -- cleanup --------------------------------------------------------------------------
+
+    def _our_namespaces(self) -> set[int]:
+        inodes = {_ns_inode(self.ns), _ns_inode(self.outside)}
+        netns_dir = Path(self.run_dir) / "netns"
+        if netns_dir.is_dir():
+            inodes |= {_ns_inode(str(p)) for p in netns_dir.iterdir()}
+        return {i for i in inodes if i}
+
+    def _our_processes(self, inodes: set[int]) -> list[int]:
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                link = os.readlink(f"/proc/{entry}/ns/net")
+            except OSError:
+                continue
+            if int(link.split("[")[1].rstrip("]")) in inodes:
+                pids.append(int(entry))
+        return pids
+
+    def cleanup(self) -> None:
+        inodes = self._our_namespaces()
+        for _ in range(3):
+            pids = self._our_processes(inodes)
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
