@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# A walk through shoal, inside a throwaway "host" network namespace with its own state and run
+# directories: nothing on this machine's own network is touched, and everything is removed at
+# the end (also on failure or Ctrl-C).
+set -euo pipefail
+
+base=$(mktemp -d /tmp/shoal-demo.XXXXXX)
+hostns="$base/host.ns"
+touch "$hostns"
+unshare --net="$hostns" true
+
+shoal() { nsenter --net="$hostns" shoal --root "$base/root" --run-dir "$base/run" "$@"; }
+on_host() { nsenter --net="$hostns" "$@"; }
+say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
+show() { printf '$ shoal %s\n' "$*"; shoal "$@"; }
+
+cleanup() {
+  set +e
+  ids=$(shoal ps -aq 2>/dev/null)
+  [ -n "$ids" ] && shoal rm -f $ids >/dev/null 2>&1
+  # anything still running in the demo host's namespace was started by this demo
+  ino=$(stat -L -c %i "$hostns" 2>/dev/null)
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/ns/net" 2>/dev/null)" = "net:[$ino]" ] && kill -9 "${p#/proc/}" 2>/dev/null
+  done
+  grep -F " $base" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
+  rm -rf "$base"
+}
+trap cleanup EXIT
+on_host ip link set lo up
+
+say "Three networks exist from the start: bridge (the Linux bridge shoal0), host and none"
+show network ls
+
+say "A user-defined network gets the next free subnet from Docker's default pools"
+show network create --driver bridge isolated
+show network ls
+show network inspect isolated
+
+say "Two containers on 'isolated': a web server and a client (any host command, no images)"
+show run -d --name web --network isolated -- python3 -m http.server 8000
+show run -d --name client --network isolated -- sleep 300
+show ps
+web_ip=$(shoal inspect web | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"]["isolated"]["IPAddress"])')
+
+say "Inside the client: its own eth0 (one end of a veth pair), address and default route"
+show exec client -- ip -br addr
+show exec client -- ip route
+
+say "The client reaches the web server at $web_ip"
+for _ in $(seq 50); do shoal exec client -- python3 -c "import socket; socket.create_connection(('$web_ip', 8000), 1)" 2>/dev/null && break; sleep 0.1; done
+show exec client -- python3 -c "import urllib.request as u; r = u.urlopen('http://$web_ip:8000/'); print('HTTP', r.status, r.reason)"
+show exec client -- ping -c 2 "$web_ip"
+
+say "On the host: the bridge of 'isolated' and the host ends of the two veth pairs plugged into it"
+printf '$ ip -br link\n'; on_host ip -br link
+printf '$ bridge link\n'; on_host bridge link
+
+say "The network lists its containers; a container lists its networks"
+show network inspect isolated
+show inspect client
+
+say "Connecting the client to the default bridge gives it an eth1; disconnecting removes it"
+show network connect bridge client
+show exec client -- ip -br addr
+show network disconnect bridge client
+show exec client -- ip -br addr
+
+say "Stopping and removing containers leaves nothing behind in the kernel"
+show stop web client
+show rm web client
+show network rm isolated
+printf '$ ip -br link\n'; on_host ip -br link
+say "Done."

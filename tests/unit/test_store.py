@@ -1,0 +1,399 @@
+"""Unit tests for shoal.store: the SQLite state database (no root, no kernel)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from shoal.errors import Conflict, NotFound, ShoalError
+from shoal.model import EXITED, RUNNING, Container, Endpoint, Network
+from shoal.store import SCHEMA_VERSION, Store
+
+T0 = "2024-05-01T10:00:00.000000000Z"
+T1 = "2024-05-01T10:00:01.000000000Z"
+
+
+def hexid(prefix: str) -> str:
+    return (prefix + "0" * 64)[:64]
+
+
+def make_net(id_: str, name: str, subnet: str = "172.18.0.0/16", **kw: object) -> Network:
+    net = IPv4Network(subnet)
+    return Network(id=id_, name=name, driver="bridge", created=T0, subnet=net,
+                   gateway=net.network_address + 1, bridge="sh-" + id_[:12], **kw)  # type: ignore[arg-type]
+
+
+def make_ctr(id_: str, name: str, **kw: object) -> Container:
+    return Container(id=id_, name=name, created=T0, hostname=id_[:12], cmd=["sleep", "9"],
+                     env=["A=1"], network_mode="mynet", **kw)  # type: ignore[arg-type]
+
+
+def make_ep(id_: str, ctr: str, net: str, ip: str | None, ifname: str = "eth0") -> Endpoint:
+    addr = IPv4Address(ip) if ip else None
+    return Endpoint(id=id_, container_id=ctr, network_id=net, ifname=ifname, ip=addr,
+                    mac="02:42:00:00:00:01" if ip else None)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> str:
+    return str(tmp_path / "state")
+
+
+@pytest.fixture
+def store(root: str) -> Iterator[Store]:
+    s = Store(root)
+    yield s
+    s.close()
+
+
+NET_A = hexid("aaa1")
+NET_B = hexid("aab2")
+CTR_A = hexid("ccc1")
+CTR_B = hexid("ccd2")
+
+
+# -- networks --------------------------------------------------------------------------------
+
+
+def test_network_roundtrip(store: Store) -> None:
+    net = make_net(NET_A, "mynet", ip_range=IPv4Network("172.18.5.0/24"), internal=True,
+                   labels={"a": "b"}, options={"shoal.bridge.name": "br0"},
+                   last_ip=IPv4Address("172.18.5.7"))
+    store.add_network(net)
+    got = store.network("mynet")
+    assert got == net
+    assert isinstance(got.subnet, IPv4Network)
+    assert isinstance(got.gateway, IPv4Address)
+    assert got.internal is True
+
+
+def test_network_without_subnet_roundtrip(store: Store) -> None:
+    net = Network(id=NET_A, name="host", driver="host", created=T0)
+    store.add_network(net)
+    assert store.network("host") == net
+
+
+def test_network_lookup_by_name_id_and_prefix(store: Store) -> None:
+    store.add_network(make_net(NET_A, "first"))
+    store.add_network(make_net(NET_B, "second", "10.1.0.0/16"))
+    assert store.network("first").id == NET_A
+    assert store.network(NET_A).name == "first"
+    assert store.network(NET_B[:12]).name == "second"
+    assert store.network("aaa").name == "first"
+    assert store.network("aab").name == "second"
+    assert store.network_by_id(NET_B).name == "second"
+    assert [n.name for n in store.networks()] == ["first", "second"]
+
+
+def test_network_ambiguous_prefix(store: Store) -> None:
+    store.add_network(make_net(NET_A, "first"))
+    store.add_network(make_net(NET_B, "second", "10.1.0.0/16"))
+    with pytest.raises(NotFound) as exc:
+        store.network("aa")
+    assert "ambiguous" in str(exc.value)
+    assert "'aa'" in str(exc.value)
+
+
+def test_network_unknown(store: Store) -> None:
+    store.add_network(make_net(NET_A, "first"))
+    with pytest.raises(NotFound, match="no such network: nope"):
+        store.network("nope")
+    with pytest.raises(NotFound, match="no such network: bbb"):
+        store.network("bbb")  # hex, but no id starts with it
+    with pytest.raises(NotFound, match="no such network"):
+        store.network_by_id(NET_B)
+
+
+def test_name_is_not_a_prefix(store: Store) -> None:
+    store.add_network(make_net(NET_A, "frontend"))
+    with pytest.raises(NotFound):
+        store.network("front")
+
+
+def test_like_wildcards_are_not_patterns(store: Store) -> None:
+    store.add_network(make_net(NET_A, "first"))
+    for ref in ("%", "_", "a%", "a_a"):
+        with pytest.raises(NotFound):
+            store.network(ref)
+
+
+def test_duplicate_network_name_is_conflict(store: Store) -> None:
+    store.add_network(make_net(NET_A, "mynet"))
+    with pytest.raises(Conflict):
+        store.add_network(make_net(NET_B, "mynet", "10.1.0.0/16"))
+
+
+def test_update_and_delete_network(store: Store) -> None:
+    store.add_network(make_net(NET_A, "mynet"))
+    store.update_network(NET_A, last_ip=IPv4Address("172.18.0.9"), labels={"x": "y"})
+    got = store.network(NET_A)
+    assert got.last_ip == IPv4Address("172.18.0.9")
+    assert got.labels == {"x": "y"}
+    store.delete_network(NET_A)
+    with pytest.raises(NotFound):
+        store.network("mynet")
+    assert store.networks() == []
+
+
+# -- containers ------------------------------------------------------------------------------
+
+
+def test_container_roundtrip_and_lookup(store: Store) -> None:
+    ctr = make_ctr(CTR_A, "web", status=RUNNING, pid=123, pid_start=456, auto_remove=True,
+                   started_at=T1, workdir="/srv")
+    store.add_container(ctr)
+    store.add_container(make_ctr(CTR_B, "db"))
+    assert store.container("web") == ctr
+    assert store.container(CTR_A) == ctr
+    assert store.container(CTR_A[:12]) == ctr
+    assert store.container("ccd").name == "db"
+    assert store.container_by_id(CTR_A) == ctr
+    assert store.container_by_id(hexid("f")) is None
+    assert {c.name for c in store.containers()} == {"web", "db"}
+
+
+def test_container_ambiguous_and_unknown(store: Store) -> None:
+    store.add_container(make_ctr(CTR_A, "web"))
+    store.add_container(make_ctr(CTR_B, "db"))
+    with pytest.raises(NotFound, match="container id prefix 'cc' is ambiguous"):
+        store.container("cc")
+    with pytest.raises(NotFound, match="no such container: nope"):
+        store.container("nope")
+
+
+def test_duplicate_container_name_is_conflict(store: Store) -> None:
+    store.add_container(make_ctr(CTR_A, "web"))
+    with pytest.raises(Conflict):
+        store.add_container(make_ctr(CTR_B, "web"))
+
+
+def test_update_container(store: Store) -> None:
+    store.add_container(make_ctr(CTR_A, "web"))
+    store.update_container(CTR_A, status=EXITED, exit_code=3, finished_at=T1, pid=None)
+    got = store.container("web")
+    assert (got.status, got.exit_code, got.finished_at, got.pid) == (EXITED, 3, T1, None)
+
+
+# -- endpoints -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def populated(store: Store) -> Store:
+    store.add_network(make_net(NET_A, "mynet"))
+    store.add_container(make_ctr(CTR_A, "web"))
+    store.add_container(make_ctr(CTR_B, "db"))
+    return store
+
+
+def test_endpoint_roundtrip(populated: Store) -> None:
+    ep = make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2")
+    ep.aliases = ["www", "front"]
+    ep.requested_ip = IPv4Address("172.18.0.2")
+    populated.add_endpoint(ep)
+    assert populated.endpoints(container_id=CTR_A) == [ep]
+    assert populated.endpoints(network_id=NET_A) == [ep]
+    assert populated.endpoints(container_id=CTR_B) == []
+
+
+def test_two_endpoints_cannot_share_an_address(populated: Store) -> None:
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    with pytest.raises(Conflict, match="172.18.0.2 is already in use"):
+        populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, "172.18.0.2"))
+    assert [e.container_id for e in populated.endpoints(network_id=NET_A)] == [CTR_A]
+
+
+def test_same_address_on_different_networks_is_fine(populated: Store) -> None:
+    populated.add_network(make_net(NET_B, "other", "10.1.0.0/16"))
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_B, "172.18.0.2"))
+    assert len(populated.endpoints()) == 2
+
+
+def test_address_conflict_inside_transaction_rolls_back(populated: Store) -> None:
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    ctr = make_ctr(hexid("ce3"), "third")
+    with pytest.raises(Conflict), populated.transaction():
+        populated.add_container(ctr)
+        populated.add_endpoint(make_ep(hexid("e3"), ctr.id, NET_A, "172.18.0.2"))
+    assert populated.container_by_id(ctr.id) is None
+    assert not populated.db.in_transaction
+
+
+def test_endpoints_without_address_do_not_clash(populated: Store) -> None:
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, None))
+    populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, None))
+    assert len(populated.endpoints(network_id=NET_A)) == 2
+    assert populated.used_ips(NET_A) == []
+
+
+def test_used_ips_ignores_endpoints_without_address(populated: Store) -> None:
+    populated.add_network(make_net(NET_B, "other", "10.1.0.0/16"))
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, None))
+    populated.add_endpoint(make_ep(hexid("e3"), CTR_B, NET_B, "10.1.0.2", ifname="eth1"))
+    assert populated.used_ips(NET_A) == [IPv4Address("172.18.0.2")]
+    assert populated.used_ips(NET_B) == [IPv4Address("10.1.0.2")]
+
+
+def test_release_address_keeps_endpoint(populated: Store) -> None:
+    ep = make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2")
+    populated.add_endpoint(ep)
+    populated.update_endpoint(ep.id, ip=None, mac=None)
+    assert populated.used_ips(NET_A) == []
+    assert populated.endpoints(container_id=CTR_A)[0].ip is None
+    # the address is free for another endpoint now
+    populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, "172.18.0.2"))
+
+
+def test_endpoints_ordered_by_ifname(populated: Store) -> None:
+    populated.add_network(make_net(NET_B, "other", "10.1.0.0/16"))
+    populated.add_endpoint(make_ep(hexid("e2"), CTR_A, NET_B, "10.1.0.2", ifname="eth1"))
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2", ifname="eth0"))
+    assert [e.ifname for e in populated.endpoints(container_id=CTR_A)] == ["eth0", "eth1"]
+
+
+def test_deleting_container_cascades_to_endpoints(populated: Store) -> None:
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, "172.18.0.3"))
+    populated.delete_container(CTR_A)
+    assert populated.endpoints(container_id=CTR_A) == []
+    assert [e.container_id for e in populated.endpoints(network_id=NET_A)] == [CTR_B]
+    assert populated.used_ips(NET_A) == [IPv4Address("172.18.0.3")]
+
+
+def test_cascade_survives_reopen(root: str) -> None:
+    s = Store(root)
+    s.add_network(make_net(NET_A, "mynet"))
+    s.add_container(make_ctr(CTR_A, "web"))
+    s.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    s.close()
+    s = Store(root)  # foreign keys are per connection
+    s.delete_container(CTR_A)
+    assert s.endpoints() == []
+    s.close()
+
+
+def test_deleting_network_deletes_its_endpoints(populated: Store) -> None:
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    populated.delete_network(NET_A)
+    assert populated.endpoints() == []
+    assert populated.container("web").name == "web"
+
+
+def test_endpoint_needs_existing_container(populated: Store) -> None:
+    with pytest.raises(Conflict):
+        populated.add_endpoint(make_ep(hexid("e1"), hexid("dead"), NET_A, "172.18.0.2"))
+    assert populated.endpoints() == []
+
+
+# -- meta and transactions -----------------------------------------------------------------
+
+
+def test_meta(store: Store) -> None:
+    assert store.get_meta("builtins") is None
+    store.set_meta("builtins", "1")
+    store.set_meta("builtins", "2")
+    assert store.get_meta("builtins") == "2"
+
+
+def test_transaction_rolls_back_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.add_network(make_net(NET_A, "mynet"))
+        raise RuntimeError("boom")
+    assert store.networks() == []
+
+
+def test_nested_transaction_is_one_transaction(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.add_network(make_net(NET_A, "one"))
+        with store.transaction():
+            store.add_network(make_net(NET_B, "two", "10.1.0.0/16"))
+        raise RuntimeError("boom")
+    assert store.networks() == []
+
+
+def test_state_persists_across_connections(root: str) -> None:
+    s = Store(root)
+    s.add_network(make_net(NET_A, "mynet"))
+    s.close()
+    s = Store(root)
+    assert s.network("mynet").id == NET_A
+    s.close()
+
+
+def test_lock_is_reentrant(store: Store, root: str) -> None:
+    with store.locked():
+        with store.locked():
+            assert store._lock_depth == 2
+        assert store._lock_fd is not None
+    assert store._lock_fd is None
+    assert stat.S_IMODE(os.stat(os.path.join(root, "lock")).st_mode) & 0o077 == 0
+
+
+# -- opening the database ------------------------------------------------------------------
+
+
+def test_schema_version_is_set(store: Store) -> None:
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_newer_schema_is_refused(root: str) -> None:
+    Store(root).close()
+    db = sqlite3.connect(os.path.join(root, "shoal.db"))
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(ShoalError) as exc:
+        Store(root)
+    assert "newer" in str(exc.value)
+    assert "upgrade shoal" in str(exc.value)
+
+
+@pytest.mark.parametrize("size", [64, 100, 512, 4096, 65536])
+def test_corrupt_database_is_a_shoal_error(root: str, size: int) -> None:
+    os.makedirs(root)
+    garbage = (b"\xde\xad\xbe\xef not a database " * (size // 16 + 1))[:size]
+    with open(os.path.join(root, "shoal.db"), "wb") as f:
+        f.write(garbage)
+    with pytest.raises(ShoalError) as exc:
+        Store(root)
+    assert not isinstance(exc.value, sqlite3.Error)
+    msg = str(exc.value)
+    assert "shoal.db" in msg
+    assert "move it aside" in msg
+    assert "\n" not in msg
+
+
+def test_root_directory_is_private(root: str) -> None:
+    assert not os.path.exists(root)
+    Store(root).close()
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+
+
+def test_database_file_is_private(root: str) -> None:
+    s = Store(root)
+    s.add_network(make_net(NET_A, "mynet"))  # creates the WAL files too
+    for name in os.listdir(root):
+        if name.startswith("shoal.db"):
+            mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+            assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+    s.close()
+
+
+def test_database_file_is_private_with_permissive_umask(root: str) -> None:
+    old = os.umask(0)
+    try:
+        s = Store(root)
+        s.add_network(make_net(NET_A, "mynet"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    for name in os.listdir(root):
+        mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+        assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+    s.close()
