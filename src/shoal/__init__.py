@@ -6,7 +6,9 @@ Names are imported lazily so that `shoal network ls` starts fast.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Client", "ContainerError", "ExecResult", "ShoalError", "from_env"]
 

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from . import ipam
-from .drivers import bridge as bridge_driver
 from .drivers import check_driver
 from .errors import Conflict, InvalidArgument, NotFound, ShoalError
-from .kernel import links, ns
-from .kernel.netlink import Netlink
 from .model import BUILTIN_NETWORKS, CREATED, EXITED, RUNNING, Container, Endpoint, Network, now
 from .names import (
     DEFAULT_BRIDGE,
@@ -30,11 +21,24 @@ from .names import (
     validate_ifname,
     validate_name,
 )
-from .runtime import process
+from .records import Record
+from .runtime import pids
 from .store import Store
+
+# The kernel and process modules are imported where they are used, not here: commands that
+# only read the state (`shoal network ls`, `ps`, `inspect`) then start in a fraction of the
+# time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterator
+
+    from .kernel.netlink import Netlink
+    from .runtime.process import Namespaces
 
 DEFAULT_ROOT = "/var/lib/shoal"
 DEFAULT_RUN_DIR = "/run/shoal"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 BRIDGE_OPTIONS = {"shoal.bridge.name", "shoal.bridge.enable_icc"}
 HOSTNAME_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
@@ -52,8 +56,7 @@ def check_privileges() -> None:
         )
 
 
-@dataclass
-class RunSpec:
+class RunSpec(Record):
     """What `shoal run` asks for."""
 
     cmd: list[str]
@@ -61,8 +64,8 @@ class RunSpec:
     hostname: str | None = None
     network: str = "bridge"
     ip: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    aliases: list[str] = []
+    env: list[str] = []
     auto_remove: bool = False
     workdir: str = "/"
 
@@ -76,6 +79,7 @@ class Engine:
         )
         self.store = Store(self.root)
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
         self.netns_dir = os.path.join(self.run_dir, "netns")
         self._host: Netlink | None = None
         self._host_fd: int | None = None
@@ -97,12 +101,16 @@ class Engine:
     @property
     def host(self) -> Netlink:
         """A netlink socket in the host namespace (the one shoal was started in)."""
+        from .kernel.netlink import Netlink
+
         if self._host is None:
             self._host = Netlink()
         return self._host
 
     @property
     def host_fd(self) -> int:
+        from .kernel import ns
+
         if self._host_fd is None:
             self._host_fd = ns.current_netns_fd()
         return self._host_fd
@@ -114,6 +122,8 @@ class Engine:
         return os.path.join(self.run_dir, "containers", container_id)
 
     def _prepare_netns_dir(self) -> None:
+        from .kernel import ns
+
         if not self._netns_dir_ready:
             os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
             if not ns.is_mountpoint(self.netns_dir):
@@ -123,6 +133,9 @@ class Engine:
     @contextmanager
     def _sandbox(self, container_id: str) -> Iterator[Netlink]:
         """A netlink socket inside an existing sandbox."""
+        from .kernel import ns
+        from .kernel.netlink import Netlink
+
         with ns.entered(self.sandbox_path(container_id)):
             sock = Netlink()
         try:
@@ -134,12 +147,16 @@ class Engine:
 
     def _taken_subnets(self) -> list[tuple[IPv4Network, str]]:
         """Subnets already used: by shoal's networks, and by the host's addresses and routes."""
+        from .kernel import links
+
         taken = [(n.subnet, f"network {n.name}") for n in self.store.networks() if n.subnet]
         taken += [(a.network, f"host address {a}") for a in links.addresses(self.host)]
         taken += [(r, f"host route {r}") for r in links.routes(self.host)]
         return taken
 
     def _create_builtin_networks(self) -> None:
+        from .drivers import bridge as bridge_driver
+
         with self.store.locked():
             if self.store.get_meta("builtins") is not None:
                 return
@@ -170,6 +187,9 @@ class Engine:
         labels: dict[str, str] | None = None,
         options: dict[str, str] | None = None,
     ) -> Network:
+        from .drivers import bridge as bridge_driver
+        from .kernel import links
+
         validate_name(name, "network")
         check_driver(driver)
         if driver != "bridge":
@@ -244,6 +264,8 @@ class Engine:
         return nets
 
     def remove_network(self, ref: str) -> None:
+        from .drivers import bridge as bridge_driver
+
         with self.store.locked():
             net = self.store.network(ref)
             if net.builtin:
@@ -287,7 +309,7 @@ class Engine:
 
     def _allocate(self, net: Network, requested: IPv4Address | None) -> IPv4Address:
         assert net.subnet is not None and net.gateway is not None
-        used = self.store.used_ips(net.id)
+        used = _UsedAddresses(self.store, net.id)
         if requested is not None:
             return ipam.check_static(requested, net.subnet, net.gateway, used, net.name)
         addr = ipam.allocate(net.subnet, net.gateway, net.ip_range, used, net.last_ip, net.name)
@@ -315,7 +337,7 @@ class Engine:
     def effective_status(self, ctr: Container) -> str:
         """The status as the kernel sees it: a 'running' container whose process is gone is
         reported as exited even before its supervisor has recorded it."""
-        if ctr.status == RUNNING and not process.alive(ctr.pid, ctr.pid_start):
+        if ctr.status == RUNNING and not pids.alive(ctr.pid, ctr.pid_start):
             return EXITED
         return ctr.status
 
@@ -339,6 +361,8 @@ class Engine:
         return net.name, net, None
 
     def create_container(self, spec: RunSpec) -> Container:
+        import shutil
+
         if not spec.cmd:
             raise InvalidArgument("no command given: shoal run [OPTIONS] -- CMD [ARG...]")
         if spec.name is not None:
@@ -368,7 +392,7 @@ class Engine:
                     f"conflicting options: --hostname and network mode {spec.network}"
                 )
             name = spec.name or self._unused_name()
-            if spec.name is not None and self._name_taken(spec.name):
+            if spec.name is not None and self.store.name_taken(spec.name):
                 raise Conflict(
                     f"container name {spec.name} is already in use; remove that container "
                     "(shoal rm) or pick another --name"
@@ -401,21 +425,22 @@ class Engine:
                 raise
             return ctr
 
-    def _name_taken(self, name: str) -> bool:
-        return self.store.db.execute(
-            "SELECT 1 FROM containers WHERE name=?", (name,)
-        ).fetchone() is not None
-
     def _unused_name(self) -> str:
-        while True:
-            name = random_name()
-            if not self._name_taken(name):
-                return name
+        attempt = 0
+        while self.store.name_taken(name := random_name(attempt)):
+            attempt += 1
+        return name
 
     def _build_sandbox(
         self, ctr: Container, endpoints: list[tuple[Endpoint, Network]], shared: Container | None
     ) -> None:
         """The sandbox (namespace + endpoints) and the container's own /etc files."""
+        import shutil
+
+        from .drivers import bridge as bridge_driver
+        from .kernel import links, ns
+        from .kernel.netlink import Netlink
+
         cdir = self.container_dir(ctr.id)
         os.makedirs(cdir, mode=0o700, exist_ok=True)
         with open(os.path.join(cdir, "hostname"), "w") as f:
@@ -442,17 +467,21 @@ class Engine:
     def _destroy_sandbox(self, ctr: Container) -> None:
         """Unmount the sandbox's namespace; the kernel removes it and its veths once the last
         process in it is gone. Its addresses go back to the pool."""
+        from .kernel import ns
+
         if ctr.has_own_sandbox:
             ns.remove_netns(self.sandbox_path(ctr.id))
 
-    def _namespaces(self, ctr: Container) -> process.Namespaces:
+    def _namespaces(self, ctr: Container) -> Namespaces:
+        from .runtime.process import Namespaces
+
         cdir = self.container_dir(ctr.id)
         netns = None
         if ctr.shares_sandbox_of:
             netns = self.sandbox_path(ctr.shares_sandbox_of)
         elif ctr.network_mode != "host":
             netns = self.sandbox_path(ctr.id)
-        return process.Namespaces(
+        return Namespaces(
             netns=netns,
             hostname=None if ctr.network_mode == "host" else ctr.hostname,
             files=[(os.path.join(cdir, "hosts"), "/etc/hosts"),
@@ -460,7 +489,7 @@ class Engine:
         )
 
     def _process_env(self, ctr: Container) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", process.DEFAULT_PATH), "HOSTNAME": ctr.hostname,
+        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOSTNAME": ctr.hostname,
                "HOME": "/root"}
         for item in ctr.env:
             key, _, value = item.partition("=")
@@ -478,6 +507,8 @@ class Engine:
         """Start the container's command in its sandbox and record it as running. If it cannot
         start, the container is finished with Docker's exit code (126/127) and the error is
         raised."""
+        from .runtime import process
+
         with self.store.locked():
             current = self.store.container_by_id(ctr.id)
             if current is None or current.status != CREATED:
@@ -493,8 +524,8 @@ class Engine:
             me = os.getpid()
             with self.store.transaction():
                 self.store.update_container(
-                    ctr.id, status=RUNNING, pid=proc.pid, pid_start=process.start_time(proc.pid),
-                    supervisor_pid=me, supervisor_start=process.start_time(me), started_at=now(),
+                    ctr.id, status=RUNNING, pid=proc.pid, pid_start=pids.start_time(proc.pid),
+                    supervisor_pid=me, supervisor_start=pids.start_time(me), started_at=now(),
                 )
             return proc
 
@@ -518,6 +549,8 @@ class Engine:
             self._delete_container(ctr)
 
     def _delete_container(self, ctr: Container) -> None:
+        import shutil
+
         with self.store.transaction():
             self.store.delete_container(ctr.id)
         shutil.rmtree(self.container_dir(ctr.id), ignore_errors=True)
@@ -525,15 +558,20 @@ class Engine:
     def _reap_if_orphaned(self, ctr: Container) -> Container:
         """A running container whose process and supervisor are both gone (killed while no
         shoal command ran) is marked exited; its exit code is unknown (Docker uses 255)."""
-        if (ctr.status == RUNNING and not process.alive(ctr.pid, ctr.pid_start)
-                and not process.alive(ctr.supervisor_pid, ctr.supervisor_start)):
+        if (ctr.status == RUNNING and not pids.alive(ctr.pid, ctr.pid_start)
+                and not pids.alive(ctr.supervisor_pid, ctr.supervisor_start)):
             self._finish(ctr.id, ctr.pid, 255, error="process exited while unsupervised")
-            return self.store.container_by_id(ctr.id) or replace(ctr, status=EXITED)
+            return self.store.container_by_id(ctr.id) or ctr.replace(status=EXITED)
         return ctr
 
     def run_detached(self, spec: RunSpec) -> Container:
         """Create the container and hand it to a supervisor process that starts the command,
         records its exit and, with --rm, removes it. Returns once the command runs."""
+        import subprocess
+        import sys
+
+        from .runtime import process
+
         ctr = self.create_container(spec)
         log = os.path.join(self.container_dir(ctr.id), "log")
         read_end, write_end = os.pipe()
@@ -564,6 +602,11 @@ class Engine:
 
     def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
         """Run the container attached to this terminal; returns the command's exit status."""
+        import signal
+        import subprocess
+
+        from .runtime import process
+
         ctr = self.create_container(spec)
         try:
             proc = self.start_process(
@@ -585,6 +628,8 @@ class Engine:
         return code
 
     def stop(self, ref: str, timeout: float = 10.0) -> Container:
+        from .runtime import process
+
         ctr = self.store.container(ref)
         if ctr.status == RUNNING:
             process.terminate(ctr.pid or 0, ctr.pid_start, timeout)
@@ -599,21 +644,23 @@ class Engine:
             cur = self.store.container_by_id(ctr.id)
             if cur is None or cur.status != RUNNING:
                 return
-            if not process.alive(cur.supervisor_pid, cur.supervisor_start):
+            if not pids.alive(cur.supervisor_pid, cur.supervisor_start):
                 break
-            process.wait_gone(cur.supervisor_pid or 0, cur.supervisor_start, 0.05)
+            pids.wait_gone(cur.supervisor_pid or 0, cur.supervisor_start, 0.05)
             deadline -= 1
         with self.store.locked():
             cur = self.store.container_by_id(ctr.id)
-            if cur is not None and cur.status == RUNNING and not process.alive(
+            if cur is not None and cur.status == RUNNING and not pids.alive(
                 cur.pid, cur.pid_start
             ):
                 self._finish(cur.id, cur.pid, 137)
 
     def remove_container(self, ref: str, force: bool = False) -> None:
+        from .runtime import process
+
         ctr = self.store.container(ref)
         if ctr.status == RUNNING:
-            if not force and process.alive(ctr.pid, ctr.pid_start):
+            if not force and pids.alive(ctr.pid, ctr.pid_start):
                 raise Conflict(
                     f"container {ctr.name} is running: stop it first (shoal stop {ctr.name}) "
                     "or remove it with -f"
@@ -624,8 +671,7 @@ class Engine:
             cur = self.store.container_by_id(ctr.id)
             if cur is None:
                 return
-            users = [c.name for c in self.store.containers()
-                     if c.shares_sandbox_of == cur.id and c.status == RUNNING]
+            users = self.store.sharing_sandbox(cur.id)
             if users:
                 raise Conflict(
                     f"container {cur.name} shares its network with running containers "
@@ -638,13 +684,15 @@ class Engine:
     def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
              stdin: int | None = None, stdout: int | None = None,
              stderr: int | None = None) -> subprocess.Popen[bytes]:
+        from .runtime import process
+
         if not cmd:
             raise InvalidArgument("no command given: shoal exec NAME -- CMD [ARG...]")
         ctr = self.store.container(ref)
         if self.effective_status(ctr) != RUNNING:
             raise Conflict(f"container {ctr.name} is not running")
         assert ctr.pid is not None
-        proc_env = self._process_env(replace(ctr, env=ctr.env + _parse_env(env or [])))
+        proc_env = self._process_env(ctr.replace(env=ctr.env + _parse_env(env or [])))
         return process.exec_in(ctr.pid, cmd, proc_env, ctr.workdir, stdin, stdout, stderr)
 
     def log_path(self, ref: str) -> str:
@@ -654,6 +702,8 @@ class Engine:
 
     def connect(self, net_ref: str, ctr_ref: str, ip: str | None = None,
                 aliases: list[str] | None = None) -> Endpoint:
+        from .drivers import bridge as bridge_driver
+
         requested = ipam.parse_address(ip, "--ip") if ip else None
         for alias in aliases or []:
             validate_name(alias, "alias")
@@ -704,6 +754,8 @@ class Engine:
             return ep
 
     def disconnect(self, net_ref: str, ctr_ref: str) -> None:
+        from .drivers import bridge as bridge_driver
+
         with self.store.locked():
             net = self.store.network(net_ref)
             ctr = self._reap_if_orphaned(self.store.container(ctr_ref))
@@ -716,6 +768,16 @@ class Engine:
                     bridge_driver.detach(sandbox, ep)
             with self.store.transaction():
                 self.store.delete_endpoint(ep.id)
+
+
+class _UsedAddresses:
+    """The addresses taken on a network, answered one indexed query at a time."""
+
+    def __init__(self, store: Store, network_id: str) -> None:
+        self.store, self.network_id = store, network_id
+
+    def __contains__(self, addr: object) -> bool:
+        return isinstance(addr, IPv4Address) and self.store.ip_in_use(self.network_id, addr)
 
 
 def _mode_name(engine: Engine, ctr: Container) -> str:

@@ -1,11 +1,12 @@
-"""The Container Network Model as plain dataclasses: networks, containers and their endpoints.
+"""The Container Network Model as plain records: networks, containers and their endpoints.
 No I/O here; the store persists these and the engine changes them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from .records import Record
 
 BUILTIN_NETWORKS = ("bridge", "host", "none")
 DRIVERS = ("bridge", "host", "null")
@@ -19,8 +20,7 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
-@dataclass
-class Network:
+class Network(Record):
     id: str
     name: str
     driver: str
@@ -29,8 +29,8 @@ class Network:
     gateway: IPv4Address | None = None
     ip_range: IPv4Network | None = None
     internal: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = {}
+    options: dict[str, str] = {}
     bridge: str | None = None  # the Linux bridge device, for driver 'bridge'
     last_ip: IPv4Address | None = None  # where the allocator continues
 
@@ -44,20 +44,18 @@ class Network:
         return IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}")
 
 
-@dataclass
-class Endpoint:
+class Endpoint(Record):
     id: str
     container_id: str
     network_id: str
     ifname: str  # eth0, eth1, ... inside the sandbox
     ip: IPv4Address | None  # None while the container is not running
     mac: str | None
-    aliases: list[str] = field(default_factory=list)
+    aliases: list[str] = []
     requested_ip: IPv4Address | None = None  # --ip, kept across restarts
 
 
-@dataclass
-class Container:
+class Container(Record):
     id: str
     name: str
     created: str

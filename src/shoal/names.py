@@ -3,8 +3,8 @@ kernel names every object shoal creates carries (so garbage collection can find 
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 from .errors import InvalidArgument
 
@@ -47,7 +47,7 @@ def validate_ifname(name: str, what: str = "interface") -> str:
 
 def new_id() -> str:
     """A 64-hex-digit id, as Docker uses."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def short_id(full: str) -> str:
@@ -76,6 +76,9 @@ _NOUNS = (
 ).split()
 
 
-def random_name() -> str:
-    """A Docker-like 'adjective_noun' container name."""
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+def random_name(attempt: int = 0) -> str:
+    """A Docker-like 'adjective_noun' container name; after the first few attempts (names
+    already taken) a number is added, as Docker does, so there is always a free one."""
+    a, b, n = os.urandom(3)
+    name = f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_NOUNS[b % len(_NOUNS)]}"
+    return name if attempt < 5 else f"{name}{n + 256 * attempt}"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
-from typing import Any
 
 from .model import EXITED, RUNNING, Container, Endpoint, Network
 from .names import short_id
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def network_json(net: Network, members: list[tuple[Endpoint, Container]]) -> dict[str, Any]:

@@ -9,12 +9,14 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any
 
 from .errors import Conflict, NotFound, ShoalError
 from .model import Container, Endpoint, Network
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -77,17 +79,18 @@ def _from_db(name: str, value: Any) -> Any:
 
 
 def _row(cls: type, row: sqlite3.Row) -> Any:
-    return cls(**{f.name: _from_db(f.name, row[f.name]) for f in fields(cls)})
+    return cls(**{name: _from_db(name, row[name]) for name in cls._fields})
 
 
 def _values(obj: Any) -> dict[str, Any]:
-    return {f.name: _to_db(f.name, getattr(obj, f.name)) for f in fields(obj)}
+    return {name: _to_db(name, getattr(obj, name)) for name in obj._fields}
 
 
 class Store:
     def __init__(self, root: str) -> None:
         self.root = root
         os.makedirs(root, mode=0o700, exist_ok=True)
+        os.chmod(root, 0o700)
         path = os.path.join(root, "shoal.db")
         try:
             # create it private: SQLite would make it (and its -wal/-shm files) world-readable
@@ -238,10 +241,9 @@ class Store:
     # -- endpoints --------------------------------------------------------------------------
 
     def add_endpoint(self, ep: Endpoint) -> None:
-        try:
-            self._insert("endpoints", ep)
-        except Conflict:
-            raise Conflict(f"address {ep.ip} is already in use") from None
+        if ep.ip is not None and self.ip_in_use(ep.network_id, ep.ip):
+            raise Conflict(f"address {ep.ip} is already in use")
+        self._insert("endpoints", ep)
 
     def endpoints(self, container_id: str | None = None, network_id: str | None = None
                   ) -> list[Endpoint]:
@@ -259,6 +261,24 @@ class Store:
 
     def delete_endpoint(self, id_: str) -> None:
         self.db.execute("DELETE FROM endpoints WHERE id=?", (id_,))
+
+    def ip_in_use(self, network_id: str, ip: IPv4Address) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM endpoints WHERE network_id=? AND ip=?", (network_id, str(ip))
+        ).fetchone() is not None
+
+    def sharing_sandbox(self, container_id: str) -> list[str]:
+        """Names of running containers using this container's sandbox (container:<id>)."""
+        rows = self.db.execute(
+            "SELECT name FROM containers WHERE network_mode=? AND status='running'",
+            (f"container:{container_id}",),
+        )
+        return [r[0] for r in rows]
+
+    def name_taken(self, name: str) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM containers WHERE name=?", (name,)
+        ).fetchone() is not None
 
     def used_ips(self, network_id: str) -> list[IPv4Address]:
         rows = self.db.execute(

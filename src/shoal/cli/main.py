@@ -5,14 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 USAGE_EXIT = 2
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's formatter without its `shutil` import (which also pulls in the compression
+    modules): add_argument builds one formatter per argument, at every start."""
+
+    def __init__(self, prog: str) -> None:
+        width = int(os.environ.get("COLUMNS", "100") or 100)
+        super().__init__(prog, width=max(width - 2, 40))
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other shoal error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"shoal: {message} (see: {self.prog} --help)\n")
@@ -35,13 +52,7 @@ def _format_arg(p: argparse.ArgumentParser) -> None:
                    help="output format (default: table)")
 
 
-def build_parser() -> Parser:
-    p = Parser(prog="shoal", description="Docker-style container networking on the Linux kernel")
-    p.add_argument("--root", help="state directory (default /var/lib/shoal; env SHOAL_ROOT)")
-    p.add_argument("--run-dir", help="runtime directory (default /run/shoal; env SHOAL_RUN_DIR)")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    net = sub.add_parser("network", help="manage networks")
+def _network_parser(net: Parser) -> None:
     nsub = net.add_subparsers(dest="network_command", required=True, parser_class=Parser)
     c = nsub.add_parser("create", help="create a network")
     c.add_argument("name")
@@ -73,7 +84,9 @@ def build_parser() -> Parser:
     dc.add_argument("container")
     dc.add_argument("-f", "--force", action="store_true")
 
-    run = sub.add_parser("run", help="run a command in a new container", add_help=False)
+
+def _run_parser(run: Parser) -> None:
+    run.add_argument("--help", action="help", help="show this help and exit")
     run.add_argument("-d", "--detach", action="store_true")
     run.add_argument("-i", "--interactive", action="store_true")
     run.add_argument("--rm", action="store_true")
@@ -85,26 +98,72 @@ def build_parser() -> Parser:
     run.add_argument("-e", "--env", action="append", default=[])
     run.add_argument("-w", "--workdir")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
-    run.add_argument("--help", action="help")
 
-    ps = sub.add_parser("ps", help="list containers")
+
+def _ps_parser(ps: Parser) -> None:
     ps.add_argument("-a", "--all", action="store_true")
     ps.add_argument("-q", "--quiet", action="store_true")
     ps.add_argument("--no-trunc", action="store_true")
     _format_arg(ps)
-    sub.add_parser("inspect", help="show containers as JSON").add_argument("names", nargs="+")
-    ex = sub.add_parser("exec", help="run a command in a running container")
+
+
+def _exec_parser(ex: Parser) -> None:
     ex.add_argument("-i", "--interactive", action="store_true")
     ex.add_argument("-e", "--env", action="append", default=[])
     ex.add_argument("container")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
-    sub.add_parser("logs", help="show a container's output").add_argument("container")
-    st = sub.add_parser("stop", help="stop running containers")
+
+
+def _stop_parser(st: Parser) -> None:
     st.add_argument("-t", "--time", type=float, default=10.0)
     st.add_argument("names", nargs="+")
-    rm = sub.add_parser("rm", help="remove containers")
+
+
+def _rm_parser(rm: Parser) -> None:
     rm.add_argument("-f", "--force", action="store_true")
     rm.add_argument("names", nargs="+")
+
+
+# command: (help, builder of its arguments, whether it has its own -h/--help)
+COMMANDS = {
+    "network": ("manage networks", _network_parser, True),
+    "run": ("run a command in a new container", _run_parser, False),
+    "ps": ("list containers", _ps_parser, True),
+    "inspect": ("show containers as JSON",
+                lambda p: p.add_argument("names", nargs="+"), True),
+    "exec": ("run a command in a running container", _exec_parser, True),
+    "logs": ("show a container's output", lambda p: p.add_argument("container"), True),
+    "stop": ("stop running containers", _stop_parser, True),
+    "rm": ("remove containers", _rm_parser, True),
+}
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The subcommand named in argv, skipping the global options before it."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--root", "--run-dir"):
+            i += 2
+        elif arg.startswith(("--root=", "--run-dir=")):
+            i += 1
+        else:
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> Parser:
+    """The parser; given argv, only the named command's arguments are built (the others are
+    listed for --help but stay empty), which keeps every command's start-up short."""
+    only = _command_word(argv) if argv is not None else None
+    p = Parser(prog="shoal", description="Docker-style container networking on the Linux kernel")
+    p.add_argument("--root", help="state directory (default /var/lib/shoal; env SHOAL_ROOT)")
+    p.add_argument("--run-dir", help="runtime directory (default /run/shoal; env SHOAL_RUN_DIR)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name, (text, build, own_help) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=text, add_help=own_help)
+        if only is None or only == name:
+            build(cmd)
     return p
 
 
@@ -269,7 +328,8 @@ def dispatch(engine: Any, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     from ..errors import ShoalError
 
     try:
@@ -279,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 125 if args.command == "run" else e.exit_code
+    except (OSError, sqlite3.Error) as e:
+        sys.stderr.write(f"shoal: cannot start: {e}\n")
+        return 125 if args.command == "run" else 1
     try:
         return dispatch(engine, args)
     except ShoalError as e:
@@ -290,5 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except (OSError, sqlite3.Error) as e:
+        sys.stderr.write(f"shoal: {e}\n")
+        return 1
     finally:
         engine.close()

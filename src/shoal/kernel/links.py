@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from dataclasses import dataclass
 from functools import cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from ..records import Record
 from . import netlink as nl
 from .netlink import Netlink, attr, attr_str, attr_u8, attr_u32, ifinfomsg, nested
 
@@ -24,8 +24,7 @@ def _no_autoconf() -> bytes:
     return nested(nl.IFLA_AF_SPEC, inet6)
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(Record):
     index: int
     name: str
     up: bool

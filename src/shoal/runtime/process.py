@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..errors import ShoalError
 from ..kernel import ns
+from ..records import Record
+from .pids import alive, wait_gone
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-
-@dataclass
-class Namespaces:
+class Namespaces(Record):
     """Where a new container process goes."""
 
     netns: str | None  # a sandbox's namespace file; None for the host's namespace
@@ -148,47 +144,6 @@ def exec_in(
 
 def wait_status(proc: subprocess.Popen[bytes]) -> int:
     return _exit_status(proc.wait())
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def alive(pid: int | None, started: int | None) -> bool:
-    """Is this exact process (not a later one that reused its pid) still running?"""
-    if not pid:
-        return False
-    now = start_time(pid)
-    return now is not None and (started is None or now == started)
-
-
-def wait_gone(pid: int, started: int | None, timeout: float) -> bool:
-    """Wait up to `timeout` seconds for a process (not necessarily our child) to exit."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return not alive(pid, started)
-    try:
-        deadline = time.monotonic() + timeout
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while alive(pid, started):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            poller.poll(min(left, 0.05) * 1000)
-        return True
-    finally:
-        os.close(fd)
 
 
 def terminate(pid: int, started: int | None, timeout: float) -> None:
