@@ -1,0 +1,558 @@
+"""Attach/detach benchmark for shoal, run on demand: `python3 bench/attach.py [--count N]`.
+
+Everything happens inside a throwaway network namespace that this script creates and removes
+itself, with its own shoal root and run directory in a temporary directory; the machine's own
+network namespace is never touched. The script re-executes itself under
+`nsenter --net=<throwaway namespace>` (the "inner" run), so the engine's host namespace, the
+bridges and every veth's host end live there.
+
+It prints its figures beside the targets of the issue and never fails on timing:
+
+1. attach: `Engine.create_container(RunSpec(cmd=["true"], network="bridge"))` in-process
+   (sandbox + veth + address + route + bridge port), N times on one bridge;
+2. detach: `Engine.remove_container(id)` for each of them, then how long the kernel takes
+   until no vsh* veth is left in the host namespace;
+3. baseline: the same attach done with one `ip` command per step, on a separate bridge;
+4. `shoal network ls` and 5. `shoal run --rm --network bridge -- true` as whole processes,
+   less the cost of `nsenter --net=FILE true` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(os.path.dirname(HERE), "src")
+
+BASE_BRIDGE = "bbench0"  # the baseline's bridge; not a shoal name (sh-*, vsh*, shoal0)
+BASE_NET = "10.213"  # the baseline's /16, only ever inside the throwaway namespace
+CMD_TIMEOUT = 60.0
+CLEANUP_POLL = 10.0
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def p90(values: list[float]) -> float:
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=10, method="inclusive")[8]
+
+
+def netns_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run a command to completion (killed after CMD_TIMEOUT), raising if it fails."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, timeout=CMD_TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')}"
+        )
+    return proc
+
+
+def progress(label: str, done: int, total: int) -> None:
+    if sys.stderr.isatty() and (done == total or done % max(1, total // 20) == 0):
+        sys.stderr.write(f"\r  {label} {done}/{total}" + ("\n" if done == total else ""))
+        sys.stderr.flush()
+
+
+# What --breakdown times, by wrapping these functions (module or class attributes, looked up
+# at call time by the engine) for the attach and the detach loops.
+BREAKDOWN = (
+    "shoal.engine:Engine.create_container",
+    "shoal.engine:Engine._resolve_mode",
+    "shoal.store:Store.name_taken",
+    "shoal.store:Store.add_container",
+    "shoal.engine:Engine._allocate",
+    "shoal.store:Store.ip_in_use",
+    "shoal.ipam:allocate",
+    "shoal.store:Store.add_endpoint",
+    "shoal.engine:Engine._build_sandbox",
+    "shoal.engine:_write_hosts",
+    "shoal.kernel.ns:create_netns",
+    "shoal.kernel.links:ensure_bridge_up",
+    "shoal.kernel.links:add_veth_endpoint",
+    "shoal.engine:Engine.remove_container",
+    "shoal.store:Store.container",
+    "shoal.store:Store.sharing_sandbox",
+    "shoal.kernel.ns:remove_netns",
+    "shoal.engine:Engine._delete_container",
+)
+
+
+class Breakdown:
+    """Per-call times of the functions in BREAKDOWN while active, in call order."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[float]] = {}
+        self._undo: list[tuple[object, str, object]] = []
+
+    def install(self) -> None:
+        import importlib
+
+        for spec in BREAKDOWN:
+            module_name, _, path = spec.partition(":")
+            owner: object = importlib.import_module(module_name)
+            *parents, attr = path.split(".")
+            for part in parents:
+                owner = getattr(owner, part)
+            original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
+            setattr(owner, attr, self._timed(path, original))
+            self._undo.append((owner, attr, original))
+
+    def uninstall(self) -> None:
+        for owner, attr, original in reversed(self._undo):
+            setattr(owner, attr, original)
+        self._undo.clear()
+
+    def _timed(self, name: str, func: Callable[..., object]) -> Callable[..., object]:
+        times = self.calls.setdefault(name, [])
+
+        def wrapper(*a: object, **kw: object) -> object:
+            start = time.perf_counter()
+            try:
+                return func(*a, **kw)
+            finally:
+                times.append(time.perf_counter() - start)
+
+        return wrapper
+
+    def take(self) -> dict[str, list[float]]:
+        calls = {k: v[:] for k, v in self.calls.items() if v}
+        for v in self.calls.values():
+            v.clear()
+        return calls
+
+
+# -- outer run: make the throwaway namespace, run the inner part in it, clean up ---------------
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(prefix: str) -> list[str]:
+    """Mount points at or below `prefix` in this mount namespace, deepest first."""
+    prefix = os.path.realpath(prefix)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(set(found), key=lambda p: (p.count("/"), p), reverse=True)
+
+
+def unmount_all(prefix: str) -> list[str]:
+    """`umount -l` every mount under `prefix`; returns what could not be unmounted."""
+    for _ in range(5):
+        points = mounts_under(prefix)
+        if not points:
+            return []
+        for point in points:
+            subprocess.run(["umount", "-l", point], capture_output=True, timeout=CMD_TIMEOUT)
+    return mounts_under(prefix)
+
+
+def outer(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("bench/attach.py needs root (network namespaces, mounts)", file=sys.stderr)
+        return 1
+    tmp = os.path.realpath(tempfile.mkdtemp(prefix="shoal-bench-"))
+    nsfile = os.path.join(tmp, "hostns")
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        open(nsfile, "x").close()
+        run(["unshare", f"--net={nsfile}", "true"])
+        # shoal's run directory defaults to /run/shoal, on the tmpfs /run is on Debian:
+        # give the benchmark's run directory the same kind of filesystem
+        os.mkdir(os.path.join(tmp, "run"), 0o700)
+        run(["mount", "-t", "tmpfs", "-o", "mode=0700", "shoal-bench", os.path.join(tmp, "run")])
+        if netns_id(nsfile) == netns_id("/proc/self/ns/net"):
+            raise RuntimeError("the throwaway namespace is the current one; refusing to go on")
+        inner_cmd = [
+            "nsenter", f"--net={nsfile}", "--", sys.executable, os.path.abspath(__file__),
+            "--inner", tmp, "--count", str(args.count), "--baseline-count",
+            str(args.baseline_count), "--runs", str(args.runs), "--window", str(args.window),
+        ]
+        inner_cmd += [flag for flag in ("--profile", "--breakdown")
+                      if getattr(args, flag[2:])]
+        child = subprocess.Popen(inner_cmd)
+        return child.wait()
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()  # only the process this script started, by its pid
+            child.wait()
+        left = unmount_all(tmp)
+        if left:
+            print(f"WARNING: still mounted: {' '.join(left)}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- inner run: inside the throwaway host namespace ---------------------------------------------
+
+
+@dataclass
+class Figure:
+    name: str
+    value: str
+    target: str = ""
+    ok: bool | None = None
+
+    @property
+    def mark(self) -> str:
+        return "" if self.ok is None else ("OK" if self.ok else "MISS")
+
+
+class Inner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp: str = args.inner
+        self.nsfile = os.path.join(self.tmp, "hostns")
+        self.root = os.path.join(self.tmp, "root")
+        self.run_dir = os.path.join(self.tmp, "run")
+        self.figures: list[Figure] = []
+        self.notes: list[str] = []
+        self.profiles: list[tuple[str, cProfile.Profile]] = []
+        self.breakdown = Breakdown() if args.breakdown else None
+        self.breakdowns: list[tuple[str, dict[str, list[float]]]] = []
+        self.attach_median: float | None = None
+        self.load_at_start = os.getloadavg()
+        self.check_ns()
+        sys.path.insert(0, SRC)
+
+    def check_ns(self) -> None:
+        """Refuse to touch anything unless this thread is in the throwaway namespace."""
+        if netns_id("/proc/thread-self/ns/net") != netns_id(self.nsfile):
+            raise RuntimeError("not inside the throwaway host namespace; refusing to go on")
+
+    @contextmanager
+    def maybe_profiled(self, label: str) -> Iterator[None]:
+        if not self.args.profile:
+            yield
+            return
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            yield
+        finally:
+            prof.disable()
+            self.profiles.append((label, prof))
+
+    # 1 + 2: attach and detach through the engine, in-process
+
+    def engine_phase(self) -> None:
+        from shoal.engine import Engine, RunSpec
+        from shoal.kernel import links
+
+        n, w = self.args.count, min(self.args.window, self.args.count)
+        engine = Engine(self.root, self.run_dir)
+        try:
+            self.check_ns()
+            if self.breakdown:
+                self.breakdown.install()
+            ids: list[str] = []
+            attach: list[float] = []
+            with self.maybe_profiled("attach"):
+                t0 = time.perf_counter()
+                for i in range(n):
+                    spec = RunSpec(cmd=["true"], network="bridge", name=f"bench-{i}")
+                    start = time.perf_counter()
+                    ctr = engine.create_container(spec)
+                    attach.append(time.perf_counter() - start)
+                    ids.append(ctr.id)
+                    progress("attach", i + 1, n)
+                total = time.perf_counter() - t0
+            if self.breakdown:
+                self.breakdowns.append(("attach", self.breakdown.take()))
+
+            net = engine.network("bridge")
+            host_links = links.list_links(engine.host)
+            bridge = next(lk for lk in host_links if lk.name == net.bridge)
+            ports = sum(1 for lk in host_links if lk.master == bridge.index)
+            self.notes.append(f"bridge {net.bridge} ({net.subnet}) had {ports} ports after "
+                              f"{n} attaches")
+
+            first, last = statistics.median(attach[:w]), statistics.median(attach[-w:])
+            med = self.attach_median = statistics.median(attach)
+            self.figures += [
+                Figure("attach, median", ms(med), "<= 5 ms", med <= 5e-3),
+                Figure("attach, p90", ms(p90(attach))),
+                Figure("attach, very first call", ms(attach[0])),
+                Figure(f"attach #1 (median of first {w})", ms(first)),
+                Figure(f"attach #{n} (median of last {w})", ms(last)),
+                Figure(f"attach #{n} / #1", f"{last / first:.2f}x", "<= 2x", last <= 2 * first),
+                Figure(f"{n} containers on one bridge", f"{total:.2f} s",
+                       f"<= {10 * n / 1000:g} s", total <= 10 * n / 1000),
+            ]
+
+            detach: list[float] = []
+            with self.maybe_profiled("detach"):
+                for i, cid in enumerate(ids):
+                    start = time.perf_counter()
+                    engine.remove_container(cid)
+                    detach.append(time.perf_counter() - start)
+                    progress("detach", i + 1, n)
+            done = time.perf_counter()
+            if self.breakdown:
+                self.breakdowns.append(("detach", self.breakdown.take()))
+                self.breakdown.uninstall()
+            self.check_ns()
+
+            def vsh_left() -> int:
+                return sum(1 for lk in links.list_links(engine.host) if lk.name.startswith("vsh"))
+
+            left_at_end = vsh_left()
+            left = left_at_end
+            while left and time.perf_counter() - done < CLEANUP_POLL:
+                time.sleep(0.01)
+                left = vsh_left()
+            gone_after = time.perf_counter() - done
+            med = statistics.median(detach)
+            self.figures += [
+                Figure("detach, median", ms(med), "<= 2 ms", med <= 2e-3),
+                Figure("detach, p90", ms(p90(detach))),
+            ]
+            if left:
+                cleanup = f"{left} of {n} left"
+            else:
+                cleanup = f"{gone_after * 1e3:.0f} ms"
+            self.figures.append(Figure("kernel cleanup: last vsh* veth gone after", cleanup,
+                                       f"<= {CLEANUP_POLL:g} s", left == 0))
+            self.notes.append(f"{left_at_end} of {n} vsh* veths were still in the host "
+                              "namespace when the last detach returned")
+            remaining = engine.store.containers()
+            if remaining:
+                self.notes.append(f"{len(remaining)} containers still in the store after detach")
+        finally:
+            if self.breakdown:
+                self.breakdown.uninstall()
+            engine.close()
+
+    # 3: baseline, one `ip` command per step
+
+    def baseline_phase(self, shoal_median: float | None) -> None:
+        self.check_ns()
+        n = self.args.baseline_count
+        bdir = os.path.join(self.tmp, "baseline")
+        os.makedirs(bdir)
+        files: list[str] = []
+        times: list[float] = []
+        run(["ip", "link", "add", BASE_BRIDGE, "type", "bridge"])
+        try:
+            run(["ip", "addr", "add", f"{BASE_NET}.0.1/16", "dev", BASE_BRIDGE])
+            run(["ip", "link", "set", BASE_BRIDGE, "up"])
+            for i in range(n):
+                cfile = os.path.join(bdir, f"c{i}")
+                host_if, peer_if = f"bvh{i}", f"bvc{i}"
+                addr = f"{BASE_NET}.{(i + 2) // 256}.{(i + 2) % 256}/16"
+                inside = ["nsenter", f"--net={cfile}", "ip"]
+                start = time.perf_counter()
+                open(cfile, "x").close()
+                files.append(cfile)
+                run(["unshare", f"--net={cfile}", "true"])
+                run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if])
+                run(["ip", "link", "set", peer_if, "netns", cfile])
+                run([*inside, "addr", "add", addr, "dev", peer_if])
+                run([*inside, "link", "set", "lo", "up"])
+                run([*inside, "link", "set", peer_if, "up"])
+                run([*inside, "route", "add", "default", "via", f"{BASE_NET}.0.1"])
+                run(["ip", "link", "set", host_if, "master", BASE_BRIDGE, "up"])
+                times.append(time.perf_counter() - start)
+                progress("baseline", i + 1, n)
+        finally:
+            for cfile in files:
+                subprocess.run(["umount", "-l", cfile], capture_output=True, timeout=CMD_TIMEOUT)
+                os.unlink(cfile)
+            self.check_ns()
+            subprocess.run(["ip", "link", "del", BASE_BRIDGE], capture_output=True,
+                           timeout=CMD_TIMEOUT)
+        med = statistics.median(times)
+        self.figures.append(Figure(f"baseline ip-per-step attach, median of {n}", ms(med)))
+        if shoal_median:
+            self.figures.append(Figure("baseline / shoal attach", f"{med / shoal_median:.1f}x"))
+
+    # 4 + 5: whole `shoal` processes
+
+    def timed(self, cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+        """Median wall time of `runs` runs after one warm-up; and the first failure, if any."""
+        runs = []
+        error = ""
+        for i in range(self.args.runs + 1):
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, env=env, capture_output=True, timeout=CMD_TIMEOUT)
+            took = time.perf_counter() - start
+            if proc.returncode != 0 and not error:
+                error = f"exit {proc.returncode}: {proc.stderr.decode(errors='replace').strip()}"
+            if i:
+                runs.append(took)
+        return statistics.median(runs), error
+
+    def cli_phase(self) -> None:
+        """Whole shoal processes, twice: with a clean interpreter (a venv in the temp dir, so
+        none of this machine's site-packages .pth files run) and bytecode cached under the
+        temp dir, as an installed shoal runs, which is the figure held against the target;
+        and with this session's own interpreter and environment, for information."""
+        self.check_ns()
+        venv = os.path.join(self.tmp, "venv")
+        run([sys.executable, "-m", "venv", "--without-pip", venv])
+        clean_py = os.path.join(venv, "bin", "python3")
+        clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        clean_env.update(PYTHONPATH=SRC, PYTHONPYCACHEPREFIX=os.path.join(self.tmp, "pycache"))
+        session_env = {**os.environ, "PYTHONPATH": SRC}
+        enter = ["nsenter", f"--net={self.nsfile}", "--"]
+        state = ["--root", self.root, "--run-dir", self.run_dir]
+        n = self.args.runs
+
+        bare, _ = self.timed([*enter, "true"], clean_env)
+        self.figures.append(Figure("nsenter --net=FILE true (subtracted below)", ms(bare)))
+        floor, _ = self.timed([*enter, clean_py, "-c", "pass"], clean_env)
+        self.figures.append(Figure("python3 -c pass (clean venv)", ms(floor - bare)))
+        cases: list[tuple[str, list[str], float]] = [
+            ("shoal network ls", ["network", "ls"], 60e-3),
+            ("shoal run --rm --network bridge -- true",
+             ["run", "--rm", "--network", "bridge", "--", "true"], 150e-3),
+        ]
+        for label, argv, target in cases:
+            took, error = self.timed([*enter, clean_py, "-m", "shoal", *state, *argv], clean_env)
+            own = took - bare
+            self.figures.append(Figure(f"{label}, median of {n}", ms(own),
+                                       f"<= {target * 1e3:.0f} ms", own <= target and not error))
+            if error:
+                self.notes.append(f"{label} failed: {error}")
+        for label, argv, _target in cases:
+            took, error = self.timed([*enter, sys.executable, "-m", "shoal", *state, *argv],
+                                     session_env)
+            self.figures.append(Figure(f"{label}, session python as is", ms(took - bare)))
+            if error:
+                self.notes.append(f"{label} (session python) failed: {error}")
+        why = []
+        if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+            why.append("PYTHONDONTWRITEBYTECODE is set, so every run recompiles shoal")
+        pth = [f for f in os.listdir(sysconfig.get_paths()["purelib"]) if f.endswith(".pth")]
+        if pth:
+            why.append(f"site-packages runs {', '.join(sorted(pth))} at every start")
+        if why:
+            self.notes.append("'session python as is' differs from the clean venv because "
+                              + "; ".join(why))
+        containers = self._store_containers()
+        if containers:
+            self.notes.append(f"containers left after the CLI runs: {', '.join(containers)}")
+
+    def _store_containers(self) -> list[str]:
+        from shoal.store import Store
+
+        store = Store(self.root)
+        try:
+            return [c.name for c in store.containers()]
+        finally:
+            store.close()
+
+    # report
+
+    def report(self) -> None:
+        print(f"python {platform.python_version()} ({sys.executable})")
+        load = ", ".join(f"{x:.2f}" for x in self.load_at_start)
+        print(f"kernel {platform.release()} ({platform.machine()}), {os.cpu_count()} cpus, "
+              f"load average at start {load}")
+        print(f"count {self.args.count}, baseline {self.args.baseline_count}, "
+              f"cli runs {self.args.runs}" + (", UNDER cProfile" if self.args.profile else ""))
+        print()
+        width = max(len(f.name) for f in self.figures)
+        vwidth = max(len(f.value) for f in self.figures)
+        twidth = max(len(f.target) for f in self.figures)
+        print(f"{'figure':<{width}}  {'measured':<{vwidth}}  {'target':<{twidth}}  ")
+        for f in self.figures:
+            print(f"{f.name:<{width}}  {f.value:<{vwidth}}  {f.target:<{twidth}}  {f.mark}")
+        for note in self.notes:
+            print(f"note: {note}")
+        w = min(self.args.window, self.args.count)
+        for label, calls in self.breakdowns:
+            print(f"\n--- where {label} time goes: median per call, first {w} / last {w} calls "
+                  "(rows nest) ---")
+            width = max(len(k) for k in calls)
+            print(f"{'function':<{width}}  {'calls':>6}  {'first':>9}  {'last':>9}  {'total':>8}")
+            for name, times in calls.items():
+                first = statistics.median(times[:w])
+                last = statistics.median(times[-w:])
+                print(f"{name:<{width}}  {len(times):>6}  {first * 1e3:>6.3f} ms  "
+                      f"{last * 1e3:>6.3f} ms  {sum(times):>6.2f} s")
+        for label, prof in self.profiles:
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+            print(f"\n--- cProfile of {label}, by own time ---")
+            print(out.getvalue())
+
+    def main(self) -> int:
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("engine", self.engine_phase),
+            ("baseline", lambda: self.baseline_phase(self.attach_median)),
+            ("cli", self.cli_phase),
+        ]
+        status = 0
+        for name, step in steps:
+            try:
+                step()
+            except Exception as e:  # report and go on: a figure missing is not a crash
+                self.notes.append(f"{name} phase failed: {type(e).__name__}: {e}")
+                status = 1
+        self.report()
+        return status
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=1000,
+                   help="containers attached to one bridge (default 1000; the /16 fits ~65000)")
+    p.add_argument("--baseline-count", type=int, default=50,
+                   help="containers attached with one ip command per step (default 50)")
+    p.add_argument("--runs", type=int, default=20,
+                   help="runs of each whole shoal command (default 20)")
+    p.add_argument("--window", type=int, default=20,
+                   help="attaches whose median is the first / the last attach (default 20)")
+    p.add_argument("--profile", action="store_true",
+                   help="run attach and detach under cProfile and print the top functions")
+    p.add_argument("--breakdown", action="store_true",
+                   help="time the engine's main steps (wrapped in-process) and print where "
+                   "attach and detach time goes")
+    p.add_argument("--inner", metavar="TMP", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.count < 1 or args.baseline_count < 1 or args.runs < 1 or args.window < 1:
+        p.error("counts must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.inner:
+        return Inner(args).main()
+    return outer(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
