@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -274,3 +276,31 @@ def test_not_root_is_a_clear_error(host: Host) -> None:
         "capture_output=True, text=True); print(r.returncode); print(r.stderr)")
     code, message = res.stdout.split("\n", 1)
     assert code != "0" and "must run as root" in message
+
+
+def test_interactive_foreground_run_reads_stdin(host: Host) -> None:
+    cmd = ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,
+           "--run-dir", host.run_dir, "run", "-i", "--rm", "--", "tr", "a-z", "A-Z"]
+    res = subprocess.run(cmd, input="shoal\n", capture_output=True, text=True, timeout=60,
+                         env=host.env())
+    assert res.returncode == 0 and res.stdout == "SHOAL\n"
+    # without -i the command's stdin is empty, as with docker run
+    res = subprocess.run(cmd[:-6] + ["--rm", "--", "cat"], input="ignored\n",
+                         capture_output=True, text=True, timeout=60, env=host.env())
+    assert res.returncode == 0 and res.stdout == ""
+
+
+def test_concurrent_runs_get_distinct_addresses_and_all_work(host: Host) -> None:
+    host.shoal("network", "create", "--subnet", "10.40.0.0/24", "busy")
+    cmd = ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,
+           "--run-dir", host.run_dir, "run", "-d", "--network", "busy", "--", "sleep", "60"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=host.env()) for _ in range(12)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert all(code == 0 for _, _, code in results), [err for _, err, _ in results]
+    members = host.shoal_json("network", "inspect", "busy")[0]["Containers"]
+    addrs = [m["IPv4Address"] for m in members.values()]
+    assert len(addrs) == 12 and len(set(addrs)) == 12
+    first = next(iter(members.values()))["Name"]
+    for m in members.values():
+        assert host.ping_ok(first, m["IPv4Address"].split("/")[0])

@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 
 USAGE_EXIT = 2
 
+# shoal's messages are English. argparse looks every one of its strings up in the locale's
+# message catalogues as it builds a parser (gettext finds no catalogue and caches nothing: about
+# 200 stat calls, a tenth of `shoal network ls`); use its strings as they are.
+argparse._ = lambda message: message  # type: ignore[attr-defined]
+argparse.ngettext = (  # type: ignore[attr-defined]
+    lambda singular, plural, n: singular if n == 1 else plural
+)
+
 
 class Formatter(argparse.HelpFormatter):
     """argparse's formatter without its `shutil` import (which also pulls in the compression
