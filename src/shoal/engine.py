@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from ipaddress import IPv4Address, IPv4Network
 
 from . import ipam
@@ -744,12 +744,11 @@ class Engine:
                     with self._sandbox(ctr.id) as sandbox:
                         bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first)
                 except BaseException:
-                    try:
-                        with self._sandbox(ctr.id) as sandbox:
-                            bridge_driver.detach(sandbox, ep)
-                    finally:
-                        with self.store.transaction():
-                            self.store.delete_endpoint(ep.id)
+                    # undo the half-made endpoint; the error worth reporting is the first one
+                    with suppress(ShoalError, OSError), self._sandbox(ctr.id) as sandbox:
+                        bridge_driver.detach(sandbox, ep)
+                    with self.store.transaction():
+                        self.store.delete_endpoint(ep.id)
                     raise
             return ep
 
