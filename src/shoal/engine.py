@@ -9,19 +9,33 @@ from contextlib import contextmanager, suppress
 from ipaddress import IPv4Address, IPv4Network
 
 from . import ipam
+from . import ports as portspec
 from .drivers import check_driver
 from .errors import Conflict, InvalidArgument, NotFound, ShoalError
-from .model import BUILTIN_NETWORKS, CREATED, EXITED, RUNNING, Container, Endpoint, Network, now
+from .model import (
+    BUILTIN_NETWORKS,
+    CREATED,
+    EXITED,
+    RUNNING,
+    Container,
+    Endpoint,
+    Network,
+    PublishedPort,
+    now,
+)
 from .names import (
     DEFAULT_BRIDGE,
     bridge_name,
+    host_veth_name,
     new_id,
     random_name,
     short_id,
     validate_ifname,
     validate_name,
 )
+from .netfilter import Netfilter, net_rule, port_rule
 from .records import Record
+from .rules import merge, no_icc_port_elements, port_elements
 from .runtime import pids
 from .store import Store
 
@@ -68,10 +82,14 @@ class RunSpec(Record):
     env: list[str] = []
     auto_remove: bool = False
     workdir: str = "/"
+    publish: list[str] = []  # -p specs
+    publish_all: bool = False  # -P
+    expose: list[str] = []  # --expose specs
 
 
 class Engine:
-    def __init__(self, root: str | None = None, run_dir: str | None = None) -> None:
+    def __init__(self, root: str | None = None, run_dir: str | None = None,
+                 firewall_backend: str | None = None, ip_forward: str | None = None) -> None:
         check_privileges()
         self.root = os.path.abspath(root or os.environ.get("SHOAL_ROOT") or DEFAULT_ROOT)
         self.run_dir = os.path.abspath(
@@ -84,8 +102,22 @@ class Engine:
         self._host: Netlink | None = None
         self._host_fd: int | None = None
         self._netns_dir_ready = False
+        self.netfilter = Netfilter(self.store, firewall_backend, ip_forward)
         if self.store.get_meta("builtins") is None:
             self._create_builtin_networks()
+        if self.netfilter.switch_needed():
+            with self.store.locked():
+                if self.netfilter.switch_needed():
+                    self.netfilter.switch_backend()
+        elif self.store.get_meta("firewall_backend") is None:  # state from before the firewall
+            with self.store.locked():
+                if self.store.get_meta("firewall_backend") is None:
+                    self.netfilter.reload()
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things the user should know that did not stop the command."""
+        return self.netfilter.warnings
 
     def close(self) -> None:
         if self._host is not None:
@@ -175,6 +207,8 @@ class Engine:
                 self.store.add_network(Network(new_id(), "none", "null", created))
                 self.store.set_meta("builtins", "1")
             bridge_driver.ensure(self.host, default)
+            self.netfilter.ensure_forwarding()
+            self.netfilter.reload()
 
     def create_network(
         self,
@@ -247,6 +281,11 @@ class Engine:
                 self.store.add_network(net)
             try:
                 bridge_driver.create(self.host, net)
+                self.netfilter.set_route_localnet(bridge)
+                if self.netfilter.ensure_forwarding():
+                    self.netfilter.reload()
+                else:
+                    self.netfilter.apply(added=self.netfilter.network_elements(net))
             except BaseException:
                 links.delete_link(self.host, bridge)
                 with self.store.transaction():
@@ -280,9 +319,10 @@ class Engine:
                     f"network {net.name} has active endpoints ({', '.join(sorted(active))}); "
                     "stop those containers or disconnect them first"
                 )
-            bridge_driver.delete(self.host, net)
             with self.store.transaction():
                 self.store.delete_network(net.id)
+                self.netfilter.apply(removed=self.netfilter.network_elements(net))
+            bridge_driver.delete(self.host, net)
 
     def prune_networks(self) -> list[str]:
         removed = []
@@ -363,6 +403,8 @@ class Engine:
     def create_container(self, spec: RunSpec) -> Container:
         import shutil
 
+        from .kernel import links
+
         if not spec.cmd:
             raise InvalidArgument("no command given: shoal run [OPTIONS] -- CMD [ARG...]")
         if spec.name is not None:
@@ -373,6 +415,14 @@ class Engine:
                 "at most 63 characters"
             )
         env = _parse_env(spec.env)
+        bindings = [b for text in spec.publish for b in portspec.parse_publish(text)]
+        exposed = [e for text in spec.expose for e in portspec.parse_expose(text)]
+        exposed += [(b.container_port, b.proto) for b in bindings
+                    if (b.container_port, b.proto) not in exposed]
+        if spec.publish_all:
+            published = {(b.container_port, b.proto) for b in bindings}
+            bindings += [portspec.Binding(container_port=port, proto=proto)
+                         for port, proto in exposed if (port, proto) not in published]
         requested = ipam.parse_address(spec.ip, "--ip") if spec.ip else None
         for alias in spec.aliases:
             validate_name(alias, "alias")
@@ -386,6 +436,10 @@ class Engine:
                 raise InvalidArgument(
                     "user-specified IP addresses and aliases are supported on user-defined "
                     "networks only; create one with shoal network create"
+                )
+            if bindings and net is None:
+                raise InvalidArgument(
+                    f"ports can only be published on a bridge network, not network mode {mode}"
                 )
             if spec.hostname and (mode == "host" or shared):
                 raise InvalidArgument(
@@ -403,6 +457,9 @@ class Engine:
                 hostname=spec.hostname or (os.uname().nodename if mode == "host" else cid[:12]),
                 cmd=list(spec.cmd), env=env, network_mode=mode, auto_remove=spec.auto_remove,
                 workdir=spec.workdir,
+                publish=[[b.container_port, b.proto, str(b.host_ip), b.host_port]
+                         for b in bindings],
+                expose=[[port, proto] for port, proto in exposed],
             )
             endpoint = None
             with self.store.transaction():
@@ -415,8 +472,16 @@ class Engine:
                         requested_ip=requested,
                     )
                     self.store.add_endpoint(endpoint)
+                    if bindings:
+                        host_ips = ({a.ip for a in links.addresses(self.host)}
+                                    if any(b.host_ip != portspec.ANY for b in bindings) else set())
+                        self.netfilter.allocate_ports(ctr, net, ip, bindings, host_ips)
             try:
                 self._build_sandbox(ctr, [(endpoint, net)] if endpoint and net else [], shared)
+                if net is not None and self.netfilter.ensure_forwarding():
+                    self.netfilter.reload()
+                else:
+                    self.netfilter.apply(added=self.netfilter.container_elements(ctr))
             except BaseException:
                 self._destroy_sandbox(ctr)
                 with self.store.transaction():
@@ -538,13 +603,19 @@ class Engine:
         ctr = self.store.container_by_id(container_id)
         if ctr is None or ctr.status == EXITED or (pid is not None and ctr.pid != pid):
             return
-        self._destroy_sandbox(ctr)
+        # The rules go in the same transaction that releases the ports and addresses (a backend
+        # that rewrites whole chains reads the state inside it); if the firewall refuses,
+        # nothing is released. The sandbox goes last: a DNAT rule never outlives its address.
         with self.store.transaction():
+            removed = self.netfilter.container_elements(ctr)
+            self.store.delete_ports(ctr.id)
             for ep in self.store.endpoints(container_id=ctr.id):
                 self.store.update_endpoint(ep.id, ip=None, mac=None)
             self.store.update_container(
                 ctr.id, status=EXITED, exit_code=exit_code, finished_at=now(), error=error
             )
+            self.netfilter.apply(removed=removed)
+        self._destroy_sandbox(ctr)
         if ctr.auto_remove:
             self._delete_container(ctr)
 
@@ -698,6 +769,20 @@ class Engine:
     def log_path(self, ref: str) -> str:
         return os.path.join(self.container_dir(self.store.container(ref).id), "log")
 
+    # -- firewall ------------------------------------------------------------------------------
+
+    def reload_firewall(self) -> None:
+        """Re-apply shoal's whole ruleset from the state (after someone flushed it)."""
+        with self.store.locked():
+            self.netfilter.ensure_forwarding()
+            self.netfilter.reload()
+
+    def firewall_text(self) -> str:
+        return self.netfilter.backend.show()
+
+    def ports(self, ref: str) -> list[PublishedPort]:
+        return self.store.ports(self.store.container(ref).id)
+
     # -- connect / disconnect ------------------------------------------------------------------
 
     def connect(self, net_ref: str, ctr_ref: str, ip: str | None = None,
@@ -743,6 +828,8 @@ class Engine:
                 try:
                     with self._sandbox(ctr.id) as sandbox:
                         bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first)
+                    if not net_rule(net).icc:
+                        self.netfilter.apply(added=no_icc_port_elements(host_veth_name(ep.id)))
                 except BaseException:
                     # undo the half-made endpoint; the error worth reporting is the first one
                     with suppress(ShoalError, OSError), self._sandbox(ctr.id) as sandbox:
@@ -762,11 +849,17 @@ class Engine:
                        if e.network_id == net.id), None)
             if ep is None:
                 raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
+            removed = [port_elements(port_rule(p)) for p in self.store.ports(ctr.id)
+                       if p.network_id == net.id]
+            if ep.ip is not None and not net_rule(net).icc:
+                removed.append(no_icc_port_elements(host_veth_name(ep.id)))
+            with self.store.transaction():
+                self.store.delete_ports(ctr.id, net.id)
+                self.store.delete_endpoint(ep.id)
+                self.netfilter.apply(removed=merge(*removed))
             if ctr.status == RUNNING and ep.ip is not None:
                 with self._sandbox(ctr.id) as sandbox:
                     bridge_driver.detach(sandbox, ep)
-            with self.store.transaction():
-                self.store.delete_endpoint(ep.id)
 
 
 class _UsedAddresses:
@@ -847,7 +940,8 @@ def inspect_container(engine: Engine, ref: str) -> dict[str, object]:
     ctr = engine.store.container(ref)
     eps = [(ep, engine.store.network_by_id(ep.network_id))
            for ep in engine.store.endpoints(container_id=ctr.id)]
-    data = container_json(ctr, engine.effective_status(ctr), eps, _mode_name(engine, ctr))
+    data = container_json(ctr, engine.effective_status(ctr), eps, _mode_name(engine, ctr),
+                          engine.store.ports(ctr.id))
     if ctr.has_own_sandbox and engine.effective_status(ctr) == RUNNING:
         data["NetworkSettings"]["SandboxKey"] = engine.sandbox_path(ctr.id)  # type: ignore[index]
     return data

@@ -74,6 +74,8 @@ class Container(Record):
     auto_remove: bool = False
     error: str = ""
     workdir: str = "/"
+    publish: list[list[object]] = []  # -p as given: [container_port, proto, host_ip, host_port]
+    expose: list[list[object]] = []  # --expose and -P: [port, proto]
 
     @property
     def shares_sandbox_of(self) -> str | None:
@@ -84,3 +86,16 @@ class Container(Record):
     @property
     def has_own_sandbox(self) -> bool:
         return self.network_mode != "host" and self.shares_sandbox_of is None
+
+
+class PublishedPort(Record):
+    """A host port published for a running container: (proto, host_ip, host_port) is DNATed
+    to (dest_ip, container_port), dest_ip being its address on network_id."""
+
+    container_id: str
+    network_id: str
+    proto: str
+    host_ip: IPv4Address
+    host_port: int
+    container_port: int
+    dest_ip: IPv4Address

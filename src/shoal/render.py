@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from datetime import UTC, datetime
 
-from .model import EXITED, RUNNING, Container, Endpoint, Network
+from .model import EXITED, RUNNING, Container, Endpoint, Network, PublishedPort
 from .names import short_id
 
 TYPE_CHECKING = False
@@ -46,8 +46,36 @@ def network_json(net: Network, members: list[tuple[Endpoint, Container]]) -> dic
     }
 
 
+def port_bindings(ctr: Container) -> dict[str, list[dict[str, str]]]:
+    """HostConfig.PortBindings: the -p options as given."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for port, proto, host_ip, host_port in ctr.publish:
+        out.setdefault(f"{port}/{proto}", []).append({
+            "HostIp": "" if host_ip == "0.0.0.0" else str(host_ip),
+            "HostPort": "" if host_port is None else str(host_port),
+        })
+    return out
+
+
+def published(ctr: Container, ports: list[PublishedPort]) -> dict[str, Any]:
+    """NetworkSettings.Ports: every exposed port, with its host bindings while running."""
+    out: dict[str, Any] = {f"{port}/{proto}": None for port, proto in ctr.expose}
+    for p in sorted(ports, key=lambda p: (p.container_port, p.proto, p.host_port)):
+        entry = {"HostIp": str(p.host_ip), "HostPort": str(p.host_port)}
+        key = f"{p.container_port}/{p.proto}"
+        out[key] = (out.get(key) or []) + [entry]
+    return out
+
+
+def port_lines(ports: list[PublishedPort]) -> list[str]:
+    """`shoal port` lines: 80/tcp -> 0.0.0.0:32768."""
+    return [f"{p.container_port}/{p.proto} -> {p.host_ip}:{p.host_port}"
+            for p in sorted(ports, key=lambda p: (p.container_port, p.proto, p.host_port))]
+
+
 def container_json(
-    ctr: Container, status: str, endpoints: list[tuple[Endpoint, Network]], mode_name: str
+    ctr: Container, status: str, endpoints: list[tuple[Endpoint, Network]], mode_name: str,
+    ports: list[PublishedPort] | None = None,
 ) -> dict[str, Any]:
     networks = {}
     for ep, net in endpoints:
@@ -85,16 +113,19 @@ def container_json(
         "Name": "/" + ctr.name,
         "Config": {
             "Hostname": ctr.hostname,
+            "ExposedPorts": {f"{port}/{proto}": {} for port, proto in ctr.expose},
             "Cmd": list(ctr.cmd),
             "Env": list(ctr.env),
             "WorkingDir": ctr.workdir,
         },
-        "HostConfig": {"NetworkMode": mode_name, "AutoRemove": ctr.auto_remove},
+        "HostConfig": {"NetworkMode": mode_name, "AutoRemove": ctr.auto_remove,
+                       "PortBindings": port_bindings(ctr)},
         "NetworkSettings": {
             "SandboxKey": "",
             "IPAddress": str(first[0].ip) if first and first[0].ip else "",
             "Gateway": str(first[1].gateway) if first and first[0].ip else "",
             "MacAddress": first[0].mac or "" if first else "",
+            "Ports": published(ctr, ports or []),
             "Networks": networks,
         },
     }
@@ -120,7 +151,8 @@ def status_text(ctr: Container, status: str) -> str:
     return "Created"
 
 
-def ps_row(ctr: Container, status: str) -> dict[str, str]:
+def ps_row(ctr: Container, status: str, ports: list[PublishedPort] | None = None
+           ) -> dict[str, str]:
     cmd = shlex.join(ctr.cmd)
     return {
         "ID": short_id(ctr.id),
@@ -130,6 +162,9 @@ def ps_row(ctr: Container, status: str) -> dict[str, str]:
         "Status": status_text(ctr, status),
         "State": status,
         "Networks": "",
+        "Ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.proto}"
+                           for p in sorted(ports or [], key=lambda p: (p.container_port,
+                                                                        p.proto))),
         "Names": ctr.name,
     }
 

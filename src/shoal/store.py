@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network
 
 from .errors import Conflict, NotFound, ShoalError
-from .model import Container, Endpoint, Network
+from .model import Container, Endpoint, Network, PublishedPort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS containers (
     cmd TEXT NOT NULL, env TEXT NOT NULL, network_mode TEXT NOT NULL, status TEXT NOT NULL,
     pid INTEGER, pid_start INTEGER, supervisor_pid INTEGER, supervisor_start INTEGER,
     exit_code INTEGER NOT NULL DEFAULT 0, started_at TEXT, finished_at TEXT,
-    auto_remove INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', workdir TEXT
+    auto_remove INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', workdir TEXT,
+    publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS endpoints (
     id TEXT PRIMARY KEY,
@@ -44,11 +45,26 @@ CREATE TABLE IF NOT EXISTS endpoints (
 );
 CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints(network_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS ports (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    proto TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL,
+    container_port INTEGER NOT NULL, dest_ip TEXT NOT NULL,
+    UNIQUE (proto, host_ip, host_port)
+);
+CREATE INDEX IF NOT EXISTS ports_by_container ON ports(container_id);
+CREATE INDEX IF NOT EXISTS ports_by_host_port ON ports(proto, host_port);
 """
 
-_JSON = {"labels", "options", "cmd", "env", "aliases"}
+# Changes from one schema version to the next, for databases written by an older shoal.
+MIGRATIONS = {
+    2: """ALTER TABLE containers ADD COLUMN publish TEXT NOT NULL DEFAULT '[]';
+          ALTER TABLE containers ADD COLUMN expose TEXT NOT NULL DEFAULT '[]';""",
+}
+
+_JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose"}
 _NETS = {"subnet", "ip_range"}
-_ADDRS = {"gateway", "last_ip", "ip", "requested_ip"}
+_ADDRS = {"gateway", "last_ip", "ip", "requested_ip", "host_ip", "dest_ip"}
 _BOOLS = {"internal", "auto_remove"}
 
 
@@ -111,8 +127,10 @@ class Store:
                 "upgrade shoal"
             )
         if version < SCHEMA_VERSION:
+            steps = "" if version == 0 else "".join(
+                MIGRATIONS.get(v, "") for v in range(version + 1, SCHEMA_VERSION + 1))
             self.db.executescript(
-                f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                f"BEGIN IMMEDIATE; {steps} {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
             )
         self._lock_fd: int | None = None
         self._lock_depth = 0
@@ -285,3 +303,30 @@ class Store:
             "SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL", (network_id,)
         )
         return [IPv4Address(r[0]) for r in rows]
+
+    # -- published ports --------------------------------------------------------------------
+
+    def add_port(self, port: PublishedPort) -> None:
+        self._insert("ports", port)
+
+    def ports(self, container_id: str | None = None) -> list[PublishedPort]:
+        if container_id is None:
+            rows = self.db.execute("SELECT * FROM ports")
+        else:
+            rows = self.db.execute("SELECT * FROM ports WHERE container_id=?", (container_id,))
+        return [_row(PublishedPort, r) for r in rows]
+
+    def ports_on(self, proto: str, host_port: int) -> list[PublishedPort]:
+        rows = self.db.execute("SELECT * FROM ports WHERE proto=? AND host_port=?",
+                               (proto, host_port))
+        return [_row(PublishedPort, r) for r in rows]
+
+    def published_host_ports(self) -> set[tuple[int, str]]:
+        return {(r[0], r[1]) for r in self.db.execute("SELECT host_port, proto FROM ports")}
+
+    def delete_ports(self, container_id: str, network_id: str | None = None) -> None:
+        if network_id is None:
+            self.db.execute("DELETE FROM ports WHERE container_id=?", (container_id,))
+        else:
+            self.db.execute("DELETE FROM ports WHERE container_id=? AND network_id=?",
+                            (container_id, network_id))

@@ -16,13 +16,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
+def _host(tmp_path: Path, backend: str | None) -> Iterator[Host]:
     if os.geteuid() != 0 or not shutil.which("nsenter"):
         pytest.skip("integration tests need root and util-linux (run: make test)")
-    h = Host(tmp_path)
+    h = Host(tmp_path, backend)
     try:
         h.setup()
         yield h
     finally:
         h.cleanup()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    yield from _host(tmp_path, None)  # the default backend
+
+
+@pytest.fixture(params=["nftables", "iptables"])
+def fw_host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
+    """A host for the firewall's behaviour tests, once per backend."""
+    yield from _host(tmp_path, request.param)

@@ -32,8 +32,9 @@ def _ns_inode(path: str) -> int | None:
 
 
 class Host:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, backend: str | None = None) -> None:
         self.base = base
+        self.backend = backend
         self.ns = str(base / "host.ns")
         self.outside = str(base / "outside.ns")
         self.root = str(base / "root")
@@ -56,7 +57,11 @@ class Host:
     # -- running things -------------------------------------------------------------------
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": SRC}
+        env = {**os.environ, "PYTHONPATH": SRC}
+        env.pop("SHOAL_FIREWALL_BACKEND", None)
+        if self.backend:
+            env["SHOAL_FIREWALL_BACKEND"] = self.backend
+        return env
 
     def shoal(self, *args: str, check: bool = True, timeout: float = 60
               ) -> subprocess.CompletedProcess[str]:
@@ -119,6 +124,33 @@ class Host:
 
     def ping_ok(self, ctr: str, addr: str) -> bool:
         return self.in_container(ctr, "ping", "-c1", "-W2", addr, check=False).returncode == 0
+
+    def in_ns(self, ns: str, *cmd: str, check: bool = False
+              ) -> subprocess.CompletedProcess[str]:
+        res = _run(["nsenter", f"--net={ns}", *cmd])
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)}: {res.stderr.strip()}")
+        return res
+
+    def background(self, ns: str, *cmd: str) -> subprocess.Popen[str]:
+        """A process in one of this host's namespaces (killed at cleanup)."""
+        return subprocess.Popen(["nsenter", f"--net={ns}", *cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def fetch(self, ns: str, addr: str, port: int, proto: str = "tcp",
+              timeout: float = 2) -> str | None:
+        """Connect from a namespace; what the server sent back (None if it failed). With
+        udp, send 'ping' and return the answer."""
+        if proto == "udp":
+            code = (f"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                    f"s.settimeout({timeout}); s.sendto(b'ping', ('{addr}', {port})); "
+                    "print(s.recv(100).decode())")
+        else:
+            code = (f"import socket; s=socket.create_connection(('{addr}', {port}), "
+                    f"timeout={timeout}); s.settimeout({timeout}); "
+                    "print(s.recv(100).decode())")
+        res = self.in_ns(ns, sys.executable, "-c", code)
+        return res.stdout.strip() if res.returncode == 0 else None
 
     def mounts(self) -> list[str]:
         base = str(self.base)

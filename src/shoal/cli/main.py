@@ -105,6 +105,9 @@ def _run_parser(run: Parser) -> None:
     run.add_argument("--network-alias", action="append", default=[])
     run.add_argument("-e", "--env", action="append", default=[])
     run.add_argument("-w", "--workdir")
+    run.add_argument("-p", "--publish", action="append", default=[])
+    run.add_argument("-P", "--publish-all", action="store_true")
+    run.add_argument("--expose", action="append", default=[])
     run.add_argument("cmd", nargs=argparse.REMAINDER)
 
 
@@ -120,6 +123,17 @@ def _exec_parser(ex: Parser) -> None:
     ex.add_argument("-e", "--env", action="append", default=[])
     ex.add_argument("container")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
+
+
+def _port_parser(p: Parser) -> None:
+    p.add_argument("container")
+    p.add_argument("private", nargs="?", help="PORT[/PROTO]")
+
+
+def _system_parser(p: Parser) -> None:
+    sub = p.add_subparsers(dest="system_command", required=True, parser_class=Parser)
+    sub.add_parser("reload-firewall", help="re-apply shoal's firewall rules from its state")
+    sub.add_parser("firewall", help="print the firewall rules shoal owns")
 
 
 def _stop_parser(st: Parser) -> None:
@@ -141,9 +155,12 @@ COMMANDS = {
                 lambda p: p.add_argument("names", nargs="+"), True),
     "exec": ("run a command in a running container", _exec_parser, True),
     "logs": ("show a container's output", lambda p: p.add_argument("container"), True),
+    "port": ("list a container's published ports", _port_parser, True),
     "stop": ("stop running containers", _stop_parser, True),
     "rm": ("remove containers", _rm_parser, True),
+    "system": ("firewall maintenance", _system_parser, True),
 }
+GLOBAL_OPTIONS = ("--root", "--run-dir", "--firewall-backend", "--ip-forward")
 
 
 def _command_word(argv: list[str]) -> str | None:
@@ -151,9 +168,9 @@ def _command_word(argv: list[str]) -> str | None:
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("--root", "--run-dir"):
+        if arg in GLOBAL_OPTIONS:
             i += 2
-        elif arg.startswith(("--root=", "--run-dir=")):
+        elif arg.startswith(tuple(f"{o}=" for o in GLOBAL_OPTIONS)):
             i += 1
         else:
             return arg if arg in COMMANDS else None
@@ -167,6 +184,11 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     p = Parser(prog="shoal", description="Docker-style container networking on the Linux kernel")
     p.add_argument("--root", help="state directory (default /var/lib/shoal; env SHOAL_ROOT)")
     p.add_argument("--run-dir", help="runtime directory (default /run/shoal; env SHOAL_RUN_DIR)")
+    p.add_argument("--firewall-backend", choices=("nftables", "iptables"),
+                   help="nftables (default) or iptables; env SHOAL_FIREWALL_BACKEND")
+    p.add_argument("--ip-forward", metavar="true|false",
+                   help="turn on net.ipv4.ip_forward for bridge networks (default true; "
+                        "env SHOAL_IP_FORWARD)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, (text, build, own_help) in COMMANDS.items():
         cmd = sub.add_parser(name, help=text, add_help=own_help)
@@ -265,6 +287,7 @@ def cmd_run(engine: Any, args: argparse.Namespace) -> int:
         cmd=_strip_dashes(args.cmd), name=args.name, hostname=args.hostname,
         network=args.network, ip=args.ip, aliases=args.network_alias, env=args.env,
         auto_remove=args.rm, workdir=args.workdir or os.getcwd(),
+        publish=args.publish, publish_all=args.publish_all, expose=args.expose,
     )
     if args.detach:
         ctr = engine.run_detached(spec)
@@ -278,7 +301,7 @@ def cmd_ps(engine: Any, args: argparse.Namespace) -> int:
 
     rows = []
     for ctr in engine.containers(all_=args.all):
-        row = ps_row(ctr, engine.effective_status(ctr))
+        row = ps_row(ctr, engine.effective_status(ctr), engine.store.ports(ctr.id))
         if args.no_trunc:
             row["ID"] = ctr.id
         rows.append(row)
@@ -290,7 +313,8 @@ def cmd_ps(engine: Any, args: argparse.Namespace) -> int:
             print(json.dumps(r))
     else:
         print(table(rows, [("CONTAINER ID", "ID"), ("COMMAND", "Command"),
-                           ("CREATED", "RunningFor"), ("STATUS", "Status"), ("NAMES", "Names")]))
+                           ("CREATED", "RunningFor"), ("STATUS", "Status"), ("PORTS", "Ports"),
+                           ("NAMES", "Names")]))
     return 0
 
 
@@ -312,6 +336,35 @@ def cmd_logs(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_port(engine: Any, args: argparse.Namespace) -> int:
+    from ..errors import NotFound
+    from ..render import port_lines
+
+    ports = engine.ports(args.container)
+    if args.private:
+        number, _, proto = args.private.partition("/")
+        ports = [p for p in ports if str(p.container_port) == number
+                 and p.proto == (proto or "tcp")]
+        if not ports:
+            raise NotFound(f"no public port {number}/{proto or 'tcp'} published for "
+                           f"{args.container}")
+        for p in ports:
+            print(f"{p.host_ip}:{p.host_port}")
+        return 0
+    for line in port_lines(ports):
+        print(line)
+    return 0
+
+
+def cmd_system(engine: Any, args: argparse.Namespace) -> int:
+    if args.system_command == "reload-firewall":
+        engine.reload_firewall()
+        print(f"firewall re-applied ({engine.netfilter.backend_name})")
+    else:
+        sys.stdout.write(engine.firewall_text())
+    return 0
+
+
 def dispatch(engine: Any, args: argparse.Namespace) -> int:
     from ..engine import inspect_container
 
@@ -328,6 +381,10 @@ def dispatch(engine: Any, args: argparse.Namespace) -> int:
             return cmd_exec(engine, args)
         case "logs":
             return cmd_logs(engine, args)
+        case "port":
+            return cmd_port(engine, args)
+        case "system":
+            return cmd_system(engine, args)
         case "stop":
             return _each(args.names, lambda n: engine.stop(n, args.time))
         case "rm":
@@ -343,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ..engine import Engine
 
-        engine = Engine(args.root, args.run_dir)
+        engine = Engine(args.root, args.run_dir, firewall_backend=args.firewall_backend,
+                        ip_forward=args.ip_forward)
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 125 if args.command == "run" else e.exit_code
@@ -365,4 +423,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"shoal: {e}\n")
         return 1
     finally:
+        for warning in engine.warnings:
+            sys.stderr.write(f"shoal: warning: {warning}\n")
         engine.close()

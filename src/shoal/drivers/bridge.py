@@ -31,7 +31,7 @@ def attach(
     sandbox: Netlink, host: Netlink, host_ns_fd: int, net: Network, ep: Endpoint, first: bool
 ) -> None:
     """Plug an endpoint into the network. Only the first endpoint of a container gets the
-    default route, as in Docker."""
+    default route, as in Docker, and an internal network gives none."""
     assert ep.ip is not None and ep.mac is not None and net.subnet is not None
     bridge_index = ensure(host, net)
     links.add_veth_endpoint(
@@ -42,7 +42,7 @@ def attach(
         outside=host_veth_name(ep.id),
         mac=ep.mac,
         iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
-        gateway=net.gateway if first else None,
+        gateway=net.gateway if first and not net.internal else None,
         bridge_index=bridge_index,
         first=first,
     )

@@ -1,0 +1,103 @@
+"""The iptables backend: shoal's own chains in the filter and nat tables, rewritten with one
+`iptables-restore --noflush` per change (declaring a chain there flushes it), hooked into the
+built-in chains by one jump each. SHOAL-USER is created once and never flushed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from ..errors import ShoalError
+from ..rules import IPT_CHAINS, IPT_JUMPS, IPT_USER, Elements, iptables_restore
+from . import Backend, FirewallState
+
+
+class FirewallError(ShoalError):
+    pass
+
+
+def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
+    if shutil.which(cmd[0]) is None:
+        raise FirewallError(
+            f"the iptables backend needs {cmd[0]}: apt-get install iptables "
+            "(or choose --firewall-backend nftables)"
+        )
+    res = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise FirewallError(f"{cmd[0]} refused to {what}: {res.stderr.strip().splitlines()[0]}")
+    return res.stdout
+
+
+class Iptables(Backend):
+    name = "iptables"
+    needs_state_for_delta = True
+
+    def _saved(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        table = ""
+        for line in _run(["iptables-save"], "list the rules").splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+                out[table] = []
+            elif table:
+                out[table].append(line)
+        return out
+
+    def apply_full(self, state: FirewallState) -> None:
+        saved = self._saved()
+        script = iptables_restore(state.networks, state.ports)
+        head: dict[str, list[str]] = {"nat": [], "filter": []}
+        if f":{IPT_USER} " not in "\n".join(saved.get("filter", [])) + " ":
+            head["filter"].append(f":{IPT_USER} - [0:0]")
+        tail: dict[str, list[str]] = {"nat": [], "filter": []}
+        for table, jumps in IPT_JUMPS.items():
+            lines = saved.get(table, [])
+            for chain, rule in jumps:
+                if f"-A {chain} {rule}" not in lines:
+                    tail[table].append(f"-I {chain} 1 {rule}")
+        if state.drop_forward:
+            tail["filter"].append("-P FORWARD DROP")
+        parts = []
+        for block in script.split("COMMIT\n"):
+            if not block.strip():
+                continue
+            table = block.split("\n", 1)[0][1:]
+            lines = block.rstrip("\n").split("\n")
+            parts.append("\n".join(lines[:1] + head[table] + lines[1:] + tail[table]) + "\n")
+        _run(["iptables-restore", "--noflush"], "apply shoal's rules",
+             "COMMIT\n".join(parts) + "COMMIT\n")
+
+    def apply_delta(self, added: Elements, removed: Elements, state: FirewallState | None
+                    ) -> None:
+        assert state is not None
+        self.apply_full(state)
+
+    def remove(self) -> None:
+        saved = self._saved()
+        out = []
+        for table in ("nat", "filter"):
+            lines = saved.get(table, [])
+            mine = [*IPT_CHAINS[table], *( [IPT_USER] if table == "filter" else [])]
+            present = [c for c in mine if any(line.startswith(f":{c} ") for line in lines)]
+            if not present:
+                continue
+            out.append(f"*{table}")
+            for chain, rule in IPT_JUMPS[table]:
+                if f"-A {chain} {rule}" in lines:
+                    out.append(f"-D {chain} {rule}")
+            out += [f"-F {c}" for c in present] + [f"-X {c}" for c in present]
+            out.append("COMMIT")
+        if out:
+            _run(["iptables-restore", "--noflush"], "remove shoal's rules", "\n".join(out) + "\n")
+
+    def show(self) -> str:
+        saved = self._saved()
+        out = []
+        for table in ("nat", "filter"):
+            mine = (*IPT_CHAINS[table], IPT_USER)
+            lines = [line for line in saved.get(table, [])
+                     if any(f" {c} " in f" {line} " or line.startswith(f":{c} ") for c in mine)]
+            if lines:
+                out.append(f"*{table}")
+                out += lines
+        return "\n".join(out) + ("\n" if out else "")

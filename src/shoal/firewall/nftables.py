@@ -1,0 +1,90 @@
+"""The nftables backend: shoal's tables `ip shoal` and `bridge shoal`, written through
+libnftables in this process (one long-lived context, no `nft` process per change), or through
+`nft -f -` where the library is missing."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+
+from ..errors import ShoalError
+from ..rules import TABLE, Elements, desired, nft_delta, nft_full, nft_remove
+from . import Backend, FirewallState
+
+
+class FirewallError(ShoalError):
+    pass
+
+
+class _Lib:
+    """A libnftables context with its output and errors captured."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+            getattr(lib, fn).restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        lib.nft_ctx_buffer_output(self.ctx)
+        lib.nft_ctx_buffer_error(self.ctx)
+
+    def run(self, script: str) -> tuple[int, str, str]:
+        rc = self.lib.nft_run_cmd_from_buffer(self.ctx, script.encode())
+        out = (self.lib.nft_ctx_get_output_buffer(self.ctx) or b"").decode()
+        err = (self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode()
+        return rc, out, err
+
+
+class Nftables(Backend):
+    name = "nftables"
+
+    def __init__(self) -> None:
+        self._lib: _Lib | None = None
+        try:
+            self._lib = _Lib()
+        except OSError:
+            if shutil.which("nft") is None:
+                raise FirewallError(
+                    "the nftables backend needs nft or libnftables: apt-get install nftables "
+                    "(or choose --firewall-backend iptables)"
+                ) from None
+
+    def _run(self, script: str, what: str) -> str:
+        if self._lib is not None:
+            rc, out, err = self._lib.run(script)
+        else:
+            res = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True,
+                                 text=True)
+            rc, out, err = res.returncode, res.stdout, res.stderr
+        if rc != 0:
+            first = next((line for line in err.splitlines() if "Error" in line), err.strip())
+            raise FirewallError(f"nftables refused to {what}: {first}")
+        return out
+
+    def apply_full(self, state: FirewallState) -> None:
+        elements = desired(state.networks, state.ports, state.no_icc_ports)
+        self._run(nft_full(elements, state.drop_forward), "apply shoal's ruleset")
+
+    def apply_delta(self, added: Elements, removed: Elements, state: FirewallState | None
+                    ) -> None:
+        if any(added.values()) or any(removed.values()):
+            self._run(nft_delta(added, removed), "update shoal's ruleset")
+
+    def remove(self) -> None:
+        self._run(nft_remove(), "remove shoal's tables")
+
+    def show(self) -> str:
+        out = []
+        for family in ("ip", "bridge"):
+            try:
+                out.append(self._run(f"list table {family} {TABLE}\n", "list shoal's tables"))
+            except FirewallError:
+                continue
+        return "".join(out)

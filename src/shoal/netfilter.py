@@ -1,0 +1,206 @@
+"""The engine's side of the firewall: which rules each change of state adds or removes, the
+published-port allocator, IP forwarding and the choice of backend. The rules themselves come
+from `shoal.rules` (pure) and are applied by a backend from `shoal.firewall`."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address
+
+from . import ports as portspec
+from .errors import Conflict, InvalidArgument
+from .firewall import BACKENDS, Backend, FirewallState, backend
+from .kernel import sysctl
+from .model import Container, Network, PublishedPort
+from .names import host_veth_name
+from .rules import Elements, NetRule, PortRule, merge, network_elements, no_icc_port_elements
+from .rules import port_elements as port_rule_elements
+from .store import Store
+
+DEFAULT_BACKEND = "nftables"
+FORWARD_FIX = "sysctl -w net.ipv4.ip_forward=1"
+
+
+def _truthy(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InvalidArgument(f"invalid --ip-forward value {text!r}: use true or false")
+
+
+def net_rule(net: Network) -> NetRule:
+    assert net.bridge is not None and net.subnet is not None
+    return NetRule(bridge=net.bridge, subnet=net.subnet, internal=net.internal,
+                   icc=net.options.get("shoal.bridge.enable_icc", "true") == "true")
+
+
+def port_rule(p: PublishedPort) -> PortRule:
+    return PortRule(proto=p.proto, host_ip=p.host_ip, host_port=p.host_port,
+                    dest_ip=p.dest_ip, dest_port=p.container_port)
+
+
+class Netfilter:
+    def __init__(self, store: Store, backend_name: str | None = None,
+                 ip_forward: str | None = None) -> None:
+        self.store = store
+        self.warnings: list[str] = []
+        requested = backend_name or os.environ.get("SHOAL_FIREWALL_BACKEND") or None
+        if requested is not None and requested not in BACKENDS:
+            raise InvalidArgument(
+                f"unknown firewall backend {requested!r}: use nftables or iptables")
+        self.requested = requested
+        forward = ip_forward if ip_forward is not None else os.environ.get("SHOAL_IP_FORWARD")
+        self.ip_forward = True if forward is None else _truthy(forward)
+        self._backend: Backend | None = None
+
+    @property
+    def backend_name(self) -> str:
+        return self.store.get_meta("firewall_backend") or self.requested or DEFAULT_BACKEND
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = backend(self.backend_name)
+        return self._backend
+
+    def switch_needed(self) -> bool:
+        stored = self.store.get_meta("firewall_backend")
+        return self.requested is not None and stored is not None and stored != self.requested
+
+    def switch_backend(self) -> None:
+        """Remove what the previous backend owned, then apply everything with the new one.
+        Call with the write lock held."""
+        old = self.store.get_meta("firewall_backend")
+        if old and old != self.requested:
+            backend(old).remove()
+        assert self.requested is not None
+        self.store.set_meta("firewall_backend", self.requested)
+        self._backend = None
+        self.reload()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state(self) -> FirewallState:
+        nets = {n.id: n for n in self.store.networks() if n.driver == "bridge" and n.subnet}
+        no_icc = []
+        for net in nets.values():
+            if not net_rule(net).icc:
+                no_icc += [host_veth_name(ep.id) for ep in self.store.endpoints(network_id=net.id)
+                           if ep.ip is not None]
+        return FirewallState(
+            networks=[net_rule(n) for n in nets.values()],
+            ports=[port_rule(p) for p in self.store.ports()],
+            no_icc_ports=no_icc,
+            drop_forward=self.store.get_meta("drop_forward") == "1",
+        )
+
+    def container_elements(self, ctr: Container) -> Elements:
+        """The elements a running container contributes: its published ports and its ports
+        on networks with icc off."""
+        parts = [port_rule_elements(port_rule(p)) for p in self.store.ports(ctr.id)]
+        for ep in self.store.endpoints(container_id=ctr.id):
+            if ep.ip is not None and not net_rule(self.store.network_by_id(ep.network_id)).icc:
+                parts.append(no_icc_port_elements(host_veth_name(ep.id)))
+        return merge(*parts)
+
+    @staticmethod
+    def network_elements(net: Network) -> Elements:
+        return merge(network_elements(net_rule(net)))
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def apply(self, added: Elements | None = None, removed: Elements | None = None) -> None:
+        empty: Elements = merge()
+        b = self.backend
+        b.apply_delta(added or empty, removed or empty,
+                      self.state() if b.needs_state_for_delta else None)
+
+    def reload(self) -> None:
+        """Apply the whole ruleset from the state (after a flush, a reboot or a crash)."""
+        if self.store.get_meta("firewall_backend") is None:
+            self.store.set_meta("firewall_backend", self.backend_name)
+        state = self.state()
+        for net in state.networks:
+            self.set_route_localnet(net.bridge)
+        self.backend.apply_full(state)
+
+    @staticmethod
+    def set_route_localnet(bridge: str) -> None:
+        """Let the host's 127.0.0.1 reach published ports through this bridge."""
+        try:
+            sysctl.write(sysctl.route_localnet(bridge), "1")
+        except FileNotFoundError:
+            pass
+
+    def ensure_forwarding(self) -> bool:
+        """Turn IP forwarding on, as Docker's --ip-forward=true does; warn if it is off and
+        shoal was told to leave it. True if shoal just turned it on (then, as Docker does,
+        forwarded traffic shoal did not ask for is dropped: apply the full ruleset)."""
+        if sysctl.read(sysctl.IP_FORWARD) == "1":
+            return False
+        if not self.ip_forward:
+            self.warnings.append(
+                "IP forwarding is off (net.ipv4.ip_forward=0), so containers can't reach the "
+                f"outside; fix: {FORWARD_FIX}"
+            )
+            return False
+        sysctl.write(sysctl.IP_FORWARD, "1")
+        self.store.set_meta("drop_forward", "1")
+        return True
+
+    # -- published ports -----------------------------------------------------------------------
+
+    def allocate_ports(self, ctr: Container, net: Network, dest_ip: IPv4Address,
+                       bindings: list[portspec.Binding], host_addresses: set[IPv4Address]
+                       ) -> list[PublishedPort]:
+        """Host ports for a starting container, stored in the same transaction as the rest of
+        its start. Conflicts are reported before anything is created."""
+        if net.internal and bindings:
+            raise InvalidArgument(
+                f"network {net.name} is internal: its containers cannot publish ports "
+                "(leave out -p/-P, or use a network without --internal)"
+            )
+        for b in bindings:
+            if (b.host_ip != portspec.ANY and b.host_ip not in host_addresses
+                    and not b.host_ip.is_loopback):
+                raise InvalidArgument(
+                    f"cannot publish on {b.host_ip}: it is not an address of this host"
+                )
+        fixed = [b for b in bindings if b.host_port is not None]
+        for i, b in enumerate(fixed):
+            for other in fixed[:i]:
+                if portspec.conflicts(b, other):
+                    raise Conflict(f"host port {b.host_port}/{b.proto} is given twice")
+            for taken in self.store.ports_on(b.proto, b.host_port or 0):
+                held = portspec.Binding(container_port=taken.container_port, proto=taken.proto,
+                                        host_ip=taken.host_ip, host_port=taken.host_port)
+                if portspec.conflicts(b, held):
+                    owner = self.store.container_by_id(taken.container_id)
+                    raise Conflict(
+                        f"host port {taken.host_ip}:{b.host_port}/{b.proto} is already "
+                        f"published by container {owner.name if owner else taken.container_id}"
+                    )
+        out = []
+        random = [b for b in bindings if b.host_port is None]
+        if random:
+            port_range = portspec.parse_port_range(sysctl.read(sysctl.PORT_RANGE))
+            reserved = portspec.parse_reserved(sysctl.read(sysctl.RESERVED_PORTS))
+            unavailable = {(p, proto) for p in reserved for proto in portspec.PROTOCOLS}
+            unavailable |= self.store.published_host_ports() | sysctl.listening_ports()
+            unavailable |= {(b.host_port or 0, b.proto) for b in fixed}
+            for proto in portspec.PROTOCOLS:
+                wanted = [b for b in random if b.proto == proto]
+                if wanted:
+                    picked = portspec.pick_host_ports(len(wanted), proto, port_range, unavailable)
+                    for b, port in zip(wanted, picked, strict=True):
+                        fixed.append(b.replace(host_port=port))
+        for b in fixed:
+            assert b.host_port is not None
+            p = PublishedPort(container_id=ctr.id, network_id=net.id, proto=b.proto,
+                              host_ip=b.host_ip, host_port=b.host_port,
+                              container_port=b.container_port, dest_ip=dest_ip)
+            self.store.add_port(p)
+            out.append(p)
+        return out

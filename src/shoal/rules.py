@@ -1,0 +1,254 @@
+"""The firewall shoal owns, as a pure function of the state.
+
+The nftables ruleset is a fixed skeleton of chains whose rules only look things up in sets
+and maps (shoal's bridges, internal bridges, subnets to masquerade, published ports). Every
+change of state (a network created, a container started with ports) is therefore a change of
+set elements only, applied as one transaction of `add element`/`delete element`, and the cost
+of a packet does not depend on how many ports are published. A full apply (`reconcile`,
+`shoal system reload-firewall`) writes the skeleton and every element in one transaction.
+
+The iptables backend renders the same state as shoal's own chains (SHOAL, SHOAL-ISOLATION,
+SHOAL-POSTROUTING, SHOAL-FORWARD and the never-flushed SHOAL-USER) for iptables-restore.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from .ports import ANY
+from .records import Record
+
+TABLE = "shoal"
+USER_CHAIN = "user"
+
+
+class NetRule(Record):
+    """What the firewall needs to know of one bridge network."""
+
+    bridge: str
+    subnet: IPv4Network
+    internal: bool = False
+    icc: bool = True
+
+
+class PortRule(Record):
+    """One published port: (proto, host address, host port) -> (container address, port)."""
+
+    proto: str
+    host_ip: IPv4Address
+    host_port: int
+    dest_ip: IPv4Address
+    dest_port: int
+
+
+# name: (nft family, declaration). Maps have a ':' in their type.
+SETS: dict[str, tuple[str, str]] = {
+    "bridges": ("ip", "type ifname;"),
+    "internal": ("ip", "type ifname;"),
+    "icc": ("ip", "type ifname . ifname;"),
+    "masq_subnets": ("ip", "type ipv4_addr; flags interval;"),
+    "ports_any": ("ip", "type inet_proto . inet_service : ipv4_addr . inet_service;"),
+    "ports_ip": (
+        "ip", "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;"),
+    "no_icc_ports": ("bridge", "type ifname;"),
+}
+
+Elements = dict[str, set[str]]
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def network_elements(net: NetRule) -> Elements:
+    out: Elements = {"bridges": {_q(net.bridge)}}
+    if net.internal:
+        out["internal"] = {_q(net.bridge)}
+    else:
+        out["masq_subnets"] = {str(net.subnet)}
+    if net.icc:
+        out["icc"] = {f"{_q(net.bridge)} . {_q(net.bridge)}"}
+    return out
+
+
+def no_icc_port_elements(host_veth: str) -> Elements:
+    """The host end of an endpoint on a network with icc off: frames it sends are not
+    bridged to the other ports (only the gateway, through the host, is reachable)."""
+    return {"no_icc_ports": {_q(host_veth)}}
+
+
+def port_elements(port: PortRule) -> Elements:
+    target = f"{port.dest_ip} . {port.dest_port}"
+    if port.host_ip == ANY:
+        return {"ports_any": {f"{port.proto} . {port.host_port} : {target}"}}
+    return {"ports_ip": {f"{port.host_ip} . {port.proto} . {port.host_port} : {target}"}}
+
+
+def merge(*parts: Elements) -> Elements:
+    out: Elements = {name: set() for name in SETS}
+    for part in parts:
+        for name, values in part.items():
+            out[name] |= values
+    return out
+
+
+def desired(networks: list[NetRule], ports: list[PortRule], no_icc_ports: list[str]) -> Elements:
+    """Every element of every set shoal owns, for this state."""
+    return merge(*(network_elements(n) for n in networks), *(port_elements(p) for p in ports),
+                 *(no_icc_port_elements(v) for v in no_icc_ports))
+
+
+# -- nftables ------------------------------------------------------------------------------------
+
+
+def _nft_chains(drop_forward: bool) -> list[str]:
+    policy = "drop" if drop_forward else "accept"
+    t = f"ip {TABLE}"
+    return [
+        f"add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}",
+        f"flush chain {t} prerouting",
+        # a packet from outside for 127.0.0.0/8 is never translated (moby#45610)
+        f"add rule {t} prerouting ip daddr 127.0.0.0/8 return",
+        f"add rule {t} prerouting fib daddr type local "
+        "dnat ip to ip daddr . meta l4proto . th dport map @ports_ip",
+        f"add rule {t} prerouting fib daddr type local "
+        "dnat ip to meta l4proto . th dport map @ports_any",
+        f"add chain {t} output {{ type nat hook output priority -100; policy accept; }}",
+        f"flush chain {t} output",
+        f"add rule {t} output fib daddr type local "
+        "dnat ip to ip daddr . meta l4proto . th dport map @ports_ip",
+        f"add rule {t} output fib daddr type local "
+        "dnat ip to meta l4proto . th dport map @ports_any",
+        f"add chain {t} postrouting {{ type nat hook postrouting priority srcnat; "
+        "policy accept; }",
+        f"flush chain {t} postrouting",
+        # the host's own 127.0.0.1 reaching a published port (with route_localnet on bridges)
+        f"add rule {t} postrouting oifname @bridges ip saddr 127.0.0.0/8 masquerade",
+        # hairpin: a container reaching a published port through the host's address
+        f"add rule {t} postrouting iifname @bridges oifname @bridges ct status dnat masquerade",
+        # containers reaching beyond the host
+        f"add rule {t} postrouting ip saddr @masq_subnets oifname != @bridges masquerade",
+        f"add chain {t} {USER_CHAIN}",  # created once, never flushed: the user's own policy
+        f"add chain {t} forward {{ type filter hook forward priority filter; policy {policy}; }}",
+        f"flush chain {t} forward",
+        f"add rule {t} forward jump {USER_CHAIN}",
+        f"add rule {t} forward oifname @bridges ct state established,related accept",
+        f"add rule {t} forward oifname @bridges ct status dnat accept",
+        # one bridge to itself: only seen when bridge netfilter is on; icc decides
+        f"add rule {t} forward iifname . oifname @icc accept",
+        f"add rule {t} forward iifname @internal drop",
+        f"add rule {t} forward oifname @internal drop",
+        # isolation between networks (and icc=false within one)
+        f"add rule {t} forward iifname @bridges oifname @bridges drop",
+        f"add rule {t} forward iifname @bridges accept",
+        # nothing else reaches a container: not even a client routing its address at the host
+        f"add rule {t} forward oifname @bridges drop",
+        f"add table bridge {TABLE}",
+        f"add chain bridge {TABLE} forward {{ type filter hook forward priority filter; "
+        "policy accept; }",
+        f"flush chain bridge {TABLE} forward",
+        f"add rule bridge {TABLE} forward iifname @no_icc_ports drop",
+    ]
+
+
+def _element_lines(verb: str, elements: Elements) -> list[str]:
+    lines = []
+    for name in SETS:
+        values = sorted(elements.get(name, ()))
+        if values:
+            family = SETS[name][0]
+            lines.append(f"{verb} element {family} {TABLE} {name} {{ {', '.join(values)} }}")
+    return lines
+
+
+def nft_full(elements: Elements, drop_forward: bool) -> str:
+    """One transaction that makes shoal's tables exactly this, keeping the user chain."""
+    lines = [f"add table ip {TABLE}", f"add table bridge {TABLE}"]
+    for name, (family, decl) in SETS.items():
+        kind = "map" if ":" in decl else "set"
+        lines.append(f"add {kind} {family} {TABLE} {name} {{ {decl} }}")
+        lines.append(f"flush {kind} {family} {TABLE} {name}")
+    lines += _nft_chains(drop_forward)
+    lines += _element_lines("add", elements)
+    return "\n".join(lines) + "\n"
+
+
+def nft_delta(added: Elements, removed: Elements) -> str:
+    """One transaction adding and removing elements."""
+    return "\n".join(_element_lines("delete", removed) + _element_lines("add", added)) + "\n"
+
+
+def nft_remove() -> str:
+    # 'add' first makes 'delete' safe when a table is missing ('destroy' needs nft 1.0.8)
+    return "".join(f"add table {f} {TABLE}\ndelete table {f} {TABLE}\n" for f in ("ip", "bridge"))
+
+
+def diff(old: Elements, new: Elements) -> tuple[Elements, Elements]:
+    added = {k: new.get(k, set()) - old.get(k, set()) for k in SETS}
+    removed = {k: old.get(k, set()) - new.get(k, set()) for k in SETS}
+    return added, removed
+
+
+# -- iptables ------------------------------------------------------------------------------------
+
+IPT_CHAINS = {
+    "nat": ("SHOAL", "SHOAL-POSTROUTING"),
+    "filter": ("SHOAL-FORWARD", "SHOAL-ISOLATION", "SHOAL-ISOLATION-2"),
+}
+IPT_USER = "SHOAL-USER"
+# where shoal's chains hook into the built-in ones (inserted once, at the top)
+IPT_JUMPS = {
+    "nat": (
+        # a packet from outside for 127.0.0.0/8 is never translated (moby#45610)
+        ("PREROUTING", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j SHOAL"),
+        ("OUTPUT", "-m addrtype --dst-type LOCAL -j SHOAL"),
+        ("POSTROUTING", "-j SHOAL-POSTROUTING"),
+    ),
+    "filter": (("FORWARD", "-j SHOAL-FORWARD"),),
+}
+
+
+def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str, list[str]]:
+    """The rules of shoal's own chains, per table, in iptables-save syntax ('-A CHAIN ...')."""
+    nat = []
+    for p in sorted(ports, key=lambda p: (p.proto, p.host_port, str(p.host_ip))):
+        dst = "" if p.host_ip == ANY else f" -d {p.host_ip}/32"
+        nat.append(f"-A SHOAL{dst} -p {p.proto} -m {p.proto} --dport {p.host_port} "
+                   f"-j DNAT --to-destination {p.dest_ip}:{p.dest_port}")
+    post = []
+    for n in networks:
+        post.append(f"-A SHOAL-POSTROUTING -s 127.0.0.0/8 -o {n.bridge} -j MASQUERADE")
+        post.append(f"-A SHOAL-POSTROUTING -s {n.subnet} -d {n.subnet} -o {n.bridge} "
+                    "-m conntrack --ctstate DNAT -j MASQUERADE")
+        if not n.internal:
+            post.append(f"-A SHOAL-POSTROUTING -s {n.subnet} ! -o {n.bridge} -j MASQUERADE")
+    fwd = [f"-A SHOAL-FORWARD -j {IPT_USER}", "-A SHOAL-FORWARD -j SHOAL-ISOLATION"]
+    iso = ["-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN"]
+    iso2 = []
+    for n in networks:
+        b = n.bridge
+        fwd.append(f"-A SHOAL-FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED "
+                   "-j ACCEPT")
+        fwd.append(f"-A SHOAL-FORWARD -o {b} -m conntrack --ctstate DNAT -j ACCEPT")
+        fwd.append(f"-A SHOAL-FORWARD -i {b} -o {b} -j {'ACCEPT' if n.icc else 'DROP'}")
+        if n.internal:
+            fwd.append(f"-A SHOAL-FORWARD -i {b} -j DROP")
+        else:
+            fwd.append(f"-A SHOAL-FORWARD -i {b} ! -o {b} -j ACCEPT")
+        fwd.append(f"-A SHOAL-FORWARD -o {b} -j DROP")
+        iso.append(f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j SHOAL-ISOLATION-2")
+        iso2.append(f"-A SHOAL-ISOLATION-2 -o {b} -j DROP")
+    return {"nat": nat + post, "filter": fwd + iso + iso2}
+
+
+def iptables_restore(networks: list[NetRule], ports: list[PortRule]) -> str:
+    """Input for `iptables-restore --noflush`: declaring a chain flushes it, so shoal's chains
+    are replaced in one go while everything else (and SHOAL-USER) is left alone."""
+    rules = iptables_tables(networks, ports)
+    out = []
+    for table in ("nat", "filter"):
+        out.append(f"*{table}")
+        out += [f":{chain} - [0:0]" for chain in IPT_CHAINS[table]]
+        out += rules[table]
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
