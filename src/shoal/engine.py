@@ -33,9 +33,9 @@ from .names import (
     validate_ifname,
     validate_name,
 )
-from .netfilter import Netfilter, net_rule, port_rule
+from .netfilter import Netfilter, net_rule
 from .records import Record
-from .rules import merge, no_icc_port_elements, port_elements
+from .rules import merge, no_icc_port_elements, port_entry
 from .runtime import pids
 from .store import Store
 
@@ -748,9 +748,10 @@ class Engine:
                     f"container {cur.name} shares its network with running containers "
                     f"({', '.join(users)}); remove those first"
                 )
-            if cur.status != EXITED:
-                self._destroy_sandbox(cur)
-            self._delete_container(cur)
+            if cur.status != EXITED:  # created but never started: release what it holds
+                self._finish(cur.id, None, 0)
+            if self.store.container_by_id(cur.id) is not None:
+                self._delete_container(cur)
 
     def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
              stdin: int | None = None, stdout: int | None = None,
@@ -849,8 +850,8 @@ class Engine:
                        if e.network_id == net.id), None)
             if ep is None:
                 raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
-            removed = [port_elements(port_rule(p)) for p in self.store.ports(ctr.id)
-                       if p.network_id == net.id]
+            entries = [port_entry(*row) for row in self.store.port_rows(ctr.id, net.id)]
+            removed = [{name: {element}} for name, element in entries]
             if ep.ip is not None and not net_rule(net).icc:
                 removed.append(no_icc_port_elements(host_veth_name(ep.id)))
             with self.store.transaction():

@@ -13,8 +13,15 @@ from .firewall import BACKENDS, Backend, FirewallState, backend
 from .kernel import sysctl
 from .model import Container, Network, PublishedPort
 from .names import host_veth_name
-from .rules import Elements, NetRule, PortRule, merge, network_elements, no_icc_port_elements
-from .rules import port_elements as port_rule_elements
+from .rules import (
+    Elements,
+    NetRule,
+    PortRule,
+    merge,
+    network_elements,
+    no_icc_port_elements,
+    port_entry,
+)
 from .store import Store
 
 DEFAULT_BACKEND = "nftables"
@@ -99,7 +106,9 @@ class Netfilter:
     def container_elements(self, ctr: Container) -> Elements:
         """The elements a running container contributes: its published ports and its ports
         on networks with icc off."""
-        parts = [port_rule_elements(port_rule(p)) for p in self.store.ports(ctr.id)]
+        entries = [port_entry(*row) for row in self.store.port_rows(ctr.id)]
+        parts: list[Elements] = [{"ports_any": {e for n, e in entries if n == "ports_any"},
+                                  "ports_ip": {e for n, e in entries if n == "ports_ip"}}]
         for ep in self.store.endpoints(container_id=ctr.id):
             if ep.ip is not None and not net_rule(self.store.network_by_id(ep.network_id)).icc:
                 parts.append(no_icc_port_elements(host_veth_name(ep.id)))
@@ -169,26 +178,35 @@ class Netfilter:
                     f"cannot publish on {b.host_ip}: it is not an address of this host"
                 )
         fixed = [b for b in bindings if b.host_port is not None]
-        for i, b in enumerate(fixed):
-            for other in fixed[:i]:
-                if portspec.conflicts(b, other):
+        # (proto, host port) -> host addresses holding it: published ones, then this request's
+        held: dict[tuple[str, int], dict[IPv4Address, str]] = {}
+        for proto, port, ip, owner_id in self.store.holders(
+                [(b.proto, b.host_port or 0) for b in fixed]):
+            held.setdefault((proto, port), {})[IPv4Address(ip)] = owner_id
+        mine = object()
+        for b in fixed:
+            assert b.host_port is not None
+            holders = held.setdefault((b.proto, b.host_port), {})
+            clash = [ip for ip in holders
+                     if ip == b.host_ip or portspec.ANY in (ip, b.host_ip)]
+            if clash:
+                owner_id = holders[clash[0]]
+                if owner_id is mine:
                     raise Conflict(f"host port {b.host_port}/{b.proto} is given twice")
-            for taken in self.store.ports_on(b.proto, b.host_port or 0):
-                held = portspec.Binding(container_port=taken.container_port, proto=taken.proto,
-                                        host_ip=taken.host_ip, host_port=taken.host_port)
-                if portspec.conflicts(b, held):
-                    owner = self.store.container_by_id(taken.container_id)
-                    raise Conflict(
-                        f"host port {taken.host_ip}:{b.host_port}/{b.proto} is already "
-                        f"published by container {owner.name if owner else taken.container_id}"
-                    )
+                owner = self.store.container_by_id(owner_id)
+                raise Conflict(
+                    f"host port {clash[0]}:{b.host_port}/{b.proto} is already published by "
+                    f"container {owner.name if owner else owner_id}"
+                )
+            holders[b.host_ip] = mine  # type: ignore[assignment]
         out = []
         random = [b for b in bindings if b.host_port is None]
         if random:
             port_range = portspec.parse_port_range(sysctl.read(sysctl.PORT_RANGE))
             reserved = portspec.parse_reserved(sysctl.read(sysctl.RESERVED_PORTS))
             unavailable = {(p, proto) for p in reserved for proto in portspec.PROTOCOLS}
-            unavailable |= self.store.published_host_ports() | sysctl.listening_ports()
+            unavailable |= self.store.published_host_ports(*port_range)
+            unavailable |= sysctl.listening_ports()
             unavailable |= {(b.host_port or 0, b.proto) for b in fixed}
             for proto in portspec.PROTOCOLS:
                 wanted = [b for b in random if b.proto == proto]
@@ -198,9 +216,8 @@ class Netfilter:
                         fixed.append(b.replace(host_port=port))
         for b in fixed:
             assert b.host_port is not None
-            p = PublishedPort(container_id=ctr.id, network_id=net.id, proto=b.proto,
-                              host_ip=b.host_ip, host_port=b.host_port,
-                              container_port=b.container_port, dest_ip=dest_ip)
-            self.store.add_port(p)
-            out.append(p)
+            out.append(PublishedPort(container_id=ctr.id, network_id=net.id, proto=b.proto,
+                                     host_ip=b.host_ip, host_port=b.host_port,
+                                     container_port=b.container_port, dest_ip=dest_ip))
+        self.store.add_ports(out)
         return out

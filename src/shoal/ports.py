@@ -28,7 +28,7 @@ class Binding(Record):
 
 
 def _port(text: str, what: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit alone takes '²' and '١'
         raise InvalidArgument(f"invalid {what} {text!r}: expected a number from 1 to 65535")
     value = int(text)
     if not 1 <= value <= 65535:
@@ -138,7 +138,9 @@ def pick_host_ports(
     in `unavailable` (reserved, published by shoal, or a host process listening) are skipped."""
     taken = {port for port, p in unavailable if p == proto}
     lo, hi = port_range
-    out = []
+    out: list[int] = []
+    if count <= 0:
+        return out
     for port in range(lo, hi + 1):
         if port not in taken:
             out.append(port)

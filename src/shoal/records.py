@@ -28,25 +28,7 @@ class Record:
                     defaults[name] = klass.__dict__[name]
         cls._fields = tuple(names)
         cls._defaults = defaults
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(self._fields):
-            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} values")
-        values = dict(zip(self._fields, args, strict=False))
-        for name, value in kwargs.items():
-            if name not in self._fields or name in values:
-                raise TypeError(f"{type(self).__name__}: unexpected or repeated field {name!r}")
-            values[name] = value
-        for name in self._fields:
-            if name in values:
-                value = values[name]
-            elif name in self._defaults:
-                value = self._defaults[name]
-                if isinstance(value, list | dict | set):
-                    value = type(value)(value)  # a fresh copy, never a shared mutable default
-            else:
-                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
-            setattr(self, name, value)
+        cls.__init__ = _make_init(cls.__name__, names, defaults)  # type: ignore[misc]
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(
@@ -63,3 +45,33 @@ class Record:
         values = {n: getattr(self, n) for n in self._fields}
         values.update(changes)
         return type(self)(**values)
+
+
+_MISSING = object()
+
+
+def _make_init(cls_name: str, names: list[str], defaults: dict[str, Any]) -> Any:
+    """A specialised __init__, compiled once per class as dataclasses does it: one plain
+    function with the fields as parameters (a generic loop is several times slower, and
+    published ports make tens of thousands of records)."""
+    params, body = [], []
+    for name in names:
+        if name in defaults:
+            if isinstance(defaults[name], list | dict | set):  # fresh copy, never shared
+                params.append(f"{name}=_MISSING")
+                body.append(f"    self.{name} = type(_d_{name})(_d_{name}) "
+                            f"if {name} is _MISSING else {name}")
+            else:
+                params.append(f"{name}=_d_{name}")
+                body.append(f"    self.{name} = {name}")
+        else:
+            if len(params) > len([p for p in params if "=" not in p]):
+                raise TypeError(f"{cls_name}: field {name!r} without a default follows one "
+                                "with a default")
+            params.append(name)
+            body.append(f"    self.{name} = {name}")
+    source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
+    namespace: dict[str, Any] = {"_MISSING": _MISSING}
+    namespace.update({f"_d_{k}": v for k, v in defaults.items()})
+    exec(source, namespace)  # source made from the class's own annotated field names
+    return namespace["__init__"]

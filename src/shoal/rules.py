@@ -77,11 +77,19 @@ def no_icc_port_elements(host_veth: str) -> Elements:
     return {"no_icc_ports": {_q(host_veth)}}
 
 
+def port_entry(proto: str, host_ip: str, host_port: int, dest_ip: str, dest_port: int
+               ) -> tuple[str, str]:
+    """(map, element) of one published port; host_ip '0.0.0.0' means every address."""
+    target = f"{dest_ip} . {dest_port}"
+    if host_ip == "0.0.0.0":
+        return "ports_any", f"{proto} . {host_port} : {target}"
+    return "ports_ip", f"{host_ip} . {proto} . {host_port} : {target}"
+
+
 def port_elements(port: PortRule) -> Elements:
-    target = f"{port.dest_ip} . {port.dest_port}"
-    if port.host_ip == ANY:
-        return {"ports_any": {f"{port.proto} . {port.host_port} : {target}"}}
-    return {"ports_ip": {f"{port.host_ip} . {port.proto} . {port.host_port} : {target}"}}
+    name, element = port_entry(port.proto, str(port.host_ip), port.host_port,
+                               str(port.dest_ip), port.dest_port)
+    return {name: {element}}
 
 
 def merge(*parts: Elements) -> Elements:

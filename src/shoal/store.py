@@ -306,8 +306,17 @@ class Store:
 
     # -- published ports --------------------------------------------------------------------
 
-    def add_port(self, port: PublishedPort) -> None:
-        self._insert("ports", port)
+    def add_ports(self, ports: list[PublishedPort]) -> None:
+        if not ports:
+            return
+        cols = list(PublishedPort._fields)
+        rows = [[_to_db(c, getattr(p, c)) for c in cols] for p in ports]
+        try:
+            self.db.executemany(
+                f"INSERT INTO ports ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                rows)
+        except sqlite3.IntegrityError as e:
+            raise Conflict(f"a host port is already published: {e}") from None
 
     def ports(self, container_id: str | None = None) -> list[PublishedPort]:
         if container_id is None:
@@ -316,13 +325,40 @@ class Store:
             rows = self.db.execute("SELECT * FROM ports WHERE container_id=?", (container_id,))
         return [_row(PublishedPort, r) for r in rows]
 
+    def port_rows(self, container_id: str, network_id: str | None = None
+                  ) -> list[tuple[str, str, int, str, int]]:
+        """(proto, host_ip, host_port, dest_ip, container_port) of a container's ports, as
+        stored: building records for 10,000 ports would cost more than the firewall update."""
+        sql = ("SELECT proto, host_ip, host_port, dest_ip, container_port FROM ports "
+               "WHERE container_id=?")
+        args: list[str] = [container_id]
+        if network_id is not None:
+            sql += " AND network_id=?"
+            args.append(network_id)
+        return list(self.db.execute(sql, args))
+
+    def holders(self, wanted: list[tuple[str, int]]) -> list[tuple[str, int, str, str]]:
+        """(proto, host_port, host_ip, container_id) of published ports among `wanted`."""
+        if len(wanted) > 64:
+            rows = self.db.execute("SELECT proto, host_port, host_ip, container_id FROM ports")
+            keys = set(wanted)
+            return [r for r in rows if (r[0], r[1]) in keys]
+        out = []
+        for proto, port in wanted:
+            out += self.db.execute(
+                "SELECT proto, host_port, host_ip, container_id FROM ports "
+                "WHERE proto=? AND host_port=?", (proto, port)).fetchall()
+        return out
+
     def ports_on(self, proto: str, host_port: int) -> list[PublishedPort]:
         rows = self.db.execute("SELECT * FROM ports WHERE proto=? AND host_port=?",
                                (proto, host_port))
         return [_row(PublishedPort, r) for r in rows]
 
-    def published_host_ports(self) -> set[tuple[int, str]]:
-        return {(r[0], r[1]) for r in self.db.execute("SELECT host_port, proto FROM ports")}
+    def published_host_ports(self, lo: int = 1, hi: int = 65535) -> set[tuple[int, str]]:
+        rows = self.db.execute(
+            "SELECT host_port, proto FROM ports WHERE host_port BETWEEN ? AND ?", (lo, hi))
+        return {(r[0], r[1]) for r in rows}
 
     def delete_ports(self, container_id: str, network_id: str | None = None) -> None:
         if network_id is None:

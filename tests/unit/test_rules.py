@@ -1,0 +1,296 @@
+"""Unit tests for shoal.rules: the set elements of a state, their diff, the nftables
+transactions and the iptables chains."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shoal import rules
+from shoal.ports import ANY
+from shoal.rules import SETS, NetRule, PortRule
+
+LOOP = IPv4Address("127.0.0.1")
+
+
+def net(bridge: str, subnet: str, *, internal: bool = False, icc: bool = True) -> NetRule:
+    return NetRule(bridge=bridge, subnet=IPv4Network(subnet), internal=internal, icc=icc)
+
+
+def port(proto: str, host_ip: IPv4Address, host_port: int, dest: str, dest_port: int
+         ) -> PortRule:
+    return PortRule(proto=proto, host_ip=host_ip, host_port=host_port,
+                    dest_ip=IPv4Address(dest), dest_port=dest_port)
+
+
+DEFAULT = net("shoal0", "172.17.0.0/16")
+VAULT = net("sh-aaaaaaaaaaaa", "172.18.0.0/16", internal=True)
+QUIET = net("sh-bbbbbbbbbbbb", "172.19.0.0/16", icc=False)
+WEB = port("tcp", ANY, 8080, "172.17.0.2", 80)
+DNS = port("udp", LOOP, 5353, "172.17.0.3", 53)
+
+
+# -- elements ----------------------------------------------------------------------------------
+
+
+def test_network_elements_of_a_plain_network() -> None:
+    assert rules.network_elements(DEFAULT) == {
+        "bridges": {'"shoal0"'},
+        "masq_subnets": {"172.17.0.0/16"},
+        "icc": {'"shoal0" . "shoal0"'},
+    }
+
+
+def test_network_elements_internal_is_not_masqueraded() -> None:
+    got = rules.network_elements(VAULT)
+    assert got["internal"] == {'"sh-aaaaaaaaaaaa"'}
+    assert got["bridges"] == {'"sh-aaaaaaaaaaaa"'}
+    assert "masq_subnets" not in got
+    assert got["icc"] == {'"sh-aaaaaaaaaaaa" . "sh-aaaaaaaaaaaa"'}
+
+
+def test_network_elements_icc_off_is_not_in_icc() -> None:
+    got = rules.network_elements(QUIET)
+    assert "icc" not in got
+    assert got["bridges"] == {'"sh-bbbbbbbbbbbb"'}
+    assert got["masq_subnets"] == {"172.19.0.0/16"}
+    assert "internal" not in got
+
+
+def test_port_elements_any_goes_to_ports_any() -> None:
+    assert rules.port_elements(WEB) == {"ports_any": {"tcp . 8080 : 172.17.0.2 . 80"}}
+
+
+@pytest.mark.parametrize("host_ip", [LOOP, IPv4Address("10.0.0.5")])
+def test_port_elements_specific_address_goes_to_ports_ip(host_ip: IPv4Address) -> None:
+    p = port("udp", host_ip, 5353, "172.17.0.3", 53)
+    assert rules.port_elements(p) == {"ports_ip": {f"{host_ip} . udp . 5353 : 172.17.0.3 . 53"}}
+
+
+def test_no_icc_port_elements_are_quoted_in_the_bridge_family_set() -> None:
+    assert rules.no_icc_port_elements("vsh0123456789ab") == {"no_icc_ports": {'"vsh0123456789ab"'}}
+    assert SETS["no_icc_ports"][0] == "bridge"
+
+
+def test_desired_gathers_every_set() -> None:
+    got = rules.desired([DEFAULT, VAULT, QUIET], [WEB, DNS], ["vsh0123456789ab"])
+    assert set(got) == set(SETS)
+    assert got["bridges"] == {'"shoal0"', '"sh-aaaaaaaaaaaa"', '"sh-bbbbbbbbbbbb"'}
+    assert got["internal"] == {'"sh-aaaaaaaaaaaa"'}
+    assert got["masq_subnets"] == {"172.17.0.0/16", "172.19.0.0/16"}
+    assert got["icc"] == {'"shoal0" . "shoal0"', '"sh-aaaaaaaaaaaa" . "sh-aaaaaaaaaaaa"'}
+    assert got["ports_any"] == {"tcp . 8080 : 172.17.0.2 . 80"}
+    assert got["ports_ip"] == {"127.0.0.1 . udp . 5353 : 172.17.0.3 . 53"}
+    assert got["no_icc_ports"] == {'"vsh0123456789ab"'}
+
+
+def test_desired_of_nothing_is_every_set_empty() -> None:
+    assert rules.desired([], [], []) == {name: set() for name in SETS}
+
+
+def test_merge_does_not_alias_its_parts() -> None:
+    part = rules.network_elements(DEFAULT)
+    merged = rules.merge(part)
+    merged["bridges"].add('"other"')
+    assert part["bridges"] == {'"shoal0"'}
+
+
+# -- diff --------------------------------------------------------------------------------------
+
+
+def test_diff_of_two_states() -> None:
+    old = rules.desired([DEFAULT, VAULT], [WEB, DNS], [])
+    other = port("tcp", ANY, 8081, "172.17.0.4", 80)
+    new = rules.desired([DEFAULT, QUIET], [WEB, other], ["vsh0123456789ab"])
+    added, removed = rules.diff(old, new)
+    assert set(added) == set(removed) == set(SETS)
+    assert added == {
+        **{name: set() for name in SETS},
+        "bridges": {'"sh-bbbbbbbbbbbb"'},
+        "masq_subnets": {"172.19.0.0/16"},
+        "ports_any": {"tcp . 8081 : 172.17.0.4 . 80"},
+        "no_icc_ports": {'"vsh0123456789ab"'},
+    }
+    assert removed == {
+        **{name: set() for name in SETS},
+        "bridges": {'"sh-aaaaaaaaaaaa"'},
+        "internal": {'"sh-aaaaaaaaaaaa"'},
+        "icc": {'"sh-aaaaaaaaaaaa" . "sh-aaaaaaaaaaaa"'},
+        "ports_ip": {"127.0.0.1 . udp . 5353 : 172.17.0.3 . 53"},
+    }
+
+
+def test_diff_of_a_state_with_itself_is_empty() -> None:
+    state = rules.desired([DEFAULT, VAULT, QUIET], [WEB, DNS], ["vsh0123456789ab"])
+    added, removed = rules.diff(state, state)
+    assert not any(added.values()) and not any(removed.values())
+
+
+def test_diff_takes_missing_sets_as_empty() -> None:
+    added, removed = rules.diff({}, {"bridges": {'"x"'}})
+    assert added["bridges"] == {'"x"'} and not any(removed.values())
+    added, removed = rules.diff({"bridges": {'"x"'}}, {})
+    assert removed["bridges"] == {'"x"'} and not any(added.values())
+
+
+elements = st.fixed_dictionaries(
+    {name: st.sets(st.sampled_from(["a", "b", "c", "d", "e"])) for name in SETS})
+
+
+@given(elements, elements)
+def test_diff_applied_to_old_gives_new(old: dict[str, set[str]], new: dict[str, set[str]]
+                                       ) -> None:
+    added, removed = rules.diff(old, new)
+    for name in SETS:
+        assert (old[name] - removed[name]) | added[name] == new[name]
+        assert not added[name] & old[name]
+        assert removed[name] <= old[name]
+
+
+# -- nftables ----------------------------------------------------------------------------------
+
+
+def test_nft_delta_deletes_before_it_adds() -> None:
+    added = rules.merge(rules.port_elements(port("tcp", ANY, 8081, "172.17.0.4", 80)),
+                        rules.no_icc_port_elements("vsh0123456789ab"))
+    removed = rules.merge(rules.port_elements(DNS), rules.network_elements(VAULT))
+    lines = rules.nft_delta(added, removed).splitlines()
+    verbs = [line.split()[0] for line in lines]
+    assert verbs == ["delete"] * 4 + ["add"] * 2
+    assert "delete element ip shoal ports_ip { 127.0.0.1 . udp . 5353 : 172.17.0.3 . 53 }" \
+        in lines
+    assert "delete element ip shoal internal { \"sh-aaaaaaaaaaaa\" }" in lines
+    assert lines[-2:] == ["add element ip shoal ports_any { tcp . 8081 : 172.17.0.4 . 80 }",
+                          'add element bridge shoal no_icc_ports { "vsh0123456789ab" }']
+
+
+def test_nft_delta_lists_a_sets_elements_sorted_on_one_line() -> None:
+    added = {"ports_any": {"udp . 9 : 172.17.0.2 . 9", "tcp . 80 : 172.17.0.2 . 80"}}
+    assert rules.nft_delta(added, {}) == (
+        "add element ip shoal ports_any "
+        "{ tcp . 80 : 172.17.0.2 . 80, udp . 9 : 172.17.0.2 . 9 }\n")
+
+
+def test_nft_full_declares_every_set_and_adds_the_elements_last() -> None:
+    script = rules.nft_full(rules.desired([DEFAULT], [WEB], []), drop_forward=False)
+    lines = script.splitlines()
+    for name, (family, decl) in SETS.items():
+        kind = "map" if ":" in decl else "set"
+        assert f"add {kind} {family} shoal {name} {{ {decl} }}" in lines
+        assert f"flush {kind} {family} shoal {name}" in lines
+    first_element = next(i for i, line in enumerate(lines) if line.startswith("add element"))
+    assert all(line.startswith("add element") for line in lines[first_element:])
+    assert lines[first_element:] == [
+        'add element ip shoal bridges { "shoal0" }',
+        'add element ip shoal icc { "shoal0" . "shoal0" }',
+        "add element ip shoal masq_subnets { 172.17.0.0/16 }",
+        "add element ip shoal ports_any { tcp . 8080 : 172.17.0.2 . 80 }",
+    ]
+    # the user chain is created but never flushed
+    assert "add chain ip shoal user" in lines
+    assert not any(line.startswith("flush chain ip shoal user") for line in lines)
+
+
+@pytest.mark.parametrize(("drop", "policy"), [(False, "accept"), (True, "drop")])
+def test_nft_full_forward_policy(drop: bool, policy: str) -> None:
+    script = rules.nft_full(rules.desired([], [], []), drop_forward=drop)
+    forward = [line for line in script.splitlines()
+               if line.startswith("add chain ip shoal forward")]
+    assert forward == ["add chain ip shoal forward { type filter hook forward priority filter; "
+                       f"policy {policy}; }}"]
+
+
+def test_nft_remove_deletes_both_tables() -> None:
+    assert rules.nft_remove() == ("add table ip shoal\ndelete table ip shoal\n"
+                                  "add table bridge shoal\ndelete table bridge shoal\n")
+
+
+# -- iptables ----------------------------------------------------------------------------------
+
+THIRD = net("sh-cccccccccccc", "172.20.0.0/16")
+PORTS = [WEB, DNS, port("sctp", ANY, 9000, "172.20.0.2", 9000),
+         port("tcp", IPv4Address("10.0.0.5"), 443, "172.20.0.3", 8443)]
+
+
+def ipt() -> dict[str, list[str]]:
+    return rules.iptables_tables([DEFAULT, VAULT, QUIET, THIRD], PORTS)
+
+
+def test_iptables_a_dnat_rule_per_port() -> None:
+    dnat = [r for r in ipt()["nat"] if "-j DNAT" in r]
+    assert sorted(dnat) == sorted([
+        "-A SHOAL -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+        "-A SHOAL -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j DNAT "
+        "--to-destination 172.17.0.3:53",
+        "-A SHOAL -p sctp -m sctp --dport 9000 -j DNAT --to-destination 172.20.0.2:9000",
+        "-A SHOAL -d 10.0.0.5/32 -p tcp -m tcp --dport 443 -j DNAT "
+        "--to-destination 172.20.0.3:8443",
+    ])
+
+
+def test_iptables_dnat_has_a_destination_only_for_a_specific_host_address() -> None:
+    for p in PORTS:
+        (rule,) = [r for r in ipt()["nat"] if f"--dport {p.host_port} " in r]
+        assert (" -d " in rule) is (p.host_ip != ANY)
+
+
+def test_iptables_masquerade_outbound_only_for_non_internal_networks() -> None:
+    nat = ipt()["nat"]
+    for n in (DEFAULT, VAULT, QUIET, THIRD):
+        outbound = f"-A SHOAL-POSTROUTING -s {n.subnet} ! -o {n.bridge} -j MASQUERADE"
+        assert (outbound in nat) is (not n.internal)
+        # localhost and hairpin to a published port: every bridge
+        assert f"-A SHOAL-POSTROUTING -s 127.0.0.0/8 -o {n.bridge} -j MASQUERADE" in nat
+        assert (f"-A SHOAL-POSTROUTING -s {n.subnet} -d {n.subnet} -o {n.bridge} "
+                "-m conntrack --ctstate DNAT -j MASQUERADE") in nat
+    assert sum("! -o" in r for r in nat) == 3
+
+
+def test_iptables_isolation_rules_for_every_bridge() -> None:
+    flt = ipt()["filter"]
+    iso = [r for r in flt if r.startswith("-A SHOAL-ISOLATION ")]
+    iso2 = [r for r in flt if r.startswith("-A SHOAL-ISOLATION-2 ")]
+    assert iso[0] == "-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN"
+    bridges = [n.bridge for n in (DEFAULT, VAULT, QUIET, THIRD)]
+    assert iso[1:] == [f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j SHOAL-ISOLATION-2"
+                       for b in bridges]
+    assert iso2 == [f"-A SHOAL-ISOLATION-2 -o {b} -j DROP" for b in bridges]
+
+
+def test_iptables_forward_chain_per_network() -> None:
+    flt = ipt()["filter"]
+    assert flt[:2] == ["-A SHOAL-FORWARD -j SHOAL-USER", "-A SHOAL-FORWARD -j SHOAL-ISOLATION"]
+    for n in (DEFAULT, VAULT, QUIET, THIRD):
+        b = n.bridge
+        mine = [r for r in flt if r.startswith("-A SHOAL-FORWARD ") and f" {b} " in f"{r} "]
+        assert mine[0] == (f"-A SHOAL-FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED "
+                           "-j ACCEPT")
+        assert mine[-1] == f"-A SHOAL-FORWARD -o {b} -j DROP"
+        assert f"-A SHOAL-FORWARD -i {b} -o {b} -j {'ACCEPT' if n.icc else 'DROP'}" in mine
+        assert (f"-A SHOAL-FORWARD -i {b} -j DROP" in mine) is n.internal
+        assert (f"-A SHOAL-FORWARD -i {b} ! -o {b} -j ACCEPT" in mine) is (not n.internal)
+
+
+def test_iptables_tables_without_networks_or_ports() -> None:
+    assert rules.iptables_tables([], []) == {
+        "nat": [],
+        "filter": ["-A SHOAL-FORWARD -j SHOAL-USER", "-A SHOAL-FORWARD -j SHOAL-ISOLATION",
+                   "-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN"],
+    }
+
+
+def test_iptables_restore_declares_shoals_chains_but_not_the_user_chain() -> None:
+    text = rules.iptables_restore([DEFAULT], [WEB])
+    assert text.endswith("COMMIT\n")
+    blocks = text.split("COMMIT\n")
+    assert blocks[-1] == "" and len(blocks) == 3
+    nat, flt = (block.splitlines() for block in blocks[:2])
+    assert nat[:3] == ["*nat", ":SHOAL - [0:0]", ":SHOAL-POSTROUTING - [0:0]"]
+    assert flt[:4] == ["*filter", ":SHOAL-FORWARD - [0:0]", ":SHOAL-ISOLATION - [0:0]",
+                       ":SHOAL-ISOLATION-2 - [0:0]"]
+    assert ":SHOAL-USER" not in text  # declaring it would flush the user's rules
+    tables = rules.iptables_tables([DEFAULT], [WEB])
+    assert nat[3:] == tables["nat"] and flt[4:] == tables["filter"]
