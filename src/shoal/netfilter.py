@@ -81,7 +81,7 @@ class Netfilter:
         Call with the write lock held."""
         old = self.store.get_meta("firewall_backend")
         if old and old != self.requested:
-            backend(old).remove()
+            backend(old).remove(restore_forward_policy=self.store.get_meta("drop_forward") == "1")
         assert self.requested is not None
         self.store.set_meta("firewall_backend", self.requested)
         self._backend = None

@@ -140,18 +140,23 @@ def _nft_chains(drop_forward: bool) -> list[str]:
         f"add chain {t} forward {{ type filter hook forward priority filter; policy {policy}; }}",
         f"flush chain {t} forward",
         f"add rule {t} forward jump {USER_CHAIN}",
-        f"add rule {t} forward oifname @bridges ct state established,related accept",
-        f"add rule {t} forward oifname @bridges ct status dnat accept",
         # one bridge to itself: only seen when bridge netfilter is on; icc decides
         f"add rule {t} forward iifname . oifname @icc accept",
+        # nothing crosses an internal network's bridge, not even to a published port
         f"add rule {t} forward iifname @internal drop",
         f"add rule {t} forward oifname @internal drop",
+        f"add rule {t} forward oifname @bridges ct state established,related accept",
+        f"add rule {t} forward oifname @bridges ct status dnat accept",
         # isolation between networks (and icc=false within one)
         f"add rule {t} forward iifname @bridges oifname @bridges drop",
         f"add rule {t} forward iifname @bridges accept",
         # nothing else reaches a container: not even a client routing its address at the host
         f"add rule {t} forward oifname @bridges drop",
-        f"add table bridge {TABLE}",
+        # route_localnet (for published ports on 127.0.0.1) must not open the host's
+        # loopback-only services to containers (CVE-2020-8558)
+        f"add chain {t} input {{ type filter hook input priority filter; policy accept; }}",
+        f"flush chain {t} input",
+        f"add rule {t} input iifname @bridges ip daddr 127.0.0.0/8 drop",
         f"add chain bridge {TABLE} forward {{ type filter hook forward priority filter; "
         "policy accept; }",
         f"flush chain bridge {TABLE} forward",
@@ -201,7 +206,7 @@ def diff(old: Elements, new: Elements) -> tuple[Elements, Elements]:
 
 IPT_CHAINS = {
     "nat": ("SHOAL", "SHOAL-POSTROUTING"),
-    "filter": ("SHOAL-FORWARD", "SHOAL-ISOLATION", "SHOAL-ISOLATION-2"),
+    "filter": ("SHOAL-FORWARD", "SHOAL-ISOLATION", "SHOAL-ISOLATION-2", "SHOAL-INPUT"),
 }
 IPT_USER = "SHOAL-USER"
 # where shoal's chains hook into the built-in ones (inserted once, at the top)
@@ -212,8 +217,11 @@ IPT_JUMPS = {
         ("OUTPUT", "-m addrtype --dst-type LOCAL -j SHOAL"),
         ("POSTROUTING", "-j SHOAL-POSTROUTING"),
     ),
-    "filter": (("FORWARD", "-j SHOAL-FORWARD"),),
+    "filter": (("FORWARD", "-j SHOAL-FORWARD"), ("INPUT", "-j SHOAL-INPUT")),
 }
+# icc=false without bridge netfilter: frames between a network's ports are dropped by ebtables
+EBT_CHAIN = "SHOAL-ICC"
+EBT_JUMP = ("FORWARD", f"-j {EBT_CHAIN}")
 
 
 def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str, list[str]]:
@@ -231,8 +239,15 @@ def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str,
         if not n.internal:
             post.append(f"-A SHOAL-POSTROUTING -s {n.subnet} ! -o {n.bridge} -j MASQUERADE")
     fwd = [f"-A SHOAL-FORWARD -j {IPT_USER}", "-A SHOAL-FORWARD -j SHOAL-ISOLATION"]
-    iso = ["-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN"]
+    # nothing crosses an internal network's bridge, not even to a published port
+    iso = []
+    for n in networks:
+        if n.internal:
+            iso.append(f"-A SHOAL-ISOLATION -i {n.bridge} ! -o {n.bridge} -j DROP")
+            iso.append(f"-A SHOAL-ISOLATION -o {n.bridge} ! -i {n.bridge} -j DROP")
+    iso.append("-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN")
     iso2 = []
+    inp = [f"-A SHOAL-INPUT -i {n.bridge} -d 127.0.0.0/8 -j DROP" for n in networks]
     for n in networks:
         b = n.bridge
         fwd.append(f"-A SHOAL-FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED "
@@ -246,7 +261,7 @@ def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str,
         fwd.append(f"-A SHOAL-FORWARD -o {b} -j DROP")
         iso.append(f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j SHOAL-ISOLATION-2")
         iso2.append(f"-A SHOAL-ISOLATION-2 -o {b} -j DROP")
-    return {"nat": nat + post, "filter": fwd + iso + iso2}
+    return {"nat": nat + post, "filter": fwd + iso + iso2 + inp}
 
 
 def iptables_restore(networks: list[NetRule], ports: list[PortRule]) -> str:
@@ -260,3 +275,11 @@ def iptables_restore(networks: list[NetRule], ports: list[PortRule]) -> str:
         out += rules[table]
         out.append("COMMIT")
     return "\n".join(out) + "\n"
+
+
+def ebtables_restore(no_icc_ports: list[str]) -> str:
+    """Input for `ebtables-restore --noflush`: shoal's SHOAL-ICC chain (declaring it flushes
+    it), dropping frames sent by the ports of networks with icc off."""
+    lines = ["*filter", f":{EBT_CHAIN} RETURN"]
+    lines += [f"-A {EBT_CHAIN} -i {port} -j DROP" for port in sorted(no_icc_ports)]
+    return "\n".join(lines + ["COMMIT"]) + "\n"

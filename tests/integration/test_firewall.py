@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 
@@ -161,6 +162,11 @@ def test_internal_network_has_no_way_out_and_cannot_publish(fw_host: Host) -> No
     res = host.shoal("run", "-d", "--network", "vault", "-p", "8081:80", "--", "sleep", "9",
                      check=False)
     assert res.returncode == 125 and "internal" in res.stderr
+    # nor can it reach another network's published port through its gateway (a host address)
+    _tcp_server(host, "pub", 8000, args=("-p", "8090:8000"))
+    assert host.fetch(host.outside, HOST_ADDR, 8090) == OUTSIDE_ADDR
+    gateway = host.shoal_json("network", "inspect", "vault")[0]["IPAM"]["Config"][0]["Gateway"]
+    assert host.fetch(host.sandbox("v2"), gateway, 8090, timeout=1) is None
 
 
 def test_icc_false_blocks_containers_of_one_network(fw_host: Host) -> None:
@@ -254,3 +260,34 @@ def test_inspect_ports_json(host: Host) -> None:
     assert info["Config"]["ExposedPorts"] == {"9000/udp": {}, "80/tcp": {}}
     assert json.loads(json.dumps(info["HostConfig"]["PortBindings"])) == {
         "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+
+
+def test_containers_cannot_reach_the_hosts_loopback_services(fw_host: Host) -> None:
+    """route_localnet on shoal's bridges (for ports published on 127.0.0.1) must not let a
+    container send to a host service bound to 127.0.0.1 (CVE-2020-8558). TCP could not
+    answer from 127.0.0.1 anyway; a single UDP datagram is enough to act on."""
+    host = fw_host
+    log = host.base / "received"
+    server = ("import socket, sys\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "s.bind(('127.0.0.1', 7777))\n"
+              "while True:\n"
+              "    data, peer = s.recvfrom(100)\n"
+              f"    open({str(log)!r}, 'a').write(peer[0] + ' ' + data.decode() + '\\n')\n")
+    host.background(host.ns, PY, "-c", server)
+    send = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.sendto(b'hello', ('127.0.0.1', 7777))")
+    host.wait_for(lambda: host.in_ns(host.ns, PY, "-c", send).returncode == 0
+                  and log.exists(), what="loopback-only host service")
+    host.shoal("run", "-d", "--name", "c", "-p", "127.0.0.1:9091:80", "--", "sleep", "60")
+    # the container sends 127.0.0.1 to its gateway instead of its own lo
+    setup = ("ip route del local 127.0.0.0/8 dev lo table local; "
+             "ip route del local 127.0.0.1 dev lo table local; "
+             "sysctl -qw net.ipv4.conf.eth0.route_localnet=1; "
+             "ip route add 127.0.0.1/32 via 172.17.0.1 dev eth0")
+    host.in_container("c", "sh", "-c", setup, check=False)
+    assert host.ip_json("route", "get", "127.0.0.1", ns=host.sandbox("c"))[0]["dev"] == "eth0"
+    for _ in range(5):
+        host.in_ns(host.sandbox("c"), PY, "-c", send, check=True)
+    time.sleep(0.5)
+    assert [line for line in log.read_text().splitlines() if not line.startswith("127.")] == []

@@ -31,7 +31,7 @@ class Backend:
                     ) -> None:
         raise NotImplementedError
 
-    def remove(self) -> None:
+    def remove(self, restore_forward_policy: bool = False) -> None:
         raise NotImplementedError
 
     def show(self) -> str:

@@ -8,7 +8,16 @@ import shutil
 import subprocess
 
 from ..errors import ShoalError
-from ..rules import IPT_CHAINS, IPT_JUMPS, IPT_USER, Elements, iptables_restore
+from ..rules import (
+    EBT_CHAIN,
+    EBT_JUMP,
+    IPT_CHAINS,
+    IPT_JUMPS,
+    IPT_USER,
+    Elements,
+    ebtables_restore,
+    iptables_restore,
+)
 from . import Backend, FirewallState
 
 
@@ -32,10 +41,10 @@ class Iptables(Backend):
     name = "iptables"
     needs_state_for_delta = True
 
-    def _saved(self) -> dict[str, list[str]]:
+    def _saved(self, tool: str = "iptables-save") -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         table = ""
-        for line in _run(["iptables-save"], "list the rules").splitlines():
+        for line in _run([tool], "list the rules").splitlines():
             if line.startswith("*"):
                 table = line[1:]
                 out[table] = []
@@ -66,15 +75,23 @@ class Iptables(Backend):
             parts.append("\n".join(lines[:1] + head[table] + lines[1:] + tail[table]) + "\n")
         _run(["iptables-restore", "--noflush"], "apply shoal's rules",
              "COMMIT\n".join(parts) + "COMMIT\n")
+        # icc=false, also where bridge netfilter is off: ebtables on the bridge ports
+        script = ebtables_restore(state.no_icc_ports)
+        chain, rule = EBT_JUMP
+        if f"-A {chain} {rule}" not in self._saved("ebtables-save").get("filter", []):
+            script = script.replace("COMMIT", f"-I {chain} 1 {rule}\nCOMMIT")
+        _run(["ebtables-restore", "--noflush"], "apply shoal's bridge rules", script)
 
     def apply_delta(self, added: Elements, removed: Elements, state: FirewallState | None
                     ) -> None:
         assert state is not None
         self.apply_full(state)
 
-    def remove(self) -> None:
+    def remove(self, restore_forward_policy: bool = False) -> None:
         saved = self._saved()
         out = []
+        if restore_forward_policy:  # shoal set FORWARD to DROP when it enabled forwarding
+            out += ["*filter", ":FORWARD ACCEPT [0:0]", "COMMIT"]
         for table in ("nat", "filter"):
             lines = saved.get(table, [])
             mine = [*IPT_CHAINS[table], *( [IPT_USER] if table == "filter" else [])]
@@ -89,6 +106,13 @@ class Iptables(Backend):
             out.append("COMMIT")
         if out:
             _run(["iptables-restore", "--noflush"], "remove shoal's rules", "\n".join(out) + "\n")
+        ebt = self._saved("ebtables-save").get("filter", [])
+        if any(line.startswith(f":{EBT_CHAIN} ") for line in ebt):
+            chain, rule = EBT_JUMP
+            drop = [f"-D {chain} {rule}"] if f"-A {chain} {rule}" in ebt else []
+            _run(["ebtables-restore", "--noflush"], "remove shoal's bridge rules",
+                 "\n".join(["*filter", *drop, f"-F {EBT_CHAIN}", f"-X {EBT_CHAIN}", "COMMIT"])
+                 + "\n")
 
     def show(self) -> str:
         saved = self._saved()
@@ -100,4 +124,8 @@ class Iptables(Backend):
             if lines:
                 out.append(f"*{table}")
                 out += lines
+        ebt = [line for line in self._saved("ebtables-save").get("filter", [])
+               if EBT_CHAIN in line]
+        if ebt:
+            out += ["*filter (ebtables)", *ebt]
         return "\n".join(out) + ("\n" if out else "")

@@ -77,7 +77,8 @@ class Nftables(Backend):
         if any(added.values()) or any(removed.values()):
             self._run(nft_delta(added, removed), "update shoal's ruleset")
 
-    def remove(self) -> None:
+    def remove(self, restore_forward_policy: bool = False) -> None:
+        # the forward policy lives in shoal's own chain: it goes with the table
         self._run(nft_remove(), "remove shoal's tables")
 
     def show(self) -> str:
