@@ -156,7 +156,10 @@ def _nft_chains(drop_forward: bool) -> list[str]:
         # loopback-only services to containers (CVE-2020-8558)
         f"add chain {t} input {{ type filter hook input priority filter; policy accept; }}",
         f"flush chain {t} input",
-        f"add rule {t} input iifname @bridges ip daddr 127.0.0.0/8 drop",
+        # (replies to the host's own 127.0.0.1 connections to published ports come back here
+        # once un-masqueraded: only new connections are refused)
+        f"add rule {t} input iifname @bridges ip daddr 127.0.0.0/8 "
+        "ct state != { established, related } drop",
         f"add chain bridge {TABLE} forward {{ type filter hook forward priority filter; "
         "policy accept; }",
         f"flush chain bridge {TABLE} forward",
@@ -247,7 +250,8 @@ def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str,
             iso.append(f"-A SHOAL-ISOLATION -o {n.bridge} ! -i {n.bridge} -j DROP")
     iso.append("-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN")
     iso2 = []
-    inp = [f"-A SHOAL-INPUT -i {n.bridge} -d 127.0.0.0/8 -j DROP" for n in networks]
+    inp = [f"-A SHOAL-INPUT -i {n.bridge} -d 127.0.0.0/8 -m conntrack "
+           "! --ctstate RELATED,ESTABLISHED -j DROP" for n in networks]
     for n in networks:
         b = n.bridge
         fwd.append(f"-A SHOAL-FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED "

@@ -253,10 +253,18 @@ def test_iptables_isolation_rules_for_every_bridge() -> None:
     flt = ipt()["filter"]
     iso = [r for r in flt if r.startswith("-A SHOAL-ISOLATION ")]
     iso2 = [r for r in flt if r.startswith("-A SHOAL-ISOLATION-2 ")]
-    assert iso[0] == "-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN"
+    # internal networks first: nothing crosses their bridge, not even DNATed traffic
+    internal = [n.bridge for n in (DEFAULT, VAULT, QUIET, THIRD) if n.internal]
+    assert internal
+    head = [rule for b in internal for rule in (
+        f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j DROP",
+        f"-A SHOAL-ISOLATION -o {b} ! -i {b} -j DROP")]
+    assert iso[:len(head)] == head
+    rest = iso[len(head):]
+    assert rest[0] == "-A SHOAL-ISOLATION -m conntrack --ctstate DNAT -j RETURN"
     bridges = [n.bridge for n in (DEFAULT, VAULT, QUIET, THIRD)]
-    assert iso[1:] == [f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j SHOAL-ISOLATION-2"
-                       for b in bridges]
+    assert rest[1:] == [f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j SHOAL-ISOLATION-2"
+                        for b in bridges]
     assert iso2 == [f"-A SHOAL-ISOLATION-2 -o {b} -j DROP" for b in bridges]
 
 
@@ -289,8 +297,11 @@ def test_iptables_restore_declares_shoals_chains_but_not_the_user_chain() -> Non
     assert blocks[-1] == "" and len(blocks) == 3
     nat, flt = (block.splitlines() for block in blocks[:2])
     assert nat[:3] == ["*nat", ":SHOAL - [0:0]", ":SHOAL-POSTROUTING - [0:0]"]
-    assert flt[:4] == ["*filter", ":SHOAL-FORWARD - [0:0]", ":SHOAL-ISOLATION - [0:0]",
-                       ":SHOAL-ISOLATION-2 - [0:0]"]
+    assert flt[:5] == ["*filter", ":SHOAL-FORWARD - [0:0]", ":SHOAL-ISOLATION - [0:0]",
+                       ":SHOAL-ISOLATION-2 - [0:0]", ":SHOAL-INPUT - [0:0]"]
     assert ":SHOAL-USER" not in text  # declaring it would flush the user's rules
     tables = rules.iptables_tables([DEFAULT], [WEB])
-    assert nat[3:] == tables["nat"] and flt[4:] == tables["filter"]
+    assert nat[3:] == tables["nat"] and flt[5:] == tables["filter"]
+    # the host's loopback services stay closed to containers (route_localnet is on)
+    assert (f"-A SHOAL-INPUT -i {DEFAULT.bridge} -d 127.0.0.0/8 -m conntrack "
+            "! --ctstate RELATED,ESTABLISHED -j DROP") in tables["filter"]
