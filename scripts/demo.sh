@@ -66,6 +66,15 @@ show exec client -- ip -br addr
 show network disconnect bridge client
 show exec client -- ip -br addr
 
+say "Publishing a port: the host reaches the web server at 127.0.0.1:8080, through a DNAT map"
+show run -d --name site --network isolated -p 8080:8000 -- python3 -m http.server 8000
+show port site
+for _ in $(seq 50); do on_host python3 -c "import socket; socket.create_connection(('127.0.0.1', 8080), 1)" 2>/dev/null && break; sleep 0.1; done
+printf '$ python3 -c "urllib.request.urlopen(\x27http://127.0.0.1:8080/\x27)"  (on the host)\n'
+on_host python3 -c "import urllib.request as u; r = u.urlopen('http://127.0.0.1:8080/'); print('HTTP', r.status, r.reason)"
+printf '$ nft list map ip shoal ports_any\n'; on_host nft list map ip shoal ports_any
+show rm -f site
+
 say "Stopping and removing containers leaves nothing behind in the kernel"
 show stop web client
 show rm web client
