@@ -84,6 +84,8 @@ class Iptables(Backend):
 
     def apply_delta(self, added: Elements, removed: Elements, state: FirewallState | None
                     ) -> None:
+        if not any(added.values()) and not any(removed.values()):
+            return  # nothing of shoal's changes (e.g. a container without ports)
         assert state is not None
         self.apply_full(state)
 
