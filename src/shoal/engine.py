@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/var/lib/shoal"
 DEFAULT_RUN_DIR = "/run/shoal"
+BOOT_MARKER = "boot-id"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 BRIDGE_OPTIONS = {"shoal.bridge.name", "shoal.bridge.enable_icc"}
@@ -102,9 +103,19 @@ class Engine:
         self._host: Netlink | None = None
         self._host_fd: int | None = None
         self._netns_dir_ready = False
+        self.repairs: list[str] = []
         self.netfilter = Netfilter(self.store, firewall_backend, ip_forward)
         if self.store.get_meta("builtins") is None:
             self._create_builtin_networks()
+        if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+            # a new run directory: first use, or the host restarted (it is on a tmpfs)
+            from .reconcile import reconcile
+
+            with self.store.locked():
+                if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+                    self.repairs = reconcile(self)
+                    with open(os.path.join(self.run_dir, BOOT_MARKER), "w") as f:
+                        f.write(_boot_id())
         if self.netfilter.switch_needed():
             with self.store.locked():
                 if self.netfilter.switch_needed():
@@ -460,6 +471,9 @@ class Engine:
                 publish=[[b.container_port, b.proto, str(b.host_ip), b.host_port]
                          for b in bindings],
                 expose=[[port, proto] for port, proto in exposed],
+                # until a supervisor takes over, the creating process answers for it: if that
+                # dies before the start, reconcile rolls the half-made container back
+                supervisor_pid=os.getpid(), supervisor_start=pids.start_time(os.getpid()),
             )
             endpoint = None
             with self.store.transaction():
@@ -778,6 +792,23 @@ class Engine:
             self.netfilter.ensure_forwarding()
             self.netfilter.reload()
 
+    def reconcile(self) -> list[str]:
+        """Make the kernel, the store and the allocations agree; what was repaired."""
+        from .reconcile import reconcile
+
+        with self.store.locked():
+            return reconcile(self)
+
+    def prune(self) -> tuple[list[str], list[str]]:
+        """Remove stopped containers, then networks no container uses (`system prune`)."""
+        removed = []
+        with self.store.locked():
+            for ctr in self.store.containers():
+                if self.effective_status(ctr) == EXITED:
+                    self.remove_container(ctr.id, force=True)
+                    removed.append(ctr.id)
+            return removed, self.prune_networks()
+
     def firewall_text(self) -> str:
         return self.netfilter.backend.show()
 
@@ -916,6 +947,14 @@ def _write_hosts(path: str, hostname: str, ips: list[IPv4Address]) -> None:
     lines += [f"{ip}\t{hostname}" for ip in ips]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _package_parent() -> str:

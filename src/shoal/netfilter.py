@@ -8,7 +8,7 @@ import os
 from ipaddress import IPv4Address
 
 from . import ports as portspec
-from .errors import Conflict, InvalidArgument
+from .errors import Conflict, InvalidArgument, ShoalError
 from .firewall import BACKENDS, Backend, FirewallState, backend
 from .kernel import sysctl
 from .model import Container, Network, PublishedPort
@@ -123,8 +123,13 @@ class Netfilter:
     def apply(self, added: Elements | None = None, removed: Elements | None = None) -> None:
         empty: Elements = merge()
         b = self.backend
-        b.apply_delta(added or empty, removed or empty,
-                      self.state() if b.needs_state_for_delta else None)
+        try:
+            b.apply_delta(added or empty, removed or empty,
+                          self.state() if b.needs_state_for_delta else None)
+        except ShoalError:
+            # the kernel's rules are not what shoal last wrote (flushed or edited by hand):
+            # write all of them from the state instead
+            self.reload()
 
     def reload(self) -> None:
         """Apply the whole ruleset from the state (after a flush, a reboot or a crash)."""

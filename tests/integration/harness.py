@@ -180,17 +180,21 @@ class Host:
                 pids.append(int(entry))
         return pids
 
-    def cleanup(self) -> None:
+    def kill_processes(self) -> None:
+        """SIGKILL every process in this host's namespaces (they are all the test's)."""
         inodes = self._our_namespaces()
         for _ in range(3):
             pids = self._our_processes(inodes)
             if not pids:
-                break
+                return
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             time.sleep(0.1)
+
+    def cleanup(self) -> None:
+        self.kill_processes()
         for point in sorted(self.mounts(), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)

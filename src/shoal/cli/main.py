@@ -134,6 +134,9 @@ def _system_parser(p: Parser) -> None:
     sub = p.add_subparsers(dest="system_command", required=True, parser_class=Parser)
     sub.add_parser("reload-firewall", help="re-apply shoal's firewall rules from its state")
     sub.add_parser("firewall", help="print the firewall rules shoal owns")
+    sub.add_parser("reconcile", help="repair what a crash, a restart or a hand left behind")
+    sub.add_parser("prune", help="remove stopped containers and unused networks").add_argument(
+        "-f", "--force", action="store_true")
 
 
 def _stop_parser(st: Parser) -> None:
@@ -357,11 +360,21 @@ def cmd_port(engine: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_system(engine: Any, args: argparse.Namespace) -> int:
-    if args.system_command == "reload-firewall":
-        engine.reload_firewall()
-        print(f"firewall re-applied ({engine.netfilter.backend_name})")
-    else:
-        sys.stdout.write(engine.firewall_text())
+    match args.system_command:
+        case "reload-firewall":
+            engine.reload_firewall()
+            print(f"firewall re-applied ({engine.netfilter.backend_name})")
+        case "firewall":
+            sys.stdout.write(engine.firewall_text())
+        case "reconcile":
+            repairs = engine.repairs + engine.reconcile()
+            print("\n".join(repairs) if repairs else "nothing to repair")
+        case "prune":
+            containers, networks = engine.prune()
+            if containers:
+                print("Deleted Containers:\n" + "\n".join(containers) + "\n")
+            if networks:
+                print("Deleted Networks:\n" + "\n".join(networks) + "\n")
     return 0
 
 

@@ -1,0 +1,73 @@
+"""Making the kernel, the store and the allocations agree again: after a crash, a host
+restart, or someone deleting shoal's objects by hand. `shoal system reconcile` runs it on
+demand; the engine runs it by itself when it finds a new run directory (first use, or the
+host restarted: the run directory is on a tmpfs).
+
+It only ever removes kernel objects that carry shoal's names (`sh-*` bridges, `vsh*` veths,
+namespace files in shoal's run directory) and that the store does not know."""
+
+from __future__ import annotations
+
+import os
+from contextlib import suppress
+
+from .drivers import bridge as bridge_driver
+from .errors import ShoalError
+from .kernel import links, ns
+from .model import CREATED, RUNNING
+from .names import BRIDGE_PREFIX, HOST_VETH_PREFIX, host_veth_name
+from .runtime import pids
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+def reconcile(engine: Engine) -> list[str]:
+    """Repair what can be repaired; returns one line per repair. Call with the lock held."""
+    done: list[str] = []
+    store = engine.store
+    # 1. containers whose process died while nobody watched; half-made ones are rolled back
+    for ctr in store.containers():
+        supervised = pids.alive(ctr.supervisor_pid, ctr.supervisor_start)
+        if ctr.status == RUNNING and not pids.alive(ctr.pid, ctr.pid_start) and not supervised:
+            engine._finish(ctr.id, ctr.pid, 255, error="process exited while unsupervised")
+            gone = store.container_by_id(ctr.id) is None
+            done.append(f"container {ctr.name}: its process is gone; marked exited"
+                        + (" and removed (--rm)" if gone else ""))
+        elif ctr.status == CREATED and not supervised:
+            engine._finish(ctr.id, None, 255, error="its creation was interrupted")
+            engine._delete_container(ctr)
+            done.append(f"container {ctr.name}: its creation was interrupted; rolled back")
+    # 2. networks: bridges missing (host restart, deleted by hand) are made again
+    known_bridges = set()
+    for net in store.networks():
+        if net.driver != "bridge" or net.bridge is None:
+            continue
+        known_bridges.add(net.bridge)
+        if links.get_link(engine.host, net.bridge) is None:
+            bridge_driver.ensure(engine.host, net)
+            done.append(f"network {net.name}: bridge {net.bridge} was missing; created again")
+    # 3. kernel objects with shoal's names that the store does not know
+    live_veths = {host_veth_name(ep.id) for ep in store.endpoints() if ep.ip is not None}
+    for link in links.list_links(engine.host):
+        name = link.name
+        stale_veth = name.startswith(HOST_VETH_PREFIX) and name not in live_veths
+        stale_bridge = (name.startswith(BRIDGE_PREFIX) and name not in known_bridges
+                        and link.kind == "bridge")
+        if stale_veth or stale_bridge:
+            with suppress(ShoalError):
+                links.delete_link(engine.host, name)
+                done.append(f"removed {'veth' if stale_veth else 'bridge'} {name}: "
+                            "no container or network of shoal's has it")
+    wanted = {c.id for c in store.containers()
+              if c.has_own_sandbox and c.status in (RUNNING, CREATED)}
+    if os.path.isdir(engine.netns_dir):
+        for entry in os.listdir(engine.netns_dir):
+            if entry not in wanted:
+                ns.remove_netns(os.path.join(engine.netns_dir, entry))
+                done.append(f"removed namespace {entry[:12]}: no container of shoal's has it")
+    # 4. the firewall, from the state
+    engine.netfilter.ensure_forwarding()
+    engine.netfilter.reload()
+    return done
