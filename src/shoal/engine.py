@@ -565,6 +565,8 @@ class Engine:
             hostname=None if ctr.network_mode == "host" else ctr.hostname,
             files=[(os.path.join(cdir, "hosts"), "/etc/hosts"),
                    (os.path.join(cdir, "hostname"), "/etc/hostname")],
+            # the container's processes see neither shoal's state nor its run directory
+            hidden=[self.root, self.run_dir],
         )
 
     def _process_env(self, ctr: Container) -> dict[str, str]:

@@ -304,3 +304,13 @@ def test_concurrent_runs_get_distinct_addresses_and_all_work(host: Host) -> None
     first = next(iter(members.values()))["Name"]
     for m in members.values():
         assert host.ping_ok(first, m["IPv4Address"].split("/")[0])
+
+
+def test_container_cannot_see_shoals_state_or_run_directory(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "c", "--", "sleep", "60")
+    for path in (host.root, host.run_dir):
+        assert os.listdir(path)  # the host sees them
+        res = host.in_container("c", "ls", "-A", path)
+        assert res.returncode == 0 and res.stdout.strip() == "", path
+    # while /etc/hosts, bound from the run directory, is still the container's own
+    assert "172.17.0.2" in host.in_container("c", "cat", "/etc/hosts").stdout

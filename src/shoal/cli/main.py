@@ -435,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, sqlite3.Error) as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 1
+    except Exception as e:  # never a traceback for the user; SHOAL_DEBUG=1 shows it
+        if os.environ.get("SHOAL_DEBUG"):
+            raise
+        sys.stderr.write(f"shoal: internal error: {type(e).__name__}: {e} "
+                         "(run with SHOAL_DEBUG=1 for the traceback, and please report it)\n")
+        return 1
     finally:
         for warning in engine.warnings:
             sys.stderr.write(f"shoal: warning: {warning}\n")

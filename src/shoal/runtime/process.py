@@ -20,6 +20,7 @@ class Namespaces(Record):
     netns: str | None  # a sandbox's namespace file; None for the host's namespace
     hostname: str | None  # a new UTS namespace with this hostname; None to keep the host's
     files: list[tuple[str, str]]  # (source, target) bind mounts: /etc/hosts, /etc/hostname
+    hidden: list[str] = []  # shoal's state and run directories: an empty tmpfs over each
 
 
 def _namespace_mounts() -> list[str]:
@@ -57,6 +58,9 @@ def _enter_new(spec: Namespaces) -> Callable[[], None]:
         for src, dst in spec.files:
             if os.path.exists(dst):
                 ns.mount(src, dst, None, ns.MS_BIND)
+        for path in spec.hidden:  # after the binds above, which keep their files
+            if os.path.isdir(path):
+                ns.mount("shoal-hidden", path, "tmpfs", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC)
 
     return enter
 
