@@ -139,6 +139,11 @@ def _system_parser(p: Parser) -> None:
         "-f", "--force", action="store_true")
 
 
+def _doctor_parser(p: Parser) -> None:
+    p.add_argument("container", nargs="?")
+    p.add_argument("--to", metavar="HOST:PORT", help="also try a TCP connection to HOST:PORT")
+
+
 def _stop_parser(st: Parser) -> None:
     st.add_argument("-t", "--time", type=float, default=10.0)
     st.add_argument("names", nargs="+")
@@ -161,7 +166,8 @@ COMMANDS = {
     "port": ("list a container's published ports", _port_parser, True),
     "stop": ("stop running containers", _stop_parser, True),
     "rm": ("remove containers", _rm_parser, True),
-    "system": ("firewall maintenance", _system_parser, True),
+    "system": ("firewall maintenance, reconcile, prune", _system_parser, True),
+    "doctor": ("explain why a container can't reach where it should", _doctor_parser, True),
 }
 GLOBAL_OPTIONS = ("--root", "--run-dir", "--firewall-backend", "--ip-forward")
 
@@ -359,6 +365,17 @@ def cmd_port(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(engine: Any, args: argparse.Namespace) -> int:
+    from ..doctor import FAIL, doctor, render
+    from ..errors import InvalidArgument
+
+    if args.to and not args.container:
+        raise InvalidArgument("--to needs a container: shoal doctor CONTAINER --to HOST:PORT")
+    checks = doctor(engine, args.container, args.to)
+    print(render(checks))
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
 def cmd_system(engine: Any, args: argparse.Namespace) -> int:
     match args.system_command:
         case "reload-firewall":
@@ -398,6 +415,8 @@ def dispatch(engine: Any, args: argparse.Namespace) -> int:
             return cmd_port(engine, args)
         case "system":
             return cmd_system(engine, args)
+        case "doctor":
+            return cmd_doctor(engine, args)
         case "stop":
             return _each(args.names, lambda n: engine.stop(n, args.time))
         case "rm":

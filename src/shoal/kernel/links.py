@@ -199,3 +199,17 @@ def add_veth_endpoint(
 
 def bring_up_lo(sandbox: Netlink) -> None:
     sandbox.call((nl.RTM_SETLINK, 0, _set_up(1), "bring up lo"))
+
+
+def default_route(sock: Netlink) -> tuple[IPv4Address | None, int | None] | None:
+    """(gateway, output link index) of the main table's IPv4 default route, if any."""
+    for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
+        _f, dst_len, _s, _t, table, _p, _sc, rtype, _fl = nl._RTMSG.unpack_from(body)
+        if rtype != nl.RTN_UNICAST or dst_len != 0 or table != nl.RT_TABLE_MAIN:
+            continue
+        attrs = nl.parse_attrs(body, nl._RTMSG.size)
+        gw = attrs.get(nl.RTA_GATEWAY)
+        oif = attrs.get(nl.RTA_OIF)
+        return (IPv4Address(gw) if gw else None,
+                struct.unpack("=I", oif)[0] if oif else None)
+    return None

@@ -35,7 +35,7 @@ def _namespace_mounts() -> list[str]:
     return [p.decode(errors="surrogateescape") for p in points]
 
 
-def _enter_new(spec: Namespaces) -> Callable[[], None]:
+def _enter_new(spec: Namespaces, netns_fd: int | None) -> Callable[[], None]:
     """The function a forked child runs before exec: join the sandbox, make its own mount
     (and UTS) namespace, mount its own /etc/hosts and /etc/hostname.
 
@@ -43,12 +43,9 @@ def _enter_new(spec: Namespaces) -> Callable[[], None]:
     network namespace (shoal's sandboxes, `ip netns` ones). A copy keeps a namespace alive
     after its owner unmounts it, so the container unmounts them all in its own copy: removing
     any other container then still destroys its namespace and veths at once."""
-    netns_fd = os.open(spec.netns, os.O_RDONLY) if spec.netns else None
-
     def enter() -> None:
         if netns_fd is not None:
             ns.setns(netns_fd, ns.CLONE_NEWNET)
-            os.close(netns_fd)
         ns.unshare(ns.CLONE_NEWNS | (ns.CLONE_NEWUTS if spec.hostname else 0))
         ns.mount(None, "/", None, ns.MS_REC | ns.MS_SLAVE)
         for path in _namespace_mounts():
@@ -80,6 +77,9 @@ def spawn(
     stderr: int | None,
     new_session: bool,
 ) -> subprocess.Popen[bytes]:
+    # the namespace's fd is opened for the fork and closed right after it: kept open, it would
+    # hold the sandbox's namespace (and its veths) alive after the sandbox is removed
+    netns_fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC) if spec.netns else None
     try:
         return subprocess.Popen(
             cmd,
@@ -88,7 +88,7 @@ def spawn(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            preexec_fn=_enter_new(spec),
+            preexec_fn=_enter_new(spec, netns_fd),
             start_new_session=new_session,
         )
     except FileNotFoundError:
@@ -97,6 +97,9 @@ def spawn(
         raise CommandError(126, f"cannot run {cmd[0]!r}: permission denied") from None
     except subprocess.SubprocessError as e:
         raise CommandError(126, f"cannot enter the container's namespaces: {e}") from None
+    finally:
+        if netns_fd is not None:
+            os.close(netns_fd)
 
 
 class CommandError(ShoalError):
