@@ -12,6 +12,7 @@ from . import ipam
 from . import ports as portspec
 from .drivers import check_driver
 from .errors import Conflict, InvalidArgument, NotFound, ShoalError
+from .faults import crashpoint
 from .model import (
     BUILTIN_NETWORKS,
     CREATED,
@@ -107,12 +108,20 @@ class Engine:
         self.netfilter = Netfilter(self.store, firewall_backend, ip_forward)
         if self.store.get_meta("builtins") is None:
             self._create_builtin_networks()
+        self.store.on_interrupted = self._repair_interrupted
+        if self.store.interrupted():
+            with self.store.locked():  # repairs, see _repair_interrupted
+                pass
         if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
             # a new run directory: first use, or the host restarted (it is on a tmpfs)
             from .reconcile import reconcile
 
             with self.store.locked():
-                if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+                self.store.on_interrupted = self._repair_interrupted
+        if self.store.interrupted():
+            with self.store.locked():  # repairs, see _repair_interrupted
+                pass
+        if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
                     self.repairs = reconcile(self)
                     with open(os.path.join(self.run_dir, BOOT_MARKER), "w") as f:
                         f.write(_boot_id())
@@ -124,6 +133,13 @@ class Engine:
             with self.store.locked():
                 if self.store.get_meta("firewall_backend") is None:
                     self.netfilter.reload()
+
+    def _repair_interrupted(self) -> None:
+        """A previous mutating command died half-way (killed, crashed): complete or roll back
+        what it left, before doing anything else."""
+        from .reconcile import reconcile
+
+        self.repairs += reconcile(self)
 
     @property
     def warnings(self) -> list[str]:
@@ -290,8 +306,10 @@ class Engine:
             )
             with self.store.transaction():
                 self.store.add_network(net)
+            crashpoint("network-create:row")
             try:
                 bridge_driver.create(self.host, net)
+                crashpoint("network-create:bridge")
                 self.netfilter.set_route_localnet(bridge)
                 if self.netfilter.ensure_forwarding():
                     self.netfilter.reload()
@@ -333,6 +351,7 @@ class Engine:
             with self.store.transaction():
                 self.store.delete_network(net.id)
                 self.netfilter.apply(removed=self.netfilter.network_elements(net))
+            crashpoint("network-rm:row")
             bridge_driver.delete(self.host, net)
 
     def prune_networks(self) -> list[str]:
@@ -490,12 +509,15 @@ class Engine:
                         host_ips = ({a.ip for a in links.addresses(self.host)}
                                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
                         self.netfilter.allocate_ports(ctr, net, ip, bindings, host_ips)
+            crashpoint("run:rows")
             try:
                 self._build_sandbox(ctr, [(endpoint, net)] if endpoint and net else [], shared)
+                crashpoint("run:sandbox")
                 if net is not None and self.netfilter.ensure_forwarding():
                     self.netfilter.reload()
                 else:
                     self.netfilter.apply(added=self.netfilter.container_elements(ctr))
+                crashpoint("run:firewall")
             except BaseException:
                 self._destroy_sandbox(ctr)
                 with self.store.transaction():
@@ -602,6 +624,7 @@ class Engine:
             except process.CommandError as e:
                 self._finish(ctr.id, None, e.exit_code, error=str(e))
                 raise
+            crashpoint("run:spawned")
             me = os.getpid()
             with self.store.transaction():
                 self.store.update_container(
@@ -631,6 +654,7 @@ class Engine:
                 ctr.id, status=EXITED, exit_code=exit_code, finished_at=now(), error=error
             )
             self.netfilter.apply(removed=removed)
+        crashpoint("stop:released")
         self._destroy_sandbox(ctr)
         if ctr.auto_remove:
             self._delete_container(ctr)
@@ -857,11 +881,13 @@ class Engine:
                     requested_ip=requested,
                 )
                 self.store.add_endpoint(ep)
+            crashpoint("connect:row")
             if running:
                 first = not any(e.ip for e in existing)
                 try:
                     with self._sandbox(ctr.id) as sandbox:
                         bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first)
+                    crashpoint("connect:attached")
                     if not net_rule(net).icc:
                         self.netfilter.apply(added=no_icc_port_elements(host_veth_name(ep.id)))
                 except BaseException:
@@ -891,6 +917,7 @@ class Engine:
                 self.store.delete_ports(ctr.id, net.id)
                 self.store.delete_endpoint(ep.id)
                 self.netfilter.apply(removed=merge(*removed))
+            crashpoint("disconnect:row")
             if ctr.status == RUNNING and ep.ip is not None:
                 with self._sandbox(ctr.id) as sandbox:
                     bridge_driver.detach(sandbox, ep)

@@ -9,6 +9,7 @@ namespace files in shoal's run directory) and that the store does not know."""
 from __future__ import annotations
 
 import os
+import signal
 from contextlib import suppress
 
 from .drivers import bridge as bridge_driver
@@ -36,10 +37,27 @@ def reconcile(engine: Engine) -> list[str]:
             done.append(f"container {ctr.name}: its process is gone; marked exited"
                         + (" and removed (--rm)" if gone else ""))
         elif ctr.status == CREATED and not supervised:
+            if ctr.has_own_sandbox:  # a command may have started in it before the crash
+                _kill_processes_in(engine.sandbox_path(ctr.id))
             engine._finish(ctr.id, None, 255, error="its creation was interrupted")
             engine._delete_container(ctr)
             done.append(f"container {ctr.name}: its creation was interrupted; rolled back")
-    # 2. networks: bridges missing (host restart, deleted by hand) are made again
+    # 2. connections half-made by an interrupted `network connect`: rolled back
+    for ctr in store.containers():
+        if ctr.status != RUNNING or not ctr.has_own_sandbox:
+            continue
+        for ep in store.endpoints(container_id=ctr.id):
+            if ep.ip is None or links.get_link(engine.host, host_veth_name(ep.id)):
+                continue
+            net = store.network_by_id(ep.network_id)
+            with suppress(ShoalError, OSError), engine._sandbox(ctr.id) as sandbox:
+                links.delete_link(sandbox, ep.ifname)
+            with store.transaction():
+                store.delete_ports(ctr.id, net.id)
+                store.delete_endpoint(ep.id)
+            done.append(f"container {ctr.name}: its connection to network {net.name} was "
+                        "half-made; rolled back")
+    # 3. networks: bridges missing (host restart, deleted by hand) are made again
     known_bridges = set()
     for net in store.networks():
         if net.driver != "bridge" or net.bridge is None:
@@ -48,7 +66,7 @@ def reconcile(engine: Engine) -> list[str]:
         if links.get_link(engine.host, net.bridge) is None:
             bridge_driver.ensure(engine.host, net)
             done.append(f"network {net.name}: bridge {net.bridge} was missing; created again")
-    # 3. kernel objects with shoal's names that the store does not know
+    # 4. kernel objects with shoal's names that the store does not know
     live_veths = {host_veth_name(ep.id) for ep in store.endpoints() if ep.ip is not None}
     for link in links.list_links(engine.host):
         name = link.name
@@ -67,7 +85,25 @@ def reconcile(engine: Engine) -> list[str]:
             if entry not in wanted:
                 ns.remove_netns(os.path.join(engine.netns_dir, entry))
                 done.append(f"removed namespace {entry[:12]}: no container of shoal's has it")
-    # 4. the firewall, from the state
+    # 5. the firewall, from the state
     engine.netfilter.ensure_forwarding()
     engine.netfilter.reload()
     return done
+
+
+def _kill_processes_in(netns_path: str) -> None:
+    """SIGKILL every process in the network namespace mounted at `netns_path`."""
+    try:
+        inode = os.stat(netns_path).st_ino
+    except OSError:
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            link = os.readlink(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if link == f"net:[{inode}]":
+            with suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)

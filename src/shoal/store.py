@@ -7,7 +7,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network
 
@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS ports (
 );
 CREATE INDEX IF NOT EXISTS ports_by_container ON ports(container_id);
 CREATE INDEX IF NOT EXISTS ports_by_host_port ON ports(proto, host_port);
+-- one row per mutating command in progress (intent before action): a row left by a process
+-- that died means its command was interrupted, and the next command repairs the state
+CREATE TABLE IF NOT EXISTS ops (pid INTEGER NOT NULL, pid_start INTEGER, started TEXT);
 """
 
 # Changes from one schema version to the next, for databases written by an older shoal.
@@ -92,6 +95,18 @@ def _from_db(name: str, value: Any) -> Any:
     if name in _BOOLS:
         return bool(value)
     return value
+
+
+def _start_time(pid: int) -> int | None:
+    from .runtime.pids import start_time
+
+    return start_time(pid)
+
+
+def _now() -> str:
+    from .model import now
+
+    return now()
 
 
 def _row(cls: type, row: sqlite3.Row) -> Any:
@@ -134,6 +149,8 @@ class Store:
             )
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        # called with the lock held when a previous mutating command did not finish
+        self.on_interrupted: Callable[[], None] | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -151,12 +168,29 @@ class Store:
             self._lock_fd = fd
         self._lock_depth += 1
         try:
+            if self._lock_depth == 1:
+                # with the lock held, any row left in ops is from a process that died
+                interrupted = self.db.execute("SELECT 1 FROM ops LIMIT 1").fetchone()
+                self.db.execute("INSERT INTO ops (pid, pid_start, started) VALUES (?, ?, ?)",
+                                (os.getpid(), _start_time(os.getpid()), _now()))
+                if interrupted and self.on_interrupted is not None:
+                    self.on_interrupted()
+                    self.db.execute("DELETE FROM ops WHERE pid != ?", (os.getpid(),))
             yield
         finally:
             self._lock_depth -= 1
             if self._lock_depth == 0 and self._lock_fd is not None:
+                if not self.db.in_transaction:
+                    self.db.execute("DELETE FROM ops WHERE pid = ?", (os.getpid(),))
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+    def interrupted(self) -> bool:
+        """Did a mutating command die before finishing (its process is gone)?"""
+        from .runtime.pids import alive
+
+        rows = self.db.execute("SELECT pid, pid_start FROM ops").fetchall()
+        return any(not alive(pid, start) for pid, start in rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,0 +1,23 @@
+"""Fault injection for the crash-safety tests: with SHOAL_CRASH_AT=<point> in its environment,
+a shoal process kills itself with SIGKILL when it reaches that point of a command, leaving
+the state exactly as a crash there would."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+# every point a mutating command passes, in order
+POINTS = (
+    "network-create:row", "network-create:bridge",
+    "network-rm:row",
+    "run:rows", "run:sandbox", "run:firewall", "run:spawned",
+    "stop:released",
+    "connect:row", "connect:attached",
+    "disconnect:row",
+)
+
+
+def crashpoint(name: str) -> None:
+    if os.environ.get("SHOAL_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
