@@ -536,25 +536,13 @@ class Engine:
         self, ctr: Container, endpoints: list[tuple[Endpoint, Network]], shared: Container | None
     ) -> None:
         """The sandbox (namespace + endpoints) and the container's own /etc files."""
-        import shutil
-
         from .drivers import bridge as bridge_driver
         from .kernel import links, ns
         from .kernel.netlink import Netlink
 
-        cdir = self.container_dir(ctr.id)
-        os.makedirs(cdir, mode=0o700, exist_ok=True)
-        with open(os.path.join(cdir, "hostname"), "w") as f:
-            f.write(ctr.hostname + "\n")
-        if ctr.network_mode == "host":
-            shutil.copyfile("/etc/hosts", os.path.join(cdir, "hosts"))
+        self._write_container_files(ctr, shared, [ep.ip for ep, _ in endpoints if ep.ip])
+        if ctr.network_mode == "host" or shared is not None:
             return
-        if shared is not None:
-            shutil.copyfile(os.path.join(self.container_dir(shared.id), "hosts"),
-                            os.path.join(cdir, "hosts"))
-            return
-        _write_hosts(os.path.join(cdir, "hosts"), ctr.hostname,
-                     [ep.ip for ep, _ in endpoints if ep.ip])
         self._prepare_netns_dir()
         sandbox = ns.create_netns(self.sandbox_path(ctr.id), Netlink)
         try:
@@ -564,6 +552,25 @@ class Engine:
                 bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first=i == 0)
         finally:
             sandbox.close()
+
+    def _write_container_files(self, ctr: Container, shared: Container | None = None,
+                               ips: list[IPv4Address] | None = None) -> None:
+        """The container's own /etc/hostname and /etc/hosts, in its directory."""
+        import shutil
+
+        cdir = self.container_dir(ctr.id)
+        os.makedirs(cdir, mode=0o700, exist_ok=True)
+        with open(os.path.join(cdir, "hostname"), "w") as f:
+            f.write(ctr.hostname + "\n")
+        hosts = os.path.join(cdir, "hosts")
+        if ctr.network_mode == "host":
+            shutil.copyfile("/etc/hosts", hosts)
+        elif shared is not None:
+            shutil.copyfile(os.path.join(self.container_dir(shared.id), "hosts"), hosts)
+        else:
+            if ips is None:
+                ips = [ep.ip for ep in self.store.endpoints(container_id=ctr.id) if ep.ip]
+            _write_hosts(hosts, ctr.hostname, ips)
 
     def _destroy_sandbox(self, ctr: Container) -> None:
         """Unmount the sandbox's namespace; the kernel removes it and its veths once the last

@@ -11,7 +11,8 @@ from .errors import InvalidArgument
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 MAX_NAME = 128
 IFNAMSIZ = 15  # bytes usable in a Linux interface name
-IFNAME_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+# a letter or digit first: a name such as "-rf" would read as an option to ip or iptables
+IFNAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}")
 
 DEFAULT_BRIDGE = "shoal0"
 BRIDGE_PREFIX = "sh-"
@@ -40,7 +41,8 @@ def validate_ifname(name: str, what: str = "interface") -> str:
         )
     if not IFNAME_RE.fullmatch(name) or name in (".", ".."):
         raise InvalidArgument(
-            f"invalid {what} name {name!r}: use 1 to 15 of [a-zA-Z0-9_.-]"
+            f"invalid {what} name {name!r}: use 1 to 15 of [a-zA-Z0-9_.-], starting with a "
+            "letter or digit"
         )
     return name
 

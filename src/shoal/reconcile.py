@@ -42,7 +42,23 @@ def reconcile(engine: Engine) -> list[str]:
             engine._finish(ctr.id, None, 255, error="its creation was interrupted")
             engine._delete_container(ctr)
             done.append(f"container {ctr.name}: its creation was interrupted; rolled back")
-    # 2. connections half-made by an interrupted `network connect`: rolled back
+    # 2. running containers whose namespace mount is gone (the run directory was deleted):
+    #    mounted again from their process, which still holds the namespace
+    for ctr in store.containers():
+        if ctr.status != RUNNING or not ctr.has_own_sandbox or not ctr.pid:
+            continue
+        path = engine.sandbox_path(ctr.id)
+        if ns.is_mountpoint(path) or not pids.alive(ctr.pid, ctr.pid_start):
+            continue
+        engine._prepare_netns_dir()
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+        open(path, "x").close()
+        ns.mount(f"/proc/{ctr.pid}/ns/net", path, None, ns.MS_BIND)
+        engine._write_container_files(ctr)
+        done.append(f"container {ctr.name}: its namespace mount was gone; mounted again "
+                    "from its process")
+    # 3. connections half-made by an interrupted `network connect`: rolled back
     for ctr in store.containers():
         if ctr.status != RUNNING or not ctr.has_own_sandbox:
             continue
@@ -57,7 +73,7 @@ def reconcile(engine: Engine) -> list[str]:
                 store.delete_endpoint(ep.id)
             done.append(f"container {ctr.name}: its connection to network {net.name} was "
                         "half-made; rolled back")
-    # 3. networks: bridges missing (host restart, deleted by hand) are made again
+    # 4. networks: bridges missing (host restart, deleted by hand) are made again
     known_bridges = set()
     for net in store.networks():
         if net.driver != "bridge" or net.bridge is None:
@@ -66,7 +82,7 @@ def reconcile(engine: Engine) -> list[str]:
         if links.get_link(engine.host, net.bridge) is None:
             bridge_driver.ensure(engine.host, net)
             done.append(f"network {net.name}: bridge {net.bridge} was missing; created again")
-    # 4. kernel objects with shoal's names that the store does not know
+    # 5. kernel objects with shoal's names that the store does not know
     live_veths = {host_veth_name(ep.id) for ep in store.endpoints() if ep.ip is not None}
     for link in links.list_links(engine.host):
         name = link.name
@@ -85,7 +101,7 @@ def reconcile(engine: Engine) -> list[str]:
             if entry not in wanted:
                 ns.remove_netns(os.path.join(engine.netns_dir, entry))
                 done.append(f"removed namespace {entry[:12]}: no container of shoal's has it")
-    # 5. the firewall, from the state
+    # 6. the firewall, from the state
     engine.netfilter.ensure_forwarding()
     engine.netfilter.reload()
     return done

@@ -59,8 +59,12 @@ def assert_consistent(host: Host) -> None:
     assert files == sandboxes
     assert {p for p in host.mounts() if p.startswith(netns_dir + "/")} == sandboxes
     ports = sum(len(v or []) for c in running for v in c["NetworkSettings"]["Ports"].values())
-    ruleset = host.in_ns(host.ns, "nft", "list", "ruleset", check=True).stdout
-    assert ruleset.count(" : 172.") == ports, ruleset
+    if host.backend == "iptables":
+        saved = host.in_ns(host.ns, "iptables-save", check=True).stdout
+        assert saved.count("-j DNAT") == ports, saved
+    else:
+        ruleset = host.in_ns(host.ns, "nft", "list", "ruleset", check=True).stdout
+        assert ruleset.count(" : 172.") == ports, ruleset
 
 
 def _works(host: Host, port: int) -> None:
@@ -90,8 +94,9 @@ SCENARIOS = [
 
 @pytest.mark.parametrize(("point", "command"), SCENARIOS,
                          ids=[f"{p}-{c[0]}" for p, c in SCENARIOS])
-def test_killed_command_is_repaired_by_the_next_one(host: Host, point: str,
+def test_killed_command_is_repaired_by_the_next_one(fw_host: Host, point: str,
                                                     command: list[str]) -> None:
+    host = fw_host
     host.shoal("network", "create", "app")
     host.shoal("network", "create", "spare")
     web = ["run", "-d", "--name", "web", "--network", "app", "-p", "8080:8000", "--",

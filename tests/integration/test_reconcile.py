@@ -114,3 +114,23 @@ def test_firewall_flushed_by_hand_is_rewritten_by_the_next_change(fw_host: Host)
     host.shoal("rm", "-f", "web")  # removing its rules finds them gone: all are rewritten
     _tcp_server(host, "web2", 8000, args=("-p", "8081:8000"))
     assert host.fetch(host.outside, HOST_ADDR, 8081) == OUTSIDE_ADDR
+
+
+def test_run_directory_deleted_while_containers_run(host: Host) -> None:
+    _tcp_server(host, "web", 8000, args=("-p", "8080:8000"))
+    sandbox = host.sandbox("web")
+    for point in sorted(host.mounts(), key=len, reverse=True):
+        if point.startswith(host.run_dir):
+            subprocess.run(["umount", "-l", point], check=True)
+    shutil.rmtree(host.run_dir)
+    out = host.shoal("system", "reconcile").stdout
+    assert "container web: its namespace mount was gone; mounted again" in out
+    assert sandbox in host.mounts()
+    assert host.in_container("web", "hostname").returncode == 0
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+    host.shoal("network", "create", "later")
+    host.shoal("network", "connect", "later", "web")  # works on the re-mounted sandbox
+    assert "eth1" in host.links(ns=sandbox)
+    host.shoal("rm", "-f", "web")
+    host.wait_for(lambda: not [n for n in host.links() if n.startswith("vsh")],
+                  what="veth removal")

@@ -204,3 +204,10 @@ def test_random_name() -> None:
         assert names.validate_name(name, "container") == name
         seen.add(name)
     assert len(seen) > 1
+
+
+@pytest.mark.parametrize("name", ["-rf", "-", ".hidden", "_x", "-o"])
+def test_validate_ifname_needs_a_letter_or_digit_first(name: str) -> None:
+    # such names would read as options to ip and iptables
+    with pytest.raises(InvalidArgument, match="starting with a letter or digit"):
+        names.validate_ifname(name, "bridge")
