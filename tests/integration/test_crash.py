@@ -4,11 +4,16 @@ traffic works for what remains."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import subprocess
 import sys
+import time
 
 import pytest
+
+from shoal.faults import POINTS
 
 from .harness import HOST_ADDR, OUTSIDE_ADDR, Host
 from .servers import TCP
@@ -29,17 +34,25 @@ def _shoal_crashing(host: Host, point: str, *args: str) -> tuple[int, str]:
     return proc.returncode, err.read_text()
 
 
+DUMP = """
+import json, shoal
+c = shoal.Client(root=ROOT, run_dir=RUN)
+print(json.dumps({"containers": [x.attrs for x in c.containers.list(all=True)],
+                  "networks": [n.attrs for n in c.networks.list()]}))
+"""
+
+
 def assert_consistent(host: Host) -> None:
     """The kernel matches the store: every shoal veth, bridge, namespace and port rule belongs
     to a running container or a network, and every running container has all of its own."""
-    containers = [host.shoal_json("inspect", cid)[0]
-                  for cid in host.shoal("ps", "-a", "-q", "--no-trunc").stdout.split()]
+    state = json.loads(host.python(DUMP.replace("ROOT", repr(host.root))
+                                   .replace("RUN", repr(host.run_dir))).stdout)
+    containers = state["containers"]
     assert all(c["State"]["Status"] in ("running", "exited") for c in containers), containers
     running = [c for c in containers if c["State"]["Running"]]
     veths = {"vsh" + n["EndpointID"][:12]: n for c in running
              for n in c["NetworkSettings"]["Networks"].values() if n["EndpointID"]}
-    networks = [host.shoal_json("network", "inspect", n)[0]
-                for n in host.shoal("network", "ls", "-q", "--no-trunc").stdout.split()]
+    networks = state["networks"]
     bridges = {n["Options"].get("shoal.bridge.name") or "sh-" + n["Id"][:12]
                for n in networks if n["Driver"] == "bridge"}
 
@@ -55,7 +68,8 @@ def assert_consistent(host: Host) -> None:
     sandboxes = {c["NetworkSettings"]["SandboxKey"] for c in running
                  if c["NetworkSettings"]["SandboxKey"]}
     netns_dir = os.path.join(host.run_dir, "netns")
-    files = {os.path.join(netns_dir, f) for f in os.listdir(netns_dir)}
+    files = ({os.path.join(netns_dir, f) for f in os.listdir(netns_dir)}
+             if os.path.isdir(netns_dir) else set())
     assert files == sandboxes
     assert {p for p in host.mounts() if p.startswith(netns_dir + "/")} == sandboxes
     ports = sum(len(v or []) for c in running for v in c["NetworkSettings"]["Ports"].values())
@@ -118,3 +132,50 @@ def test_killed_command_is_repaired_by_the_next_one(fw_host: Host, point: str,
     assert_consistent(host)
     _works(host, 9200)
     assert_consistent(host)
+
+
+def test_soak_random_operations_with_random_kills(host: Host) -> None:
+    """A bounded soak: random operations, a third of them killed (at a fault point or after
+    a random delay), the invariants checked after each. SHOAL_SOAK_OPS sets the count."""
+    seed = int(os.environ.get("SHOAL_SOAK_SEED", time.time()))
+    rng = random.Random(seed)
+    ops = int(os.environ.get("SHOAL_SOAK_OPS", "40"))
+    deadline = time.monotonic() + 240
+    host.shoal("network", "create", "n0")
+    base = ["nsenter", f"--net={host.ns}", PY, "-m", "shoal", "--root", host.root,
+            "--run-dir", host.run_dir]
+    names = [f"c{i}" for i in range(6)]
+    for step in range(ops):
+        if time.monotonic() > deadline:
+            break
+        nets = ["bridge", "n0"] + [f"n{i}" for i in range(1, 3)]
+        kind = rng.choice(["net", "run", "run", "connect", "disconnect", "stop", "rm",
+                           "netrm"])
+        name = rng.choice(names)
+        args = {
+            "net": ["network", "create", rng.choice(nets[2:])],
+            "run": ["run", "-d", "--name", name, "--network", rng.choice(nets),
+                    "-p", f"{rng.randint(9000, 9005)}:80", "--", "sleep", "300"],
+            "connect": ["network", "connect", rng.choice(nets), name],
+            "disconnect": ["network", "disconnect", rng.choice(nets), name],
+            "stop": ["stop", "-t", "1", name],
+            "rm": ["rm", "-f", name],
+            "netrm": ["network", "rm", rng.choice(nets[1:])],
+        }[kind]
+        env = host.env()
+        how = rng.choice(["none", "none", "point", "delay"])
+        if how == "point":
+            env["SHOAL_CRASH_AT"] = rng.choice(POINTS)
+        proc = subprocess.Popen(base + args, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                cwd=str(host.base))
+        if how == "delay":
+            time.sleep(rng.uniform(0, 0.4))
+            proc.kill()
+        proc.wait(timeout=60)
+        host.shoal("ps", "-a")  # repairs whatever the last command left
+        try:
+            assert_consistent(host)
+        except AssertionError as e:
+            raise AssertionError(f"step {step} ({args}, {how}), seed {seed}: {e}") from None
+    _works(host, 9300)
