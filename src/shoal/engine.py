@@ -649,6 +649,10 @@ class Engine:
         ctr = self.store.container_by_id(container_id)
         if ctr is None or ctr.status == EXITED or (pid is not None and ctr.pid != pid):
             return
+        if ctr.status == CREATED and ctr.has_own_sandbox:
+            # its start was interrupted: a process may run in the sandbox unrecorded, and
+            # would keep the namespace (and its veths) alive
+            pids.kill_all_in(self.sandbox_path(ctr.id))
         # The rules go in the same transaction that releases the ports and addresses (a backend
         # that rewrites whole chains reads the state inside it); if the firewall refuses,
         # nothing is released. The sandbox goes last: a DNAT rule never outlives its address.

@@ -9,7 +9,6 @@ namespace files in shoal's run directory) and that the store does not know."""
 from __future__ import annotations
 
 import os
-import signal
 from contextlib import suppress
 
 from .drivers import bridge as bridge_driver
@@ -37,8 +36,6 @@ def reconcile(engine: Engine) -> list[str]:
             done.append(f"container {ctr.name}: its process is gone; marked exited"
                         + (" and removed (--rm)" if gone else ""))
         elif ctr.status == CREATED and not supervised:
-            if ctr.has_own_sandbox:  # a command may have started in it before the crash
-                _kill_processes_in(engine.sandbox_path(ctr.id))
             engine._finish(ctr.id, None, 255, error="its creation was interrupted")
             engine._delete_container(ctr)
             done.append(f"container {ctr.name}: its creation was interrupted; rolled back")
@@ -106,20 +103,3 @@ def reconcile(engine: Engine) -> list[str]:
     engine.netfilter.reload()
     return done
 
-
-def _kill_processes_in(netns_path: str) -> None:
-    """SIGKILL every process in the network namespace mounted at `netns_path`."""
-    try:
-        inode = os.stat(netns_path).st_ino
-    except OSError:
-        return
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            link = os.readlink(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue
-        if link == f"net:[{inode}]":
-            with suppress(ProcessLookupError):
-                os.kill(int(entry), signal.SIGKILL)

@@ -61,7 +61,14 @@ def assert_consistent(host: Host) -> None:
         have_veths = {name for name in links if name.startswith("vsh")}
         have_bridges = {name for name in links if name.startswith("sh-") or name == "shoal0"}
         return have_veths == set(veths) and have_bridges == bridges
-    host.wait_for(kernel_matches, what="kernel links to match the store")
+    try:
+        host.wait_for(kernel_matches, what="kernel links to match the store")
+    except AssertionError:
+        links = host.links()
+        raise AssertionError(
+            f"links {sorted(n for n in links if n.startswith(('vsh', 'sh-', 'shoal')))} "
+            f"!= veths {sorted(veths)} + bridges {sorted(bridges)}; containers "
+            f"{[(c['Name'], c['State']['Status']) for c in containers]}") from None
     links = host.links()
     for veth in veths:
         assert links[veth].get("master") in bridges and "UP" in links[veth]["flags"]
@@ -179,3 +186,14 @@ def test_soak_random_operations_with_random_kills(host: Host) -> None:
         except AssertionError as e:
             raise AssertionError(f"step {step} ({args}, {how}), seed {seed}: {e}") from None
     _works(host, 9300)
+
+
+def test_supervisor_killed_right_after_starting_the_command(host: Host) -> None:
+    """The command runs, but its pid was never recorded: the rollback must stop it, or it
+    would keep the sandbox's namespace and veth alive (found by the soak test)."""
+    code, err = _shoal_crashing(host, "run:spawned", "run", "-d", "--name", "x", "-p",
+                                "9100:80", "--", "sleep", "300")
+    assert code != 0 and "supervisor" in err, (code, err)
+    assert_consistent(host)
+    assert "x" not in host.shoal("ps", "-a").stdout.split()
+    _works(host, 9200)

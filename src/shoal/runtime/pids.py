@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import time
 
 
@@ -46,3 +47,24 @@ def wait_gone(pid: int, started: int | None, timeout: float) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def kill_all_in(netns_path: str) -> None:
+    """SIGKILL every process in the network namespace mounted at `netns_path` (a container
+    whose start was interrupted before its process was recorded)."""
+    try:
+        inode = os.stat(netns_path).st_ino
+    except OSError:
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            link = os.readlink(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if link == f"net:[{inode}]":
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
