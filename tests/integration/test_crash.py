@@ -197,3 +197,20 @@ def test_supervisor_killed_right_after_starting_the_command(host: Host) -> None:
     assert_consistent(host)
     assert "x" not in host.shoal("ps", "-a").stdout.split()
     _works(host, 9200)
+
+
+@pytest.mark.parametrize("delay_ms", [0, 30, 60, 90, 120, 160, 200, 260, 330, 400])
+def test_sigkill_swept_across_a_run(fw_host: Host, delay_ms: int) -> None:
+    host = fw_host
+    host.shoal("network", "create", "app")
+    cmd = ["nsenter", f"--net={host.ns}", PY, "-m", "shoal", "--root", host.root,
+           "--run-dir", host.run_dir, "run", "-d", "--name", "x", "--network", "app",
+           "-p", "9100:80", "--", "sleep", "300"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=host.env(), cwd=str(host.base))
+    time.sleep(delay_ms / 1000)
+    proc.kill()
+    proc.wait(timeout=60)
+    host.shoal("ps", "-a")
+    assert_consistent(host)
+    _works(host, 9200)

@@ -134,3 +134,28 @@ def test_run_directory_deleted_while_containers_run(host: Host) -> None:
     host.shoal("rm", "-f", "web")
     host.wait_for(lambda: not [n for n in host.links() if n.startswith("vsh")],
                   what="veth removal")
+
+
+def test_bridge_deleted_by_hand_is_recreated_on_use(host: Host) -> None:
+    host.shoal("network", "ls")
+    host.ip("link", "del", "shoal0")
+    _tcp_server(host, "web", 8000, args=("-p", "8080:8000"))
+    assert "shoal0" in host.links()
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+
+
+def test_missing_firewall_tool_is_a_clear_error(host: Host) -> None:
+    env = {**host.env(), "PATH": "/nonexistent", "SHOAL_FIREWALL_BACKEND": "iptables"}
+    res = subprocess.run([shutil.which("nsenter") or "nsenter", f"--net={host.ns}", PY, "-m",
+                          "shoal", "--root",
+                          host.root, "--run-dir", host.run_dir, "network", "ls"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and len(lines) == 1, res.stderr
+    assert "apt-get install iptables" in lines[0] and "Traceback" not in res.stderr
+
+
+def test_state_and_run_directories_are_private(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "c", "--", "sleep", "60")
+    for path in (host.root, host.run_dir, os.path.join(host.root, "shoal.db")):
+        assert os.stat(path).st_mode & 0o077 == 0, oct(os.stat(path).st_mode)
