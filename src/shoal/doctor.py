@@ -10,6 +10,7 @@ import errno
 import os
 import re
 import socket
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 from .errors import InvalidArgument, ShoalError
@@ -34,24 +35,23 @@ class Check(Record):
     fix: str = ""
 
 
-def _foreign_forward_drops(ruleset: str, own_tables: set[str]) -> list[str]:
-    """'family table/chain' of other tables' forward base chains whose policy is drop."""
-    out = []
-    table = ""
-    chain = ""
+def _rule_lines(ruleset: str) -> Iterator[tuple[str, str, str]]:
+    """(family table, chain, line) for every line of `nft list ruleset` inside a chain."""
+    table = chain = ""
     for line in ruleset.splitlines():
         stripped = line.strip()
-        m = re.match(r"table (\w+) (\S+) \{", stripped)
-        if m:
-            table = f"{m[1]} {m[2]}"
-            continue
-        m = re.match(r"chain (\S+) \{", stripped)
-        if m:
+        if m := re.match(r"table (\w+) (\S+) \{", stripped):
+            table, chain = f"{m[1]} {m[2]}", ""
+        elif m := re.match(r"chain (\S+) \{", stripped):
             chain = m[1]
-            continue
-        if "hook forward" in stripped and "policy drop" in stripped and table not in own_tables:
-            out.append(f"{table} {chain}")
-    return out
+        elif chain:
+            yield table, chain, stripped
+
+
+def _foreign_forward_drops(ruleset: str, own_tables: set[str]) -> list[str]:
+    """'family table chain' of other tables' forward base chains whose policy is drop."""
+    return [f"{table} {chain}" for table, chain, line in _rule_lines(ruleset)
+            if table not in own_tables and "hook forward" in line and "policy drop" in line]
 
 
 def _ruleset_text(engine: Engine) -> str:
@@ -139,24 +139,10 @@ def _port_rule_present(engine: Engine, entry: tuple[str, str], port: int) -> boo
 
 def _shadowing(text: str, proto: str, port: int) -> list[str]:
     """Other tables' rules translating the same destination port."""
-    out = []
-    table = chain = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        m = re.match(r"table (\w+) (\S+) \{", stripped)
-        if m:
-            table = f"{m[1]} {m[2]}"
-            continue
-        m = re.match(r"chain (\S+) \{", stripped)
-        if m:
-            chain = m[1]
-            continue
-        if table in (f"ip {TABLE}", f"bridge {TABLE}"):
-            continue
-        if re.search(rf"\bdport {port}\b", stripped) and re.search(r"\b(dnat|redirect)\b",
-                                                                   stripped):
-            out.append(f"{table} {chain}: {stripped}")
-    return out
+    return [f"{table} {chain}: {line}" for table, chain, line in _rule_lines(text)
+            if table not in (f"ip {TABLE}", f"bridge {TABLE}")
+            and re.search(rf"\bdport {port}\b", line)
+            and re.search(r"\b(dnat|redirect)\b", line)]
 
 
 def check_container(engine: Engine, ctr: Container) -> list[Check]:
