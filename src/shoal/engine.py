@@ -30,7 +30,6 @@ from .names import (
     host_veth_name,
     new_id,
     random_name,
-    short_id,
     validate_ifname,
     validate_name,
 )
@@ -1001,10 +1000,6 @@ def _package_parent() -> str:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     extra = os.environ.get("PYTHONPATH")
     return here + (os.pathsep + extra if extra else "")
-
-
-def short(ctr_or_net: Container | Network) -> str:
-    return short_id(ctr_or_net.id)
 
 
 def inspect_network(engine: Engine, ref: str) -> dict[str, object]:

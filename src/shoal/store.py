@@ -384,11 +384,6 @@ class Store:
                 "WHERE proto=? AND host_port=?", (proto, port)).fetchall()
         return out
 
-    def ports_on(self, proto: str, host_port: int) -> list[PublishedPort]:
-        rows = self.db.execute("SELECT * FROM ports WHERE proto=? AND host_port=?",
-                               (proto, host_port))
-        return [_row(PublishedPort, r) for r in rows]
-
     def published_host_ports(self, lo: int = 1, hi: int = 65535) -> set[tuple[int, str]]:
         rows = self.db.execute(
             "SELECT host_port, proto FROM ports WHERE host_port BETWEEN ? AND ?", (lo, hi))
