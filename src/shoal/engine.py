@@ -514,7 +514,8 @@ class Engine:
                 crashpoint("run:sandbox")
                 if net is not None and self.netfilter.ensure_forwarding():
                     self.netfilter.reload()
-                else:
+                elif bindings or (net is not None and not net_rule(net).icc):
+                    # otherwise the container adds nothing to the firewall's sets
                     self.netfilter.apply(added=self.netfilter.container_elements(ctr))
                 crashpoint("run:firewall")
             except BaseException:
@@ -648,10 +649,6 @@ class Engine:
         ctr = self.store.container_by_id(container_id)
         if ctr is None or ctr.status == EXITED or (pid is not None and ctr.pid != pid):
             return
-        if ctr.status == CREATED and ctr.has_own_sandbox:
-            # its start was interrupted: a process may run in the sandbox unrecorded, and
-            # would keep the namespace (and its veths) alive
-            pids.kill_all_in(self.sandbox_path(ctr.id))
         # The rules go in the same transaction that releases the ports and addresses (a backend
         # that rewrites whole chains reads the state inside it); if the firewall refuses,
         # nothing is released. The sandbox goes last: a DNAT rule never outlives its address.
@@ -718,6 +715,9 @@ class Engine:
         if status == "cmd":
             code, _, message = detail.partition("\t")
             raise process.CommandError(int(code), message)
+        # the supervisor died (or failed) while starting the command: a process may run in
+        # the sandbox without its pid recorded, and would keep the namespace and veths alive
+        pids.kill_all_in(self.sandbox_path(ctr.id))
         self.remove_container(ctr.id, force=True)
         raise ShoalError(detail or "the container's supervisor died before starting it")
 

@@ -36,6 +36,8 @@ def reconcile(engine: Engine) -> list[str]:
             done.append(f"container {ctr.name}: its process is gone; marked exited"
                         + (" and removed (--rm)" if gone else ""))
         elif ctr.status == CREATED and not supervised:
+            if ctr.has_own_sandbox:  # a command may have started in it, its pid unrecorded
+                pids.kill_all_in(engine.sandbox_path(ctr.id))
             engine._finish(ctr.id, None, 255, error="its creation was interrupted")
             engine._delete_container(ctr)
             done.append(f"container {ctr.name}: its creation was interrupted; rolled back")
