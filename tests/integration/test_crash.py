@@ -141,9 +141,10 @@ def test_killed_command_is_repaired_by_the_next_one(fw_host: Host, point: str,
     assert_consistent(host)
 
 
-def test_soak_random_operations_with_random_kills(host: Host) -> None:
+def test_soak_random_operations_with_random_kills(fw_host: Host) -> None:
     """A bounded soak: random operations, a third of them killed (at a fault point or after
     a random delay), the invariants checked after each. SHOAL_SOAK_OPS sets the count."""
+    host = fw_host
     seed = int(os.environ.get("SHOAL_SOAK_SEED", time.time()))
     rng = random.Random(seed)
     ops = int(os.environ.get("SHOAL_SOAK_OPS", "40"))

@@ -14,6 +14,7 @@ SCRIPT = textwrap.dedent("""
     from hypothesis import HealthCheck, given, settings, strategies as st
     import shoal
     from shoal.errors import ShoalError
+    from shoal.names import host_veth_name
 
     client = shoal.Client(root=ROOT, run_dir=RUN)
     engine = client.engine
@@ -21,9 +22,10 @@ SCRIPT = textwrap.dedent("""
 
     def snapshot():
         # the kernel destroys a removed container's veth asynchronously: wait for it first
+        live = {host_veth_name(ep.id) for ep in engine.store.endpoints() if ep.ip}
         for _ in range(200):
             links = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout
-            if not any(l["ifname"].startswith("vsh") for l in json.loads(links)):
+            if {l["ifname"] for l in json.loads(links) if l["ifname"].startswith("vsh")} == live:
                 break
             time.sleep(0.025)
         rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
@@ -76,8 +78,31 @@ SCRIPT = textwrap.dedent("""
         if ctr is not None:
             engine.remove_container(ctr.id, force=True)
 
+    client.containers.run(["sleep", "600"], name="c1", network="base", detach=True)
+    client.networks.create("other")
+
+    @settings(max_examples=MAX, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(op=st.sampled_from(["connect", "disconnect", "rm-network", "stop", "rm",
+                               "exec", "inspect"]),
+           net=st.one_of(st.sampled_from(["base", "other", "bridge", "none", "host"]), text),
+           ctr=st.one_of(st.sampled_from(["c1"]), text), ip=maybe,
+           aliases=st.lists(text, max_size=2), timeout=st.floats(-1, 0.5))
+    def operations(op, net, ctr, ip, aliases, timeout):
+        call = {
+            "connect": lambda: engine.connect(net, ctr, ip=ip, aliases=aliases),
+            "disconnect": lambda: engine.disconnect(net, ctr),
+            "rm-network": lambda: engine.remove_network(net),
+            "stop": lambda: engine.stop(ctr, max(timeout, 0)),
+            "rm": lambda: engine.remove_container(ctr),
+            "exec": lambda: engine.exec(ctr, []),  # generated text is never run as a command
+            "inspect": lambda: shoal.engine.inspect_container(engine, ctr),
+        }[op]
+        attempt(call)
+
     networks()
     containers()
+    operations()
     print(json.dumps(outcomes))
 """)
 

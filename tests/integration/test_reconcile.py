@@ -7,6 +7,8 @@ import shutil
 import signal
 import subprocess
 
+import pytest
+
 from .harness import HOST_ADDR, OUTSIDE_ADDR, Host
 from .servers import TCP
 from .test_firewall import PY, _tcp_server
@@ -144,15 +146,19 @@ def test_bridge_deleted_by_hand_is_recreated_on_use(host: Host) -> None:
     assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
 
 
-def test_missing_firewall_tool_is_a_clear_error(host: Host) -> None:
-    env = {**host.env(), "PATH": "/nonexistent", "SHOAL_FIREWALL_BACKEND": "iptables"}
+@pytest.mark.parametrize(("backend", "package"), [("iptables", "iptables"),
+                                                  ("nftables", "nftables")])
+def test_missing_firewall_tool_is_a_clear_error(host: Host, backend: str, package: str
+                                                ) -> None:
+    env = {**host.env(), "PATH": "/nonexistent", "SHOAL_FIREWALL_BACKEND": backend,
+           "SHOAL_LIBNFTABLES": "/nonexistent/libnftables.so"}
     res = subprocess.run([shutil.which("nsenter") or "nsenter", f"--net={host.ns}", PY, "-m",
                           "shoal", "--root",
                           host.root, "--run-dir", host.run_dir, "network", "ls"],
                          capture_output=True, text=True, env=env, timeout=60)
     lines = res.stderr.strip().splitlines()
     assert res.returncode != 0 and len(lines) == 1, res.stderr
-    assert "apt-get install iptables" in lines[0] and "Traceback" not in res.stderr
+    assert f"apt-get install {package}" in lines[0] and "Traceback" not in res.stderr
 
 
 def test_state_and_run_directories_are_private(host: Host) -> None:

@@ -5,6 +5,7 @@ libnftables in this process (one long-lived context, no `nft` process per change
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import subprocess
 
@@ -21,7 +22,9 @@ class _Lib:
     """A libnftables context with its output and errors captured."""
 
     def __init__(self) -> None:
-        lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
+        # SHOAL_LIBNFTABLES names another library file (a system with another soname)
+        lib = ctypes.CDLL(os.environ.get("SHOAL_LIBNFTABLES", "libnftables.so.1"),
+                          use_errno=True)
         lib.nft_ctx_new.restype = ctypes.c_void_p
         lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
         for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
