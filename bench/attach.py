@@ -25,7 +25,6 @@ import io
 import os
 import platform
 import pstats
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,6 +35,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from common import ms, netns_id, unmount_all
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -49,19 +50,10 @@ CLEANUP_POLL = 10.0
 # -- small helpers -----------------------------------------------------------------------------
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms"
-
-
 def p90(values: list[float]) -> float:
     if len(values) < 2:
         return values[0]
     return statistics.quantiles(values, n=10, method="inclusive")[8]
-
-
-def netns_id(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -149,33 +141,6 @@ class Breakdown:
 
 
 # -- outer run: make the throwaway namespace, run the inner part in it, clean up ---------------
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mounts_under(prefix: str) -> list[str]:
-    """Mount points at or below `prefix` in this mount namespace, deepest first."""
-    prefix = os.path.realpath(prefix)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = _unescape(line.split()[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(point)
-    return sorted(set(found), key=lambda p: (p.count("/"), p), reverse=True)
-
-
-def unmount_all(prefix: str) -> list[str]:
-    """`umount -l` every mount under `prefix`; returns what could not be unmounted."""
-    for _ in range(5):
-        points = mounts_under(prefix)
-        if not points:
-            return []
-        for point in points:
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=CMD_TIMEOUT)
-    return mounts_under(prefix)
 
 
 def outer(args: argparse.Namespace) -> int:

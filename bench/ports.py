@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import pstats
-import re
 import select
 import shutil
 import signal
@@ -47,6 +46,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from common import mounts_under, ms, netns_id, unescape, unmount_all
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -116,21 +117,12 @@ print(json.dumps(out))
 # -- small helpers -----------------------------------------------------------------------------
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms"
-
-
 def secs(seconds: float) -> str:
     return f"{seconds:.3f} s"
 
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} us"
-
-
-def netns_id(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
 
 
 def ns_key(path: str) -> str:
@@ -178,33 +170,6 @@ class Figure:
 
 
 # -- outer run: the throwaway namespaces, one inner run per phase, cleanup -----------------------
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mounts_under(prefix: str) -> list[str]:
-    """Mount points at or below `prefix` in this mount namespace, deepest first."""
-    prefix = os.path.realpath(prefix)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = _unescape(line.split()[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(point)
-    return sorted(set(found), key=lambda p: (p.count("/"), p), reverse=True)
-
-
-def unmount_all(prefix: str) -> list[str]:
-    """`umount -l` every mount under `prefix`; returns what could not be unmounted."""
-    for _ in range(5):
-        points = mounts_under(prefix)
-        if not points:
-            return []
-        for point in points:
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
-    return mounts_under(prefix)
 
 
 def processes_in(namespaces: set[tuple[int, int]]) -> list[tuple[int, str]]:
@@ -262,7 +227,7 @@ def root_snapshot() -> dict[str, list[str]]:
              for line in lines(["ip", "-o", "link", "show"]) if ":" in line]
     chains = [line.split()[0] for line in lines(["iptables-save"]) if line.startswith(":")]
     with open("/proc/self/mountinfo") as f:
-        mounts = [_unescape(line.split()[4]) for line in f]
+        mounts = [unescape(line.split()[4]) for line in f]
     return {
         "links": sorted(links),
         "nft tables": sorted(lines(["nft", "list", "tables"])),
