@@ -152,6 +152,13 @@ class Host:
         res = self.in_ns(ns, sys.executable, "-c", code)
         return res.stdout.strip() if res.returncode == 0 else None
 
+    def listening(self, ns: str, port: int) -> bool:
+        """Whether a TCP socket listens on PORT in a namespace. Asked of the kernel rather
+        than by connecting: a client whose ephemeral range holds PORT can connect to itself
+        (TCP simultaneous open) and so take the port from the server about to bind it."""
+        res = self.in_ns(ns, "ss", "-Hltn", f"sport = :{port}")
+        return res.returncode == 0 and bool(res.stdout.strip())
+
     def mounts(self) -> list[str]:
         base = str(self.base)
         with open("/proc/self/mountinfo") as f:

@@ -118,8 +118,9 @@ def test_publish_all_takes_ports_from_the_sandbox_ephemeral_range(fw_host: Host)
     assert host.fetch(host.outside, HOST_ADDR, port) == OUTSIDE_ADDR
     # a host process listening on the next port is skipped too
     host.background(host.ns, PY, "-c", TCP, str(port + 1))
-    host.wait_for(lambda: host.fetch(host.ns, "127.0.0.1", port + 1) is not None,
-                  what="host listener")
+    # (waited for through the kernel: a connect from this namespace, whose ephemeral range is
+    # now 41001-41010, could pick port + 1 as its own source port and connect to itself)
+    host.wait_for(lambda: host.listening(host.ns, port + 1), what="host listener")
     host.shoal("run", "-d", "--name", "second", "-p", "8000", "--", "sleep", "60")
     second = int(host.shoal("port", "second").stdout.strip().rsplit(":", 1)[1])
     assert second == port + 2
