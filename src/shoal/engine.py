@@ -116,12 +116,8 @@ class Engine:
             from .reconcile import reconcile
 
             with self.store.locked():
-                self.store.on_interrupted = self._repair_interrupted
-        if self.store.interrupted():
-            with self.store.locked():  # repairs, see _repair_interrupted
-                pass
-        if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
-                    self.repairs = reconcile(self)
+                if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+                    self.repairs += reconcile(self)
                     with open(os.path.join(self.run_dir, BOOT_MARKER), "w") as f:
                         f.write(_boot_id())
         if self.netfilter.switch_needed():
