@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.cli.main import USAGE_EXIT, _strip_dashes, build_parser, main
+from shoal.cli.main import USAGE_EXIT, build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def test_run_full() -> None:
     assert args.network == "n"
     assert args.ip == "1.2.3.4"
     assert args.env == ["A=1"]
-    assert _strip_dashes(args.cmd) == ["cmd", "arg"]
+    assert args.cmd == ["cmd", "arg"]
 
 
 def test_run_defaults() -> None:
@@ -49,19 +49,19 @@ def test_run_defaults() -> None:
     assert args.env == []
     assert args.network_alias == []
     assert args.workdir is None
-    assert _strip_dashes(args.cmd) == ["sleep", "10"]
+    assert args.cmd == ["sleep", "10"]
 
 
 def test_run_command_keeps_its_own_flags() -> None:
     args = parse("run -d --name x sh -c true --name y -e B=2 -d")
     assert args.name == "x"
     assert args.env == []
-    assert _strip_dashes(args.cmd) == ["sh", "-c", "true", "--name", "y", "-e", "B=2", "-d"]
+    assert args.cmd == ["sh", "-c", "true", "--name", "y", "-e", "B=2", "-d"]
 
 
 def test_run_double_dash_inside_command_is_kept() -> None:
     args = parse("run -- cmd -- arg")
-    assert _strip_dashes(args.cmd) == ["cmd", "--", "arg"]
+    assert args.cmd == ["cmd", "--", "arg"]
 
 
 def test_run_short_h_is_hostname() -> None:
@@ -79,8 +79,8 @@ def test_run_repeated_env() -> None:
 
 
 def test_run_without_command_parses_to_empty() -> None:
-    assert _strip_dashes(parse("run -d").cmd) == []
-    assert _strip_dashes(parse("run -d --").cmd) == []
+    assert parse("run -d").cmd == []
+    assert parse("run -d --").cmd == []
 
 
 # -- network ---------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_container_verbs() -> None:
     args = parse("exec -i -e A=1 web -- ls -l")
     assert args.container == "web"
     assert args.env == ["A=1"]
-    assert _strip_dashes(args.cmd) == ["ls", "-l"]
+    assert args.cmd == ["ls", "-l"]
     assert parse("logs web").container == "web"
     args = parse("stop -t 2.5 a b")
     assert (args.time, args.names) == (2.5, ["a", "b"])

@@ -2,215 +2,28 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sqlite3
 import sys
 
+from .args import USAGE_EXIT, Args, Command
+from .commands import root
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any
 
-USAGE_EXIT = 2
-
-# shoal's messages are English. argparse looks every one of its strings up in the locale's
-# message catalogues as it builds a parser (gettext finds no catalogue and caches nothing: about
-# 200 stat calls, a tenth of `shoal network ls`); use its strings as they are.
-argparse._ = lambda message: message  # type: ignore[attr-defined]
-argparse.ngettext = (  # type: ignore[attr-defined]
-    lambda singular, plural, n: singular if n == 1 else plural
-)
+__all__ = ["USAGE_EXIT", "build_parser", "main"]
 
 
-class Formatter(argparse.HelpFormatter):
-    """argparse's formatter without its `shutil` import (which also pulls in the compression
-    modules): add_argument builds one formatter per argument, at every start."""
-
-    def __init__(self, prog: str) -> None:
-        width = int(os.environ.get("COLUMNS", "100") or 100)
-        super().__init__(prog, width=max(width - 2, 40))
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, like every other shoal error."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"shoal: {message} (see: {self.prog} --help)\n")
-        sys.exit(USAGE_EXIT)
-
-
-def _kv(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not key or not sep:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _filter(text: str) -> tuple[str, str]:
-    return _kv(text)
-
-
-def _format_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="output format (default: table)")
-
-
-def _network_parser(net: Parser) -> None:
-    nsub = net.add_subparsers(dest="network_command", required=True, parser_class=Parser)
-    c = nsub.add_parser("create", help="create a network")
-    c.add_argument("name")
-    c.add_argument("-d", "--driver", default="bridge")
-    c.add_argument("--subnet")
-    c.add_argument("--gateway")
-    c.add_argument("--ip-range")
-    c.add_argument("--internal", action="store_true")
-    c.add_argument("--label", action="append", type=_kv, default=[])
-    c.add_argument("-o", "--opt", action="append", type=_kv, default=[])
-    ls = nsub.add_parser("ls", aliases=["list"], help="list networks")
-    _format_arg(ls)
-    ls.add_argument("-f", "--filter", action="append", type=_filter, default=[])
-    ls.add_argument("-q", "--quiet", action="store_true")
-    ls.add_argument("--no-trunc", action="store_true")
-    i = nsub.add_parser("inspect", help="show networks as JSON")
-    i.add_argument("names", nargs="+")
-    r = nsub.add_parser("rm", aliases=["remove"], help="remove networks")
-    r.add_argument("names", nargs="+")
-    nsub.add_parser("prune", help="remove unused networks").add_argument(
-        "-f", "--force", action="store_true")
-    cn = nsub.add_parser("connect", help="connect a container to a network")
-    cn.add_argument("network")
-    cn.add_argument("container")
-    cn.add_argument("--ip")
-    cn.add_argument("--alias", action="append", default=[])
-    dc = nsub.add_parser("disconnect", help="disconnect a container from a network")
-    dc.add_argument("network")
-    dc.add_argument("container")
-    dc.add_argument("-f", "--force", action="store_true")
-
-
-def _run_parser(run: Parser) -> None:
-    run.add_argument("--help", action="help", help="show this help and exit")
-    run.add_argument("-d", "--detach", action="store_true")
-    run.add_argument("-i", "--interactive", action="store_true")
-    run.add_argument("--rm", action="store_true")
-    run.add_argument("--name")
-    run.add_argument("-h", "--hostname")
-    run.add_argument("--network", "--net", default="bridge")
-    run.add_argument("--ip")
-    run.add_argument("--network-alias", action="append", default=[])
-    run.add_argument("-e", "--env", action="append", default=[])
-    run.add_argument("-w", "--workdir")
-    run.add_argument("-p", "--publish", action="append", default=[])
-    run.add_argument("-P", "--publish-all", action="store_true")
-    run.add_argument("--expose", action="append", default=[])
-    run.add_argument("cmd", nargs=argparse.REMAINDER)
-
-
-def _ps_parser(ps: Parser) -> None:
-    ps.add_argument("-a", "--all", action="store_true")
-    ps.add_argument("-q", "--quiet", action="store_true")
-    ps.add_argument("--no-trunc", action="store_true")
-    _format_arg(ps)
-
-
-def _exec_parser(ex: Parser) -> None:
-    ex.add_argument("-i", "--interactive", action="store_true")
-    ex.add_argument("-e", "--env", action="append", default=[])
-    ex.add_argument("container")
-    ex.add_argument("cmd", nargs=argparse.REMAINDER)
-
-
-def _port_parser(p: Parser) -> None:
-    p.add_argument("container")
-    p.add_argument("private", nargs="?", help="PORT[/PROTO]")
-
-
-def _system_parser(p: Parser) -> None:
-    sub = p.add_subparsers(dest="system_command", required=True, parser_class=Parser)
-    sub.add_parser("reload-firewall", help="re-apply shoal's firewall rules from its state")
-    sub.add_parser("firewall", help="print the firewall rules shoal owns")
-    sub.add_parser("reconcile", help="repair what a crash, a restart or a hand left behind")
-    sub.add_parser("prune", help="remove stopped containers and unused networks").add_argument(
-        "-f", "--force", action="store_true")
-
-
-def _doctor_parser(p: Parser) -> None:
-    p.add_argument("container", nargs="?")
-    p.add_argument("--to", metavar="HOST:PORT", help="also try a TCP connection to HOST:PORT")
-
-
-def _stop_parser(st: Parser) -> None:
-    st.add_argument("-t", "--time", type=float, default=10.0)
-    st.add_argument("names", nargs="+")
-
-
-def _rm_parser(rm: Parser) -> None:
-    rm.add_argument("-f", "--force", action="store_true")
-    rm.add_argument("names", nargs="+")
-
-
-# command: (help, builder of its arguments, whether it has its own -h/--help)
-COMMANDS = {
-    "network": ("manage networks", _network_parser, True),
-    "run": ("run a command in a new container", _run_parser, False),
-    "ps": ("list containers", _ps_parser, True),
-    "inspect": ("show containers as JSON",
-                lambda p: p.add_argument("names", nargs="+"), True),
-    "exec": ("run a command in a running container", _exec_parser, True),
-    "logs": ("show a container's output", lambda p: p.add_argument("container"), True),
-    "port": ("list a container's published ports", _port_parser, True),
-    "stop": ("stop running containers", _stop_parser, True),
-    "rm": ("remove containers", _rm_parser, True),
-    "system": ("firewall maintenance, reconcile, prune", _system_parser, True),
-    "doctor": ("explain why a container can't reach where it should", _doctor_parser, True),
-}
-GLOBAL_OPTIONS = ("--root", "--run-dir", "--firewall-backend", "--ip-forward")
-
-
-def _command_word(argv: list[str]) -> str | None:
-    """The subcommand named in argv, skipping the global options before it."""
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in GLOBAL_OPTIONS:
-            i += 2
-        elif arg.startswith(tuple(f"{o}=" for o in GLOBAL_OPTIONS)):
-            i += 1
-        else:
-            return arg if arg in COMMANDS else None
-    return None
-
-
-def build_parser(argv: list[str] | None = None) -> Parser:
-    """The parser; given argv, only the named command's arguments are built (the others are
-    listed for --help but stay empty), which keeps every command's start-up short."""
-    only = _command_word(argv) if argv is not None else None
-    p = Parser(prog="shoal", description="Docker-style container networking on the Linux kernel")
-    p.add_argument("--root", help="state directory (default /var/lib/shoal; env SHOAL_ROOT)")
-    p.add_argument("--run-dir", help="runtime directory (default /run/shoal; env SHOAL_RUN_DIR)")
-    p.add_argument("--firewall-backend", choices=("nftables", "iptables"),
-                   help="nftables (default) or iptables; env SHOAL_FIREWALL_BACKEND")
-    p.add_argument("--ip-forward", metavar="true|false",
-                   help="turn on net.ipv4.ip_forward for bridge networks (default true; "
-                        "env SHOAL_IP_FORWARD)")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for name, (text, build, own_help) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=text, add_help=own_help)
-        if only is None or only == name:
-            build(cmd)
-    return p
-
-
-def _strip_dashes(cmd: list[str]) -> list[str]:
-    return cmd[1:] if cmd and cmd[0] == "--" else cmd
+def build_parser() -> Command:
+    """The command line's grammar (each command's flags are built when it is used)."""
+    return root()
 
 
 def _print_json_list(items: list[Any]) -> None:
+    import json
+
     print(json.dumps(items, indent=4))
 
 
@@ -229,7 +42,7 @@ def _each(names: list[str], action: Any) -> int:
     return status
 
 
-def cmd_network(engine: Any, args: argparse.Namespace) -> int:
+def cmd_network(engine: Any, args: Args) -> int:
     from ..engine import inspect_network
     from ..render import table
 
@@ -254,6 +67,8 @@ def cmd_network(engine: Any, args: argparse.Namespace) -> int:
             for r in rows:
                 print(r["ID"])
         elif args.format == "json":
+            import json
+
             for r in rows:
                 print(json.dumps(r))
         else:
@@ -289,11 +104,11 @@ def _inspect(engine: Any, names: list[str], render: Any, what: str) -> int:
     return status
 
 
-def cmd_run(engine: Any, args: argparse.Namespace) -> int:
+def cmd_run(engine: Any, args: Args) -> int:
     from ..engine import RunSpec
 
     spec = RunSpec(
-        cmd=_strip_dashes(args.cmd), name=args.name, hostname=args.hostname,
+        cmd=args.cmd, name=args.name, hostname=args.hostname,
         network=args.network, ip=args.ip, aliases=args.network_alias, env=args.env,
         auto_remove=args.rm, workdir=args.workdir or os.getcwd(),
         publish=args.publish, publish_all=args.publish_all, expose=args.expose,
@@ -305,7 +120,7 @@ def cmd_run(engine: Any, args: argparse.Namespace) -> int:
     return engine.run_foreground(spec, interactive=args.interactive)
 
 
-def cmd_ps(engine: Any, args: argparse.Namespace) -> int:
+def cmd_ps(engine: Any, args: Args) -> int:
     from ..render import ps_row, table
 
     rows = []
@@ -318,6 +133,8 @@ def cmd_ps(engine: Any, args: argparse.Namespace) -> int:
         for r in rows:
             print(r["ID"])
     elif args.format == "json":
+        import json
+
         for r in rows:
             print(json.dumps(r))
     else:
@@ -327,15 +144,15 @@ def cmd_ps(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_exec(engine: Any, args: argparse.Namespace) -> int:
+def cmd_exec(engine: Any, args: Args) -> int:
     from ..runtime.process import wait_status
 
-    proc = engine.exec(args.container, _strip_dashes(args.cmd), env=args.env,
+    proc = engine.exec(args.container, args.cmd, env=args.env,
                        stdin=None if args.interactive else -3)
     return wait_status(proc)
 
 
-def cmd_logs(engine: Any, args: argparse.Namespace) -> int:
+def cmd_logs(engine: Any, args: Args) -> int:
     path = engine.log_path(args.container)
     try:
         with open(path, "rb") as f:
@@ -345,7 +162,7 @@ def cmd_logs(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_port(engine: Any, args: argparse.Namespace) -> int:
+def cmd_port(engine: Any, args: Args) -> int:
     from ..errors import NotFound
     from ..render import port_lines
 
@@ -365,7 +182,7 @@ def cmd_port(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_doctor(engine: Any, args: argparse.Namespace) -> int:
+def cmd_doctor(engine: Any, args: Args) -> int:
     from ..doctor import FAIL, doctor, render
     from ..errors import InvalidArgument
 
@@ -376,7 +193,7 @@ def cmd_doctor(engine: Any, args: argparse.Namespace) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
-def cmd_system(engine: Any, args: argparse.Namespace) -> int:
+def cmd_system(engine: Any, args: Args) -> int:
     match args.system_command:
         case "reload-firewall":
             engine.reload_firewall()
@@ -395,7 +212,7 @@ def cmd_system(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def dispatch(engine: Any, args: argparse.Namespace) -> int:
+def dispatch(engine: Any, args: Args) -> int:
     from ..engine import inspect_container
 
     match args.command:
@@ -426,7 +243,7 @@ def dispatch(engine: Any, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    args = build_parser().parse_args(argv)
     from ..errors import ShoalError
 
     try:

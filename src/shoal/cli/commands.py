@@ -1,0 +1,163 @@
+"""The command line's grammar: every shoal command with its flags and arguments, spelled as
+Docker spells them. The flags of a command are only built when that command is used."""
+
+from __future__ import annotations
+
+from .args import APPEND, FLAG, REMAINDER, Arg, Command, Opt
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not key or not sep:
+        raise ValueError("expected KEY=VALUE")
+    return key, value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError("expected a number of seconds, 0 or more")
+    return value
+
+
+def _format() -> Opt:
+    return Opt("--format", default="table", choices=("table", "json"),
+               help="table or json (a JSON object per line)")
+
+
+def _network(c: Command) -> None:
+    c.sub_dest = "network_command"
+    c.subs = [
+        Command("create", "create a network", build=_network_create),
+        Command("ls", "list networks", aliases=("list",), opts=[
+            _format(),
+            Opt("-f", "--filter", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
+                help="name=, driver= or label=KEY[=VALUE]"),
+            Opt("-q", "--quiet", kind=FLAG, help="only the network IDs"),
+            Opt("--no-trunc", kind=FLAG, help="full network IDs"),
+        ]),
+        Command("inspect", "show networks as JSON", args=[Arg("names", "+", "NETWORK")]),
+        Command("rm", "remove networks", aliases=("remove",),
+                args=[Arg("names", "+", "NETWORK")]),
+        Command("prune", "remove unused networks",
+                opts=[Opt("-f", "--force", kind=FLAG, help="do not ask (shoal never asks)")]),
+        Command("connect", "connect a container to a network", opts=[
+            Opt("--ip", metavar="IP", help="the container's address on the network"),
+            Opt("--alias", kind=APPEND, metavar="NAME", help="another name on the network"),
+        ], args=[Arg("network"), Arg("container")]),
+        Command("disconnect", "disconnect a container from a network",
+                opts=[Opt("-f", "--force", kind=FLAG, help="accepted for Docker's sake")],
+                args=[Arg("network"), Arg("container")]),
+    ]
+
+
+def _network_create(c: Command) -> None:
+    c.opts = [
+        Opt("-d", "--driver", default="bridge", help="bridge (host and null are built in)"),
+        Opt("--subnet", metavar="CIDR", help="default: a free /16 from Docker's pools"),
+        Opt("--gateway", metavar="IP", help="default: the subnet's first address"),
+        Opt("--ip-range", metavar="CIDR", help="hand out container addresses from here"),
+        Opt("--internal", kind=FLAG, help="no route out, no masquerade, no published ports"),
+        Opt("--label", kind=APPEND, convert=_kv, metavar="KEY=VALUE"),
+        Opt("-o", "--opt", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
+            help="shoal.bridge.name=NAME or shoal.bridge.enable_icc=false"),
+    ]
+    c.args = [Arg("name")]
+
+
+def _run(c: Command) -> None:
+    c.opts = [
+        Opt("-d", "--detach", kind=FLAG, help="run in the background, print the container ID"),
+        Opt("-i", "--interactive", kind=FLAG, help="keep standard input open"),
+        Opt("--rm", kind=FLAG, help="remove the container when it exits"),
+        Opt("--name"),
+        Opt("-h", "--hostname"),
+        Opt("--network", "--net", default="bridge",
+            help="NETWORK, host, none or container:NAME"),
+        Opt("--ip", metavar="IP", help="the container's address on its network"),
+        Opt("--network-alias", kind=APPEND, metavar="NAME"),
+        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]"),
+        Opt("-w", "--workdir", metavar="DIR", help="default: the current directory"),
+        Opt("-p", "--publish", kind=APPEND, metavar="[IP:][HOST:]PORT[/PROTO]",
+            help="publish a container port on the host"),
+        Opt("-P", "--publish-all", kind=FLAG, help="publish every --expose'd port"),
+        Opt("--expose", kind=APPEND, metavar="PORT[/PROTO]"),
+    ]
+    c.args = [Arg("cmd", REMAINDER, "COMMAND")]
+
+
+def _exec(c: Command) -> None:
+    c.opts = [
+        Opt("-i", "--interactive", kind=FLAG, help="keep standard input open"),
+        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]"),
+    ]
+    c.args = [Arg("container"), Arg("cmd", REMAINDER, "COMMAND")]
+
+
+def _system(c: Command) -> None:
+    c.sub_dest = "system_command"
+    c.subs = [
+        Command("reload-firewall", "re-apply shoal's firewall rules from its state"),
+        Command("firewall", "print the firewall rules shoal owns"),
+        Command("reconcile", "repair what a crash, a restart or a hand left behind"),
+        Command("prune", "remove stopped containers and unused networks",
+                opts=[Opt("-f", "--force", kind=FLAG, help="do not ask (shoal never asks)")]),
+    ]
+
+
+def _set(**fields: Any) -> Callable[[Command], None]:
+    """A builder that sets fields of a command (for the commands small enough for a line)."""
+    def build(c: Command) -> None:
+        for key, value in fields.items():
+            setattr(c, key, value)
+    return build
+
+
+def root() -> Command:
+    """`shoal` itself: the global flags and every command."""
+    return Command("shoal", "Docker-style container networking on the Linux kernel", opts=[
+        Opt("--root", metavar="DIR", help="state directory (default /var/lib/shoal; "
+            "env SHOAL_ROOT)"),
+        Opt("--run-dir", metavar="DIR", help="runtime directory (default /run/shoal; "
+            "env SHOAL_RUN_DIR)"),
+        Opt("--firewall-backend", choices=("nftables", "iptables"), metavar="BACKEND",
+            help="nftables (default) or iptables; env SHOAL_FIREWALL_BACKEND"),
+        Opt("--ip-forward", metavar="true|false", help="turn on net.ipv4.ip_forward for "
+            "bridge networks (default true; env SHOAL_IP_FORWARD)"),
+    ], sub_dest="command", subs=[
+        Command("network", "manage networks", build=_network),
+        Command("run", "run a command in a new container", help_flags=("--help",),
+                build=_run),
+        Command("ps", "list containers", build=_set(opts=[
+            Opt("-a", "--all", kind=FLAG, help="also stopped containers"),
+            Opt("-q", "--quiet", kind=FLAG, help="only the container IDs"),
+            Opt("--no-trunc", kind=FLAG, help="full container IDs"),
+            _format(),
+        ])),
+        Command("inspect", "show containers as JSON",
+                build=_set(args=[Arg("names", "+", "CONTAINER")])),
+        Command("exec", "run a command in a running container", build=_exec),
+        Command("logs", "show a container's output", build=_set(args=[Arg("container")])),
+        Command("port", "list a container's published ports", build=_set(args=[
+            Arg("container"), Arg("private", "?", "PORT[/PROTO]")])),
+        Command("stop", "stop running containers", build=_set(
+            opts=[Opt("-t", "--time", default=10.0, convert=_seconds, metavar="SECONDS",
+                      help="wait this long after SIGTERM, then SIGKILL")],
+            args=[Arg("names", "+", "CONTAINER")])),
+        Command("rm", "remove containers", build=_set(
+            opts=[Opt("-f", "--force", kind=FLAG, help="stop a running container first")],
+            args=[Arg("names", "+", "CONTAINER")])),
+        Command("system", "firewall maintenance, reconcile, prune", build=_system),
+        Command("doctor", "explain why a container can't reach where it should", build=_set(
+            opts=[Opt("--to", metavar="HOST:PORT",
+                      help="also try a TCP connection to HOST:PORT")],
+            args=[Arg("container", "?")])),
+    ])
