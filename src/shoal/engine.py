@@ -4,7 +4,6 @@ runtime, and rolls back when a step fails. Everything above (CLI, Python API) ca
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager, suppress
 from ipaddress import IPv4Address, IPv4Network
 
@@ -28,6 +27,7 @@ from .names import (
     DEFAULT_BRIDGE,
     bridge_name,
     host_veth_name,
+    is_hostname,
     new_id,
     random_name,
     validate_ifname,
@@ -56,7 +56,6 @@ BOOT_MARKER = "boot-id"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 BRIDGE_OPTIONS = {"shoal.bridge.name", "shoal.bridge.enable_icc"}
-HOSTNAME_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 
 
 def check_privileges() -> None:
@@ -434,7 +433,7 @@ class Engine:
             raise InvalidArgument("no command given: shoal run [OPTIONS] -- CMD [ARG...]")
         if spec.name is not None:
             validate_name(spec.name, "container")
-        if spec.hostname is not None and not HOSTNAME_RE.fullmatch(spec.hostname):
+        if spec.hostname is not None and not is_hostname(spec.hostname):
             raise InvalidArgument(
                 f"invalid hostname {spec.hostname!r}: use letters, digits and '-', "
                 "at most 63 characters"

@@ -5,7 +5,6 @@ the state exactly as a crash there would."""
 from __future__ import annotations
 
 import os
-import signal
 
 # every point a mutating command passes, in order
 POINTS = (
@@ -20,4 +19,6 @@ POINTS = (
 
 def crashpoint(name: str) -> None:
     if os.environ.get("SHOAL_CRASH_AT") == name:
+        import signal
+
         os.kill(os.getpid(), signal.SIGKILL)

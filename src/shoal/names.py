@@ -4,15 +4,28 @@ kernel names every object shoal creates carries (so garbage collection can find 
 from __future__ import annotations
 
 import os
-import re
 
 from .errors import InvalidArgument
 
-NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+# Names are checked against character sets rather than regular expressions: importing `re`
+# (with enum) costs more than a whole `shoal network ls` may spend on shoal's own code.
+ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+NAME_CHARS = ALNUM | frozenset("_.-")
+HOSTNAME_CHARS = ALNUM | frozenset("-")
 MAX_NAME = 128
 IFNAMSIZ = 15  # bytes usable in a Linux interface name
-# a letter or digit first: a name such as "-rf" would read as an option to ip or iptables
-IFNAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}")
+
+
+def is_name(text: str) -> bool:
+    """[a-zA-Z0-9][a-zA-Z0-9_.-]*: a letter or digit first, so that a name such as "-rf"
+    can't read as an option to ip or iptables."""
+    return bool(text) and text[0] in ALNUM and NAME_CHARS.issuperset(text)
+
+
+def is_hostname(text: str) -> bool:
+    """A DNS label (RFC 1123): 1 to 63 of [a-zA-Z0-9-], a letter or digit at both ends."""
+    return (0 < len(text) <= 63 and text[0] in ALNUM and text[-1] in ALNUM
+            and HOSTNAME_CHARS.issuperset(text))
 
 DEFAULT_BRIDGE = "shoal0"
 BRIDGE_PREFIX = "sh-"
@@ -25,7 +38,7 @@ def validate_name(name: str, what: str) -> str:
         raise InvalidArgument(f"{what} name must not be empty")
     if len(name) > MAX_NAME:
         raise InvalidArgument(f"{what} name {name[:20]!r}... is longer than {MAX_NAME} characters")
-    if not NAME_RE.fullmatch(name):
+    if not is_name(name):
         raise InvalidArgument(
             f"invalid {what} name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* are allowed"
         )
@@ -39,7 +52,7 @@ def validate_ifname(name: str, what: str = "interface") -> str:
         raise InvalidArgument(
             f"{what} name {name!r} is {size} bytes; Linux allows at most {IFNAMSIZ}"
         )
-    if not IFNAME_RE.fullmatch(name) or name in (".", ".."):
+    if not is_name(name):
         raise InvalidArgument(
             f"invalid {what} name {name!r}: use 1 to 15 of [a-zA-Z0-9_.-], starting with a "
             "letter or digit"

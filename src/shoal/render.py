@@ -3,7 +3,6 @@ show. Pure functions of the model."""
 
 from __future__ import annotations
 
-import shlex
 from datetime import UTC, datetime
 
 from .model import EXITED, RUNNING, Container, Endpoint, Network, PublishedPort
@@ -153,6 +152,8 @@ def status_text(ctr: Container, status: str) -> str:
 
 def ps_row(ctr: Container, status: str, ports: list[PublishedPort] | None = None
            ) -> dict[str, str]:
+    import shlex
+
     cmd = shlex.join(ctr.cmd)
     return {
         "ID": short_id(ctr.id),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
 
 
@@ -52,6 +51,8 @@ def wait_gone(pid: int, started: int | None, timeout: float) -> bool:
 def kill_all_in(netns_path: str) -> None:
     """SIGKILL every process in the network namespace mounted at `netns_path` (a container
     whose start was interrupted before its process was recorded)."""
+    import signal  # here, not above: it imports enum, which read-only commands never need
+
     try:
         inode = os.stat(netns_path).st_ino
     except OSError:
