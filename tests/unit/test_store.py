@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shoal.errors import Conflict, NotFound, ShoalError
 from shoal.model import EXITED, RUNNING, Container, Endpoint, Network
-from shoal.store import SCHEMA_VERSION, Store
+from shoal.store import SCHEMA_VERSION, Store, decode_json
 
 T0 = "2024-05-01T10:00:00.000000000Z"
 T1 = "2024-05-01T10:00:01.000000000Z"
@@ -397,3 +402,44 @@ def test_database_file_is_private_with_permissive_umask(root: str) -> None:
         mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
         assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
     s.close()
+
+
+# -- JSON columns decoded without the json module ------------------------------------------
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.lists(st.text()) | st.dictionaries(st.text(), st.text()))
+def test_json_columns_decode_as_written(value: object) -> None:
+    assert decode_json(json.dumps(value)) == value
+
+
+@given(_json_values)
+def test_json_columns_decode_anything_json_does(value: object) -> None:
+    text = json.dumps(value)
+    assert decode_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['["a", "b"]', '{"k": "v", "a": ""}', '["]", "{"]', "[]",
+                                  "{}", '["a", 1]', '{"a": "b", "c": 1, "d": "e"}',
+                                  '[["a"]]', '"x"', '{"a": ["b"]}', '["a",  "b"]'])
+def test_json_columns_decode_edge_cases(text: str) -> None:
+    assert decode_json(text) == json.loads(text)
+
+
+def test_reading_the_store_does_not_import_json(store: Store, root: str) -> None:
+    """`shoal network ls` stays fast: reading the store needs neither json nor re."""
+    store.add_network(make_net(NET_A, "a", labels={"team": "x y", "k": ""},
+                               options={"shoal.bridge.name": "br-a"}))
+    store.add_container(make_ctr(CTR_A, "c"))
+    code = ("import sys; from shoal.store import Store; s = Store(sys.argv[1]); "
+            "s.networks(); s.containers(); s.close(); "
+            "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code, root], capture_output=True,
+                         text=True, check=True)
+    assert res.stdout.strip() == "[]"
