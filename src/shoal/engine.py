@@ -4,14 +4,10 @@ runtime, and rolls back when a step fails. Everything above (CLI, Python API) ca
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager, suppress
-from ipaddress import IPv4Address, IPv4Network
 
-from . import ipam
-from . import ports as portspec
-from .drivers import check_driver
 from .errors import Conflict, InvalidArgument, NotFound, ShoalError
 from .faults import crashpoint
+from .lazy import LazyModule
 from .model import (
     BUILTIN_NETWORKS,
     CREATED,
@@ -33,10 +29,7 @@ from .names import (
     validate_ifname,
     validate_name,
 )
-from .netfilter import Netfilter, net_rule
 from .records import Record
-from .rules import merge, no_icc_port_elements, port_entry
-from .runtime import pids
 from .store import Store
 
 # The kernel and process modules are imported where they are used, not here: commands that
@@ -45,10 +38,22 @@ from .store import Store
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterator
+    from ipaddress import IPv4Address, IPv4Network
 
+    from . import drivers, ipam, rules
+    from . import netfilter as netfilter_module
+    from . import ports as portspec
     from .kernel.netlink import Netlink
+    from .netfilter import Netfilter
+    from .runtime import pids
     from .runtime.process import Namespaces
+else:  # what only changes of state need, imported on first use
+    drivers = LazyModule("shoal.drivers")
+    ipam = LazyModule("shoal.ipam")
+    netfilter_module = LazyModule("shoal.netfilter")
+    portspec = LazyModule("shoal.ports")
+    rules = LazyModule("shoal.rules")
+    pids = LazyModule("shoal.runtime.pids")
 
 DEFAULT_ROOT = "/var/lib/shoal"
 DEFAULT_RUN_DIR = "/run/shoal"
@@ -103,7 +108,11 @@ class Engine:
         self._host_fd: int | None = None
         self._netns_dir_ready = False
         self.repairs: list[str] = []
-        self.netfilter = Netfilter(self.store, firewall_backend, ip_forward)
+        self._netfilter: Netfilter | None = None
+        self._firewall_args = (firewall_backend, ip_forward)
+        if (firewall_backend or ip_forward or os.environ.get("SHOAL_FIREWALL_BACKEND")
+                or os.environ.get("SHOAL_IP_FORWARD")):
+            self.netfilter  # noqa: B018  # check the firewall options now, for every command
         if self.store.get_meta("builtins") is None:
             self._create_builtin_networks()
         self.store.on_interrupted = self._repair_interrupted
@@ -119,7 +128,7 @@ class Engine:
                     self.repairs += reconcile(self)
                     with open(os.path.join(self.run_dir, BOOT_MARKER), "w") as f:
                         f.write(_boot_id())
-        if self.netfilter.switch_needed():
+        if self._netfilter is not None and self.netfilter.switch_needed():
             with self.store.locked():
                 if self.netfilter.switch_needed():
                     self.netfilter.switch_backend()
@@ -136,9 +145,17 @@ class Engine:
         self.repairs += reconcile(self)
 
     @property
+    def netfilter(self) -> Netfilter:
+        """The firewall's side of the engine, made on first use (reading the state never
+        needs it)."""
+        if self._netfilter is None:
+            self._netfilter = netfilter_module.Netfilter(self.store, *self._firewall_args)
+        return self._netfilter
+
+    @property
     def warnings(self) -> list[str]:
         """Things the user should know that did not stop the command."""
-        return self.netfilter.warnings
+        return self._netfilter.warnings if self._netfilter is not None else []
 
     def close(self) -> None:
         if self._host is not None:
@@ -183,18 +200,13 @@ class Engine:
                 ns.ensure_private_mount(self.netns_dir)
             self._netns_dir_ready = True
 
-    @contextmanager
-    def _sandbox(self, container_id: str) -> Iterator[Netlink]:
-        """A netlink socket inside an existing sandbox."""
+    def _sandbox(self, container_id: str) -> Netlink:
+        """A netlink socket inside an existing sandbox (closed when its `with` ends)."""
         from .kernel import ns
         from .kernel.netlink import Netlink
 
         with ns.entered(self.sandbox_path(container_id)):
-            sock = Netlink()
-        try:
-            yield sock
-        finally:
-            sock.close()
+            return Netlink()
 
     # -- networks ------------------------------------------------------------------------------
 
@@ -246,7 +258,7 @@ class Engine:
         from .kernel import links
 
         validate_name(name, "network")
-        check_driver(driver)
+        drivers.check_driver(driver)
         if driver != "bridge":
             raise Conflict(
                 f"only one instance of the {driver!r} network is allowed: use the built-in "
@@ -509,7 +521,7 @@ class Engine:
                 crashpoint("run:sandbox")
                 if net is not None and self.netfilter.ensure_forwarding():
                     self.netfilter.reload()
-                elif bindings or (net is not None and not net_rule(net).icc):
+                elif bindings or (net is not None and not netfilter_module.net_rule(net).icc):
                     # otherwise the container adds nothing to the firewall's sets
                     self.netfilter.apply(added=self.netfilter.container_elements(ctr))
                 crashpoint("run:firewall")
@@ -893,10 +905,12 @@ class Engine:
                     with self._sandbox(ctr.id) as sandbox:
                         bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first)
                     crashpoint("connect:attached")
-                    if not net_rule(net).icc:
-                        self.netfilter.apply(added=no_icc_port_elements(host_veth_name(ep.id)))
+                    if not netfilter_module.net_rule(net).icc:
+                        self.netfilter.apply(added=rules.no_icc_port_elements(host_veth_name(ep.id)))
                 except BaseException:
                     # undo the half-made endpoint; the error worth reporting is the first one
+                    from contextlib import suppress
+
                     with suppress(ShoalError, OSError), self._sandbox(ctr.id) as sandbox:
                         bridge_driver.detach(sandbox, ep)
                     with self.store.transaction():
@@ -914,14 +928,14 @@ class Engine:
                        if e.network_id == net.id), None)
             if ep is None:
                 raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
-            entries = [port_entry(*row) for row in self.store.port_rows(ctr.id, net.id)]
+            entries = [rules.port_entry(*row) for row in self.store.port_rows(ctr.id, net.id)]
             removed = [{name: {element}} for name, element in entries]
-            if ep.ip is not None and not net_rule(net).icc:
-                removed.append(no_icc_port_elements(host_veth_name(ep.id)))
+            if ep.ip is not None and not netfilter_module.net_rule(net).icc:
+                removed.append(rules.no_icc_port_elements(host_veth_name(ep.id)))
             with self.store.transaction():
                 self.store.delete_ports(ctr.id, net.id)
                 self.store.delete_endpoint(ep.id)
-                self.netfilter.apply(removed=merge(*removed))
+                self.netfilter.apply(removed=rules.merge(*removed))
             crashpoint("disconnect:row")
             if ctr.status == RUNNING and ep.ip is not None:
                 with self._sandbox(ctr.id) as sandbox:
@@ -935,6 +949,8 @@ class _UsedAddresses:
         self.store, self.network_id = store, network_id
 
     def __contains__(self, addr: object) -> bool:
+        from ipaddress import IPv4Address
+
         return isinstance(addr, IPv4Address) and self.store.ip_in_use(self.network_id, addr)
 
 

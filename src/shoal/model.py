@@ -3,10 +3,13 @@ No I/O here; the store persists these and the engine changes them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+import time
 
-from .records import Record
+from .records import Parsed, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 BUILTIN_NETWORKS = ("bridge", "host", "none")
 DRIVERS = ("bridge", "host", "null")
@@ -15,9 +18,22 @@ DRIVERS = ("bridge", "host", "null")
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 
 
+def _address(text: str) -> IPv4Address:
+    from ipaddress import IPv4Address
+
+    return IPv4Address(text)
+
+
+def _network(text: str) -> IPv4Network:
+    from ipaddress import IPv4Network
+
+    return IPv4Network(text)
+
+
 def now() -> str:
     """A timestamp in Docker's format (RFC 3339, UTC, nanoseconds)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 class Network(Record):
@@ -25,14 +41,16 @@ class Network(Record):
     name: str
     driver: str
     created: str
-    subnet: IPv4Network | None = None
-    gateway: IPv4Address | None = None
-    ip_range: IPv4Network | None = None
+    # addresses may be given as text (the store does), parsed when first read: listing
+    # networks then never imports ipaddress
+    subnet: IPv4Network | None = Parsed(_network, None)
+    gateway: IPv4Address | None = Parsed(_address, None)
+    ip_range: IPv4Network | None = Parsed(_network, None)
     internal: bool = False
     labels: dict[str, str] = {}
     options: dict[str, str] = {}
     bridge: str | None = None  # the Linux bridge device, for driver 'bridge'
-    last_ip: IPv4Address | None = None  # where the allocator continues
+    last_ip: IPv4Address | None = Parsed(_address, None)  # where the allocator continues
 
     @property
     def builtin(self) -> bool:
@@ -40,6 +58,8 @@ class Network(Record):
 
     @property
     def gateway_interface(self) -> IPv4Interface:
+        from ipaddress import IPv4Interface
+
         assert self.gateway is not None and self.subnet is not None
         return IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}")
 
@@ -49,10 +69,10 @@ class Endpoint(Record):
     container_id: str
     network_id: str
     ifname: str  # eth0, eth1, ... inside the sandbox
-    ip: IPv4Address | None  # None while the container is not running
+    ip: IPv4Address | None = Parsed(_address)  # None while the container is not running
     mac: str | None
     aliases: list[str] = []
-    requested_ip: IPv4Address | None = None  # --ip, kept across restarts
+    requested_ip: IPv4Address | None = Parsed(_address, None)  # --ip, kept across restarts
 
 
 class Container(Record):

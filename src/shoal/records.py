@@ -3,13 +3,19 @@
 `dataclasses` imports `inspect` and `ast`, which costs about 20 ms at every start of the
 `shoal` command (a third of the budget of `shoal network ls`). These records give the little
 shoal uses of it: an __init__ taking the annotated fields in order (positional or by name)
-with their defaults, equality, a readable repr, and `replace`."""
+with their defaults, equality, a readable repr, and `replace`; and fields that keep the text
+they were given until first read (`Parsed`), so that reading records from the store costs no
+parsing, nor the import of the parser's module, for the fields a command never looks at."""
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Self
+
+
+_MISSING = object()
 
 
 class Record:
@@ -25,10 +31,19 @@ class Record:
                     continue
                 names.append(name)
                 if name in klass.__dict__:
-                    defaults[name] = klass.__dict__[name]
+                    default = klass.__dict__[name]
+                    if isinstance(default, Parsed):
+                        if default.default is _MISSING:  # a Parsed field without default
+                            continue
+                        default = default.default
+                    defaults[name] = default
+        for before, name in zip(names, names[1:], strict=False):
+            if before in defaults and name not in defaults:
+                raise TypeError(f"{cls.__name__}: field {name!r} without a default follows "
+                                "one with a default")
         cls._fields = tuple(names)
         cls._defaults = defaults
-        cls.__init__ = _make_init(cls.__name__, names, defaults)  # type: ignore[misc]
+        cls.__init__ = _deferred_init(cls)  # type: ignore[misc]
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(
@@ -47,7 +62,41 @@ class Record:
         return type(self)(**values)
 
 
-_MISSING = object()
+class Parsed:
+    """A record field that may be given as text and is parsed on its first read, e.g. an
+    address the store hands over as the string in its column."""
+
+    def __init__(self, parse: Callable[[str], Any], default: Any = _MISSING) -> None:
+        self.parse = parse
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name]
+        if type(value) is str:
+            value = obj.__dict__[self.name] = self.parse(value)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
+
+def _deferred_init(cls: type[Record]) -> Any:
+    """An __init__ that compiles the real one on the first call and puts it in its place:
+    a command compiles only the records it makes (`network ls`: networks only)."""
+
+    def __init__(self: Record, *args: Any, **kwargs: Any) -> None:
+        init = _make_init(cls.__name__, list(cls._fields), cls._defaults)
+        cls.__init__ = init  # type: ignore[misc]
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
 def _make_init(cls_name: str, names: list[str], defaults: dict[str, Any]) -> Any:
@@ -65,9 +114,6 @@ def _make_init(cls_name: str, names: list[str], defaults: dict[str, Any]) -> Any
                 params.append(f"{name}=_d_{name}")
                 body.append(f"    self.{name} = {name}")
         else:
-            if len(params) > len([p for p in params if "=" not in p]):
-                raise TypeError(f"{cls_name}: field {name!r} without a default follows one "
-                                "with a default")
             params.append(name)
             body.append(f"    self.{name} = {name}")
     source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")

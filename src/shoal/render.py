@@ -3,13 +3,12 @@ show. Pure functions of the model."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from .model import EXITED, RUNNING, Container, Endpoint, Network, PublishedPort
 from .names import short_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import datetime
     from typing import Any
 
 
@@ -131,6 +130,8 @@ def container_json(
 
 
 def _ago(stamp: str, now: datetime | None = None) -> str:
+    from datetime import UTC, datetime
+
     when = datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
     secs = int(((now or datetime.now(UTC)) - when).total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from ipaddress import IPv4Address, IPv4Network
+
+try:
+    # SQLite's C module alone. The sqlite3 package around it only adds date and time adapters,
+    # whose imports (datetime, collections) would cost 7 ms of every command; shoal stores
+    # text. Every class and function shoal uses is the C module's own.
+    import _sqlite3 as sqlite3
+except ImportError:  # an interpreter that has no separate C module
+    import sqlite3  # type: ignore[no-redef]
 
 from .errors import Conflict, NotFound, ShoalError
 from .model import Container, Endpoint, Network, PublishedPort
+from .records import Parsed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from ipaddress import IPv4Address
     from typing import Any
 
 SCHEMA_VERSION = 3
@@ -90,8 +97,12 @@ def _from_db(name: str, value: Any) -> Any:
     if name in _JSON:
         return decode_json(value)
     if name in _NETS:
+        from ipaddress import IPv4Network
+
         return IPv4Network(value)
     if name in _ADDRS:
+        from ipaddress import IPv4Address
+
         return IPv4Address(value)
     if name in _BOOLS:
         return bool(value)
@@ -129,8 +140,18 @@ def _now() -> str:
     return now()
 
 
+_PARSED: dict[type, frozenset[str]] = {}
+
+
 def _row(cls: type, row: sqlite3.Row) -> Any:
-    return cls(**{name: _from_db(name, row[name]) for name in cls._fields})
+    """A record from a row. Fields the record parses itself on first read (`Parsed`: the
+    addresses of networks and endpoints) get their column's text as it is."""
+    parsed = _PARSED.get(cls)
+    if parsed is None:
+        parsed = _PARSED[cls] = frozenset(
+            n for n in cls._fields if isinstance(getattr(cls, n, None), Parsed))
+    return cls(**{name: row[name] if name in parsed else _from_db(name, row[name])
+                  for name in cls._fields})
 
 
 def _values(obj: Any) -> dict[str, Any]:
@@ -177,10 +198,12 @@ class Store:
 
     # -- locking and transactions ---------------------------------------------------------
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """The write lock, held for a whole kernel transaction. Re-entrant in one process;
-        released by the kernel if the process dies."""
+    def locked(self) -> _Locked:
+        """The write lock, held for a whole kernel transaction (`with store.locked():`).
+        Re-entrant in one process; released by the kernel if the process dies."""
+        return _Locked(self)
+
+    def _acquire(self) -> None:
         if self._lock_depth == 0:
             fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                          0o600)
@@ -196,34 +219,31 @@ class Store:
                 if interrupted and self.on_interrupted is not None:
                     self.on_interrupted()
                     self.db.execute("DELETE FROM ops WHERE pid != ?", (os.getpid(),))
-            yield
-        finally:
-            self._lock_depth -= 1
-            if self._lock_depth == 0 and self._lock_fd is not None:
-                if not self.db.in_transaction:
-                    self.db.execute("DELETE FROM ops WHERE pid = ?", (os.getpid(),))
-                os.close(self._lock_fd)
-                self._lock_fd = None
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        self._lock_depth -= 1
+        if self._lock_depth == 0 and self._lock_fd is not None:
+            if not self.db.in_transaction:
+                self.db.execute("DELETE FROM ops WHERE pid = ?", (os.getpid(),))
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def interrupted(self) -> bool:
         """Did a mutating command die before finishing (its process is gone)?"""
+        rows = self.db.execute("SELECT pid, pid_start FROM ops").fetchall()
+        if not rows:
+            return False
         from .runtime.pids import alive
 
-        rows = self.db.execute("SELECT pid, pid_start FROM ops").fetchall()
         return any(not alive(pid, start) for pid, start in rows)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self.db.in_transaction:
-            yield
-            return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self) -> _Transaction:
+        """`with store.transaction():` one SQLite transaction, rolled back if the block fails;
+        inside another one, the block joins it."""
+        return _Transaction(self.db)
 
     # -- meta ------------------------------------------------------------------------------
 
@@ -356,6 +376,8 @@ class Store:
         rows = self.db.execute(
             "SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL", (network_id,)
         )
+        from ipaddress import IPv4Address
+
         return [IPv4Address(r[0]) for r in rows]
 
     # -- published ports --------------------------------------------------------------------
@@ -415,3 +437,36 @@ class Store:
         else:
             self.db.execute("DELETE FROM ports WHERE container_id=? AND network_id=?",
                             (container_id, network_id))
+
+
+class _Locked:
+    """What `Store.locked()` returns. (A class rather than contextlib.contextmanager: contextlib
+    and what it imports would cost every command a millisecond.)"""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        self.store._acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.store._release()
+
+
+class _Transaction:
+    __slots__ = ("db", "outer")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> None:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if self.outer:
+            self.db.execute("ROLLBACK" if kind is not None else "COMMIT")

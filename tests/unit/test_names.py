@@ -211,3 +211,4 @@ def test_validate_ifname_needs_a_letter_or_digit_first(name: str) -> None:
     # such names would read as options to ip and iptables
     with pytest.raises(InvalidArgument, match="starting with a letter or digit"):
         names.validate_ifname(name, "bridge")
+

@@ -433,13 +433,24 @@ def test_json_columns_decode_edge_cases(text: str) -> None:
 
 
 def test_reading_the_store_does_not_import_json(store: Store, root: str) -> None:
-    """`shoal network ls` stays fast: reading the store needs neither json nor re."""
+    """`shoal network ls` stays fast: reading the store needs neither json, re nor ipaddress
+    (addresses are parsed when first read)."""
     store.add_network(make_net(NET_A, "a", labels={"team": "x y", "k": ""},
                                options={"shoal.bridge.name": "br-a"}))
     store.add_container(make_ctr(CTR_A, "c"))
     code = ("import sys; from shoal.store import Store; s = Store(sys.argv[1]); "
             "s.networks(); s.containers(); s.close(); "
-            "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))")
+            "print(sorted(m for m in ('json', 're', 'enum', 'ipaddress') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code, root], capture_output=True,
                          text=True, check=True)
     assert res.stdout.strip() == "[]"
+
+
+def test_addresses_read_from_the_store_are_parsed_on_first_read(store: Store) -> None:
+    net = make_net(NET_A, "a", subnet="10.1.0.0/24")
+    store.add_network(net)
+    got = store.network("a")
+    assert got.__dict__["subnet"] == "10.1.0.0/24"  # kept as the column's text ...
+    assert got.subnet == IPv4Network("10.1.0.0/24")  # ... until read
+    assert got.__dict__["subnet"] == IPv4Network("10.1.0.0/24")
+    assert got == net and got.gateway == IPv4Address("10.1.0.1") and got.ip_range is None

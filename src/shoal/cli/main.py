@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 
 from .args import USAGE_EXIT, Args, Command
@@ -245,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     from ..errors import ShoalError
+    from ..store import sqlite3
 
     try:
         from ..engine import Engine
