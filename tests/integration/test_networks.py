@@ -153,3 +153,30 @@ def test_unknown_network_errors(host: Host) -> None:
                  ["network", "connect", "nope", "x"]):
         res = host.shoal(*args, check=False)
         assert res.returncode != 0 and "no such network: nope" in res.stderr
+
+
+# Modules a read-only command must not import: each costs milliseconds of the 60 ms that
+# `shoal network ls` may take (the time itself is measured by bench/attach.py, not here).
+HEAVY = ("argparse", "re", "enum", "json", "ipaddress", "datetime", "contextlib",
+         "shoal.netfilter", "shoal.firewall", "shoal.kernel", "shoal.ipam", "shoal.ports",
+         "shoal.runtime.process")
+
+
+@pytest.mark.parametrize("argv", [["network", "ls"], ["network", "ls", "-f", "label=team"],
+                                  ["network", "ls", "--filter", "driver=bridge", "--no-trunc"]])
+def test_network_ls_imports_nothing_heavy(host: Host, argv: list[str]) -> None:
+    host.shoal("network", "create", "--label", "team=blue", "-o", "shoal.bridge.name=br-t", "t")
+    host.shoal("run", "--name", "c", "--", "true")
+    code = f"""
+import io, sys
+before = set(sys.modules)
+from shoal.cli.main import main
+sys.stdout = io.StringIO()
+status = main({["--root", host.root, "--run-dir", host.run_dir, *argv]!r})
+out, sys.stdout = sys.stdout.getvalue(), sys.__stdout__
+print(status, sorted(m for m in set(sys.modules) - before if m in {HEAVY!r}), repr(out))
+"""
+    status, imported, out = host.python(code).stdout.split(" ", 2)
+    assert status == "0"
+    assert imported == "[]"
+    assert "   t   " in out and "bridge" in out
