@@ -122,14 +122,12 @@ class Netfilter:
 
     def apply(self, added: Elements | None = None, removed: Elements | None = None) -> None:
         empty: Elements = merge()
-        b = self.backend
         try:
-            b.apply_delta(added or empty, removed or empty,
-                          self.state() if b.needs_state_for_delta else None)
+            if self.backend.apply_delta(added or empty, removed or empty):
+                return
         except ShoalError:
-            # the kernel's rules are not what shoal last wrote (flushed or edited by hand):
-            # write all of them from the state instead
-            self.reload()
+            pass  # the kernel's rules are not what shoal last wrote (flushed, edited by hand)
+        self.reload()  # write all of them from the state instead
 
     def reload(self) -> None:
         """Apply the whole ruleset from the state (after a flush, a reboot or a crash)."""

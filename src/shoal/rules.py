@@ -229,11 +229,8 @@ EBT_JUMP = ("FORWARD", f"-j {EBT_CHAIN}")
 
 def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str, list[str]]:
     """The rules of shoal's own chains, per table, in iptables-save syntax ('-A CHAIN ...')."""
-    nat = []
-    for p in sorted(ports, key=lambda p: (p.proto, p.host_port, str(p.host_ip))):
-        dst = "" if p.host_ip == ANY else f" -d {p.host_ip}/32"
-        nat.append(f"-A SHOAL{dst} -p {p.proto} -m {p.proto} --dport {p.host_port} "
-                   f"-j DNAT --to-destination {p.dest_ip}:{p.dest_port}")
+    nat = ["-A " + iptables_dnat(p)
+           for p in sorted(ports, key=lambda p: (p.proto, p.host_port, str(p.host_ip)))]
     post = []
     for n in networks:
         post.append(f"-A SHOAL-POSTROUTING -s 127.0.0.0/8 -o {n.bridge} -j MASQUERADE")
@@ -266,6 +263,48 @@ def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str,
         iso.append(f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j SHOAL-ISOLATION-2")
         iso2.append(f"-A SHOAL-ISOLATION-2 -o {b} -j DROP")
     return {"nat": nat + post, "filter": fwd + iso + iso2 + inp}
+
+
+def iptables_dnat(p: PortRule) -> str:
+    """The DNAT rule of one published port, after '-A ' or '-D '."""
+    dst = "" if p.host_ip == ANY else f" -d {p.host_ip}/32"
+    return (f"SHOAL{dst} -p {p.proto} -m {p.proto} --dport {p.host_port} "
+            f"-j DNAT --to-destination {p.dest_ip}:{p.dest_port}")
+
+
+def port_rule(name: str, element: str) -> PortRule:
+    """The published port behind an element of ports_any or ports_ip (see port_entry)."""
+    key, _, target = element.partition(" : ")
+    dest_ip, dest_port = target.split(" . ")
+    parts = key.split(" . ")
+    host_ip = parts.pop(0) if name == "ports_ip" else str(ANY)
+    proto, host_port = parts
+    return PortRule(proto=proto, host_ip=IPv4Address(host_ip), host_port=int(host_port),
+                    dest_ip=IPv4Address(dest_ip), dest_port=int(dest_port))
+
+
+PORT_MAPS = ("ports_any", "ports_ip")
+# iptables-nft finds each rule to delete by comparing it with the chain's rules: past this many
+# deletions a rewrite of the chain is cheaper (10,000 deletions took 1.2 s, a rewrite 0.7 s)
+IPT_MAX_DELETES = 1000
+
+
+def iptables_port_delta(added: Elements, removed: Elements) -> str | None:
+    """Input for `iptables-restore --noflush` that deletes and appends the DNAT rules of the
+    ports that changed, without rewriting the chain (which costs about 0.8 s at 10,000 rules);
+    None when the change is not one of published ports only, or deletes so many rules that a
+    rewrite is cheaper."""
+    if any(values for name, values in (*added.items(), *removed.items())
+           if name not in PORT_MAPS):
+        return None
+    if sum(len(removed.get(name, ())) for name in PORT_MAPS) > IPT_MAX_DELETES:
+        return None
+    lines = ["*nat"]
+    lines += ["-D " + iptables_dnat(port_rule(name, element))
+              for name in PORT_MAPS for element in sorted(removed.get(name, ()))]
+    lines += ["-A " + iptables_dnat(port_rule(name, element))
+              for name in PORT_MAPS for element in sorted(added.get(name, ()))]
+    return "\n".join([*lines, "COMMIT"]) + "\n"
 
 
 def iptables_restore(networks: list[NetRule], ports: list[PortRule]) -> str:

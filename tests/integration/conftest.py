@@ -36,3 +36,9 @@ def host(tmp_path: Path) -> Iterator[Host]:
 def fw_host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host]:
     """A host for the firewall's behaviour tests, once per backend."""
     yield from _host(tmp_path, request.param)
+
+
+@pytest.fixture
+def iptables_host(tmp_path: Path) -> Iterator[Host]:
+    """A host on the iptables backend, for what only that backend has (rules per port)."""
+    yield from _host(tmp_path, "iptables")

@@ -292,3 +292,41 @@ def test_containers_cannot_reach_the_hosts_loopback_services(fw_host: Host) -> N
         host.in_ns(host.sandbox("c"), PY, "-c", send, check=True)
     time.sleep(0.5)
     assert [line for line in log.read_text().splitlines() if not line.startswith("127.")] == []
+
+
+def _dnat_packets(host: Host, port: int) -> int:
+    out = host.in_ns(host.ns, "iptables", "-t", "nat", "-L", "SHOAL", "-n", "-v", "-x",
+                     check=True).stdout
+    return sum(int(line.split()[0]) for line in out.splitlines() if f"dpt:{port} " in line + " ")
+
+
+def test_iptables_port_changes_touch_only_their_rules(iptables_host: Host) -> None:
+    """Starting or removing a container with ports deletes and appends its DNAT rules only:
+    the other rules keep their packet counters (a rewrite of the chain would reset them)."""
+    host = iptables_host
+    _tcp_server(host, "web", 8000, args=("-p", "8080:8000"))
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+    assert _dnat_packets(host, 8080) >= 1
+    _tcp_server(host, "other", 8000, args=("-p", "8081:8000", "-p", "127.0.0.1:8082:8000"))
+    assert host.fetch(host.outside, HOST_ADDR, 8081) == OUTSIDE_ADDR
+    host.shoal("rm", "-f", "other")
+    assert _dnat_packets(host, 8080) >= 1  # web's rule was not rewritten
+    nat = host.in_ns(host.ns, "iptables-save", "-t", "nat", check=True).stdout
+    assert "--dport 8081" not in nat and "--dport 8082" not in nat
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+
+
+def test_iptables_port_rule_deleted_by_hand_is_repaired_on_the_next_change(
+        iptables_host: Host) -> None:
+    host = iptables_host
+    _tcp_server(host, "web", 8000, args=("-p", "8080:8000"))
+    host.shoal("run", "-d", "--name", "gone", "-p", "9090:80", "--", "sleep", "60")
+    rule = next(line for line in host.in_ns(host.ns, "iptables-save", "-t", "nat",
+                                            check=True).stdout.splitlines()
+                if "--dport 9090" in line)
+    host.in_ns(host.ns, "iptables", "-t", "nat", *rule.replace("-A ", "-D ", 1).split(),
+               check=True)
+    host.shoal("rm", "-f", "gone")  # its rule is missing: the delta fails, all is rewritten
+    nat = host.in_ns(host.ns, "iptables-save", "-t", "nat", check=True).stdout
+    assert "--dport 9090" not in nat and nat.count("--dport 8080") == 1
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR

@@ -305,3 +305,33 @@ def test_iptables_restore_declares_shoals_chains_but_not_the_user_chain() -> Non
     # the host's loopback services stay closed to containers (route_localnet is on)
     assert (f"-A SHOAL-INPUT -i {DEFAULT.bridge} -d 127.0.0.0/8 -m conntrack "
             "! --ctstate RELATED,ESTABLISHED -j DROP") in tables["filter"]
+
+
+@given(st.sampled_from(["tcp", "udp", "sctp"]), st.sampled_from(["0.0.0.0", "127.0.0.1",
+                                                                  "198.51.100.2"]),
+       st.integers(1, 65535), st.ip_addresses(v=4), st.integers(1, 65535))
+def test_a_port_rule_survives_its_map_element(proto: str, host_ip: str, host_port: int,
+                                              dest_ip: IPv4Address, dest_port: int) -> None:
+    p = rules.PortRule(proto=proto, host_ip=IPv4Address(host_ip), host_port=host_port,
+                       dest_ip=dest_ip, dest_port=dest_port)
+    name, element = rules.port_entry(proto, host_ip, host_port, str(dest_ip), dest_port)
+    assert rules.port_rule(name, element) == p
+    # what a delta deletes is exactly the line a full apply wrote
+    line = "-A " + rules.iptables_dnat(p)
+    assert line in rules.iptables_tables([], [p])["nat"]
+    script = rules.iptables_port_delta({}, {name: {element}})
+    assert script == f"*nat\n-D {rules.iptables_dnat(p)}\nCOMMIT\n"
+
+
+def test_iptables_delta_is_only_for_ports() -> None:
+    net = rules.NetRule(bridge="shoal0", subnet=IPv4Network("172.17.0.0/16"))
+    assert rules.iptables_port_delta(rules.network_elements(net), {}) is None
+    assert rules.iptables_port_delta({}, rules.no_icc_port_elements("vsh0123456789ab")) is None
+    assert rules.iptables_port_delta({"ports_any": set()}, {}) == "*nat\nCOMMIT\n"
+
+
+def test_iptables_delta_gives_way_to_a_rewrite_for_mass_deletions() -> None:
+    many = {f"tcp . {20000 + i} : 172.17.0.2 . {20000 + i}"
+            for i in range(rules.IPT_MAX_DELETES + 1)}
+    assert rules.iptables_port_delta({}, {"ports_any": many}) is None
+    assert rules.iptables_port_delta({"ports_any": many}, {}) is not None  # appends are cheap

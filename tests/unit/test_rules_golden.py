@@ -98,13 +98,23 @@ DELTA_BEFORE = [port("tcp", ANY, 8080, "172.17.0.2", 80),
 DELTA_AFTER = [port("tcp", ANY, 8080, "172.17.0.2", 80),
                port("tcp", ANY, 8081, "172.17.0.4", 80)]
 DELTA_FILE = "nftables/delta-add-tcp-8081-remove-udp-127.0.0.1-5353.nft"
+IPT_DELTA_FILE = "iptables/delta-add-tcp-8081-remove-udp-127.0.0.1-5353.rules"
+
+
+def _delta() -> tuple[rules.Elements, rules.Elements]:
+    old = rules.desired([DEFAULT], DELTA_BEFORE, [])
+    new = rules.desired([DEFAULT], DELTA_AFTER, [])
+    return rules.diff(old, new)
 
 
 def render_delta() -> str:
-    old = rules.desired([DEFAULT], DELTA_BEFORE, [])
-    new = rules.desired([DEFAULT], DELTA_AFTER, [])
-    added, removed = rules.diff(old, new)
-    return rules.nft_delta(added, removed)
+    return rules.nft_delta(*_delta())
+
+
+def render_iptables_delta() -> str:
+    script = rules.iptables_port_delta(*_delta())
+    assert script is not None
+    return script
 
 
 def check_golden(relpath: str, actual: str) -> None:
@@ -136,10 +146,14 @@ def test_nft_delta_matches_golden() -> None:
     check_golden(DELTA_FILE, render_delta())
 
 
+def test_iptables_delta_matches_golden() -> None:
+    check_golden(IPT_DELTA_FILE, render_iptables_delta())
+
+
 def test_no_stale_golden_files() -> None:
     """Every checked-in file is one a test compares: none describes a state no longer tested."""
     expected = {f"{backend}/{state}.{ext}" for backend, (ext, _) in BACKENDS.items()
-                for state in STATES} | {DELTA_FILE}
+                for state in STATES} | {DELTA_FILE, IPT_DELTA_FILE}
     present = {str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file()}
     if REGEN:
         for stale in present - expected:

@@ -1,8 +1,9 @@
 """Firewall backends: they apply the ruleset `shoal.rules` computes from the state.
 
 Both take the same calls: `apply_full(state)` makes shoal's rules exactly those of the state,
-in one transaction; `apply_delta(added, removed, state)` applies a change (nftables: the set
-elements that changed; iptables: shoal's chains rewritten in one iptables-restore);
+in one transaction; `apply_delta(added, removed)` applies a change of set elements in one
+transaction (nftables: any change; iptables: a change of published ports, as DNAT rules
+deleted and appended) and returns False when only a full apply can make it;
 `remove()` deletes everything shoal owns; `show()` prints it in the backend's own syntax."""
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ class Backend:
     def apply_full(self, state: FirewallState) -> None:
         raise NotImplementedError
 
-    def apply_delta(self, added: Elements, removed: Elements, state: FirewallState | None
-                    ) -> None:
+    def apply_delta(self, added: Elements, removed: Elements) -> bool:
         raise NotImplementedError
 
     def remove(self, restore_forward_policy: bool = False) -> None:
@@ -36,8 +36,6 @@ class Backend:
 
     def show(self) -> str:
         raise NotImplementedError
-
-    needs_state_for_delta = False
 
 
 def backend(name: str) -> Backend:

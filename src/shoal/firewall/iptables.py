@@ -1,6 +1,8 @@
-"""The iptables backend: shoal's own chains in the filter and nat tables, rewritten with one
-`iptables-restore --noflush` per change (declaring a chain there flushes it), hooked into the
-built-in chains by one jump each. SHOAL-USER is created once and never flushed."""
+"""The iptables backend: shoal's own chains in the filter and nat tables, written with one
+`iptables-restore --noflush` per change, hooked into the built-in chains by one jump each.
+A change of published ports only deletes and appends their DNAT rules; any other change
+rewrites shoal's chains (declaring a chain in iptables-restore flushes it). SHOAL-USER is
+created once and never flushed."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..rules import (
     IPT_USER,
     Elements,
     ebtables_restore,
+    iptables_port_delta,
     iptables_restore,
 )
 from . import Backend, FirewallState
@@ -39,7 +42,6 @@ def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
 
 class Iptables(Backend):
     name = "iptables"
-    needs_state_for_delta = True
 
     def _saved(self, tool: str = "iptables-save") -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -82,12 +84,14 @@ class Iptables(Backend):
             script = script.replace("COMMIT", f"-I {chain} 1 {rule}\nCOMMIT")
         _run(["ebtables-restore", "--noflush"], "apply shoal's bridge rules", script)
 
-    def apply_delta(self, added: Elements, removed: Elements, state: FirewallState | None
-                    ) -> None:
+    def apply_delta(self, added: Elements, removed: Elements) -> bool:
         if not any(added.values()) and not any(removed.values()):
-            return  # nothing of shoal's changes (e.g. a container without ports)
-        assert state is not None
-        self.apply_full(state)
+            return True  # nothing of shoal's changes (e.g. a container without ports)
+        script = iptables_port_delta(added, removed)
+        if script is None:
+            return False  # networks or icc ports changed: rewrite the chains from the state
+        _run(["iptables-restore", "--noflush"], "update shoal's port rules", script)
+        return True
 
     def remove(self, restore_forward_policy: bool = False) -> None:
         saved = self._saved()

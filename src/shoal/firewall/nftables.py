@@ -75,10 +75,10 @@ class Nftables(Backend):
         elements = desired(state.networks, state.ports, state.no_icc_ports)
         self._run(nft_full(elements, state.drop_forward), "apply shoal's ruleset")
 
-    def apply_delta(self, added: Elements, removed: Elements, state: FirewallState | None
-                    ) -> None:
+    def apply_delta(self, added: Elements, removed: Elements) -> bool:
         if any(added.values()) or any(removed.values()):
             self._run(nft_delta(added, removed), "update shoal's ruleset")
+        return True
 
     def remove(self, restore_forward_policy: bool = False) -> None:
         # the forward policy lives in shoal's own chain: it goes with the table
