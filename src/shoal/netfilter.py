@@ -121,6 +121,8 @@ class Netfilter:
     # -- applying ------------------------------------------------------------------------------
 
     def apply(self, added: Elements | None = None, removed: Elements | None = None) -> None:
+        if not any((added or {}).values()) and not any((removed or {}).values()):
+            return  # (a container without ports: the backend is not even loaded)
         empty: Elements = merge()
         try:
             if self.backend.apply_delta(added or empty, removed or empty):

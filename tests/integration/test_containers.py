@@ -314,3 +314,25 @@ def test_container_cannot_see_shoals_state_or_run_directory(host: Host) -> None:
         assert res.returncode == 0 and res.stdout.strip() == "", path
     # while /etc/hosts, bound from the run directory, is still the container's own
     assert "172.17.0.2" in host.in_container("c", "cat", "/etc/hosts").stdout
+
+
+def test_a_command_starts_clean_no_ignored_signals_no_inherited_fds(host: Host) -> None:
+    """The container's process starts as a fresh exec would: every signal at its default
+    (Python's ignored SIGPIPE and the supervisor's SIGHUP do not leak into it) and no file
+    descriptor past 2 (the state database, the lock, the supervisor's report pipe)."""
+    probe = "grep SigIgn /proc/self/status; ls /proc/self/fd | tr '\\n' ' '"
+    res = host.shoal("run", "--rm", "--", "sh", "-c", probe)
+    assert res.stdout.splitlines()[0] == "SigIgn:\t0000000000000000"
+    host.shoal("run", "-d", "--name", "bg", "--", "sh", "-c", f"{probe}; sleep 60")
+    host.wait_for(lambda: "SigIgn" in host.shoal("logs", "bg").stdout, what="log output")
+    ign, fds = host.shoal("logs", "bg").stdout.splitlines()[:2]
+    assert ign == "SigIgn:\t0000000000000000"
+    # 0-2, and the one `ls` opened to list the directory
+    assert sorted(int(fd) for fd in fds.split()) == [0, 1, 2, 3]
+
+
+def test_a_command_that_is_not_executable_exits_126(host: Host) -> None:
+    res = host.shoal("run", "--rm", "--", "/etc/hosts", check=False)
+    assert res.returncode == 126
+    assert res.stderr.strip() == "shoal: cannot run '/etc/hosts': permission denied"
+    assert host.shoal("ps", "-a", "-q").stdout == ""

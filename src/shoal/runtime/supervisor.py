@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 
 
@@ -28,7 +27,7 @@ def main(argv: list[str]) -> int:
         if ctr is None:
             raise ShoalError(f"container {cid[:12]} was removed before it started")
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        proc = engine.start_process(ctr, subprocess.DEVNULL, out, out, new_session=True)
+        proc = engine.start_process(ctr, process.DEVNULL, out, out, new_session=True)
         os.close(out)
     except process.CommandError as e:
         report.write(f"cmd\t{e.exit_code}\t{e}")
