@@ -384,7 +384,11 @@ class Engine:
     # -- addresses -----------------------------------------------------------------------------
 
     def _allocate(self, net: Network, requested: IPv4Address | None) -> IPv4Address:
+        from .drivers import bridge as bridge_driver
+
         assert net.subnet is not None and net.gateway is not None
+        if self.store.plugged(net.id) >= bridge_driver.MAX_PORTS:
+            raise Conflict(bridge_driver.full_message(net))
         used = _UsedAddresses(self.store, net.id)
         if requested is not None:
             return ipam.check_static(requested, net.subnet, net.gateway, used, net.name)

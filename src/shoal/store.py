@@ -348,6 +348,11 @@ class Store:
             args.append(network_id)
         return [_row(Endpoint, r) for r in self.db.execute(sql + " ORDER BY ifname", args)]
 
+    def plugged(self, network_id: str) -> int:
+        """Endpoints of a network that hold an address: one bridge port each."""
+        return self.db.execute("SELECT COUNT(*) FROM endpoints WHERE network_id=? AND ip IS NOT "
+                               "NULL", (network_id,)).fetchone()[0]
+
     def update_endpoint(self, id_: str, **changes: Any) -> None:
         self._update("endpoints", id_, **changes)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -336,3 +337,48 @@ def test_a_command_that_is_not_executable_exits_126(host: Host) -> None:
     assert res.returncode == 126
     assert res.stderr.strip() == "shoal: cannot run '/etc/hosts': permission denied"
     assert host.shoal("ps", "-a", "-q").stdout == ""
+
+
+def test_a_full_bridge_is_a_clear_error_that_leaves_nothing(host: Host) -> None:
+    """A Linux bridge holds 1023 ports (then EXFULL, "Exchange full", as docker0 users meet
+    it). Filled here by hand with veths, so the kernel's own refusal is what shoal turns into
+    its message."""
+    host.shoal("network", "create", "-o", "shoal.bridge.name=br-full", "full")
+    batch = "".join(f"link add fa{i} type veth peer name fb{i}\nlink set fa{i} master br-full\n"
+                    for i in range(1023))
+    res = subprocess.run(["nsenter", f"--net={host.ns}", "ip", "-batch", "-"], input=batch,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    links_before = set(host.links())
+    res = host.shoal("run", "--rm", "--network", "full", "--", "true", check=False)
+    assert res.returncode == 125
+    assert res.stderr.strip() == (
+        "shoal: network full is full: its Linux bridge br-full holds at most 1023 ports; put "
+        "further containers on another network (shoal network create)")
+    assert set(host.links()) == links_before
+    assert host.shoal("ps", "-a", "-q").stdout == ""
+    assert host.shoal_json("network", "inspect", "full")[0]["Containers"] == {}
+
+
+def test_shoal_counts_a_bridges_ports_before_plugging_one(host: Host) -> None:
+    """With its own containers filling the bridge, shoal refuses before creating anything
+    (the limit lowered to 2 here, in-process, so that the test stays quick)."""
+    host.shoal("network", "create", "small")
+    code = f"""
+import shoal.drivers.bridge, shoal.engine
+from shoal.errors import Conflict
+shoal.drivers.bridge.MAX_PORTS = 2
+engine = shoal.engine.Engine({host.root!r}, {host.run_dir!r})
+for i in range(2):
+    engine.create_container(shoal.engine.RunSpec(cmd=["true"], network="small", name=f"c{{i}}"))
+try:
+    engine.create_container(shoal.engine.RunSpec(cmd=["true"], network="small", name="c2"))
+except Conflict as e:
+    print(e)
+"""
+    out = host.python(code).stdout.strip()
+    assert out.startswith("network small is full: its Linux bridge sh-")
+    names = sorted(json.loads(line)["Names"] for line in
+                   host.shoal("ps", "-a", "--format", "json").stdout.splitlines())
+    assert names == ["c0", "c1"]
+    assert len([n for n in host.links() if n.startswith("vsh")]) == 2

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 from ipaddress import IPv4Interface
 
+from ..errors import Conflict, KernelError
 from ..kernel import links
 from ..kernel.netlink import Netlink
 from ..model import Endpoint, Network
 from ..names import host_veth_name
+
+# A Linux bridge numbers its ports 1 to 1023 (BR_MAX_PORTS is 1024); one more is refused with
+# EXFULL ("Exchange full", the error Docker users meet on docker0).
+MAX_PORTS = 1023
 
 
 def create(host: Netlink, net: Network) -> None:
@@ -34,18 +40,29 @@ def attach(
     default route, as in Docker, and an internal network gives none."""
     assert ep.ip is not None and ep.mac is not None and net.subnet is not None
     bridge_index = ensure(host, net)
-    links.add_veth_endpoint(
-        sandbox,
-        host,
-        host_ns_fd,
-        inside=ep.ifname,
-        outside=host_veth_name(ep.id),
-        mac=ep.mac,
-        iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
-        gateway=net.gateway if first and not net.internal else None,
-        bridge_index=bridge_index,
-        first=first,
-    )
+    try:
+        links.add_veth_endpoint(
+            sandbox,
+            host,
+            host_ns_fd,
+            inside=ep.ifname,
+            outside=host_veth_name(ep.id),
+            mac=ep.mac,
+            iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
+            gateway=net.gateway if first and not net.internal else None,
+            bridge_index=bridge_index,
+            first=first,
+        )
+    except KernelError as e:
+        if getattr(e, "errno", None) == errno.EXFULL:  # ports someone else plugged in count too
+            raise Conflict(full_message(net)) from None
+        raise
+
+
+def full_message(net: Network) -> str:
+    return (f"network {net.name} is full: its Linux bridge {net.bridge} holds at most "
+            f"{MAX_PORTS} ports; put further containers on another network "
+            "(shoal network create)")
 
 
 def detach(sandbox: Netlink, ep: Endpoint) -> None:
