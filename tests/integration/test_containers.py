@@ -386,3 +386,47 @@ except Conflict as e:
                    host.shoal("ps", "-a", "--format", "json").stdout.splitlines())
     assert names == ["c0", "c1"]
     assert len([n for n in host.links() if n.startswith("vsh")]) == 2
+
+
+MCAST_RECV = """
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", 5007))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             struct.pack("4s4s", socket.inet_aton("239.1.2.3"), socket.inet_aton(sys.argv[1])))
+s.settimeout(10)
+print(s.recvfrom(100)[0].decode(), flush=True)
+"""
+
+
+def test_bridge_ports_carry_no_ipv6_and_multicast_floods_between_containers(host: Host
+                                                                            ) -> None:
+    """A new network's bridge has multicast snooping off and its ports no IPv6 (both made
+    each attach cost more the more containers a bridge held); multicast between containers
+    still arrives, flooded as on a bridge without a querier."""
+    host.shoal("network", "create", "-o", "shoal.bridge.name=br-m", "m")
+    assert host.ip_json("-d", "link", "show", "br-m")[0]["linkinfo"]["info_data"][
+        "mcast_snooping"] == 0
+    host.shoal("run", "-d", "--name", "rx", "--network", "m", "--", "sleep", "60")
+    host.shoal("run", "-d", "--name", "tx", "--network", "m", "--", "sleep", "60")
+    peer = "vsh" + host.shoal_json("inspect", "rx")[0]["NetworkSettings"]["Networks"]["m"][
+        "EndpointID"][:12]
+    assert host.in_ns(host.ns, "sysctl", "-n", f"net.ipv6.conf.{peer}.disable_ipv6",
+                      check=True).stdout.strip() == "1"
+    assert not [r for r in host.ip_json("-6", "route", "show", "table", "all")
+                if r.get("dev") == peer]
+    rx = subprocess.Popen(["nsenter", f"--net={host.sandbox('rx')}", sys.executable, "-c",
+                           MCAST_RECV, host.ip_of("rx", "m")], stdout=subprocess.PIPE, text=True)
+    try:
+        send = ("import socket, time\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "for _ in range(20):\n"
+                "    s.sendto(b'hello group', ('239.1.2.3', 5007)); time.sleep(0.1)\n")
+        host.in_container("tx", sys.executable, "-c", send, check=True)
+        out, _ = rx.communicate(timeout=15)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()
+    assert out.strip() == "hello group"
