@@ -134,6 +134,9 @@ def spawn(
         pid = os.fork()
         if pid == 0:  # the child: never returns
             _child(cmd, env, workdir, (stdin, stdout, stderr), new_session, enter, report_w)
+    except BaseException:
+        os.close(report_r)
+        raise
     finally:
         if netns_fd is not None:
             os.close(netns_fd)
