@@ -319,6 +319,56 @@ class Inner:
                 self.breakdown.uninstall()
             engine.close()
 
+    # 2b: the kernel's own part, through shoal's netlink client, without the engine
+
+    def kernel_phase(self) -> None:
+        """The same attaches made with nothing but the kernel calls (namespace, veth pair,
+        address, route, bridge port) on a bridge of their own: what no userspace can go
+        below, and how much of the growth from the 1st to the Nth attach is the kernel's."""
+        from ipaddress import IPv4Interface
+
+        from shoal.kernel import links, ns
+        from shoal.kernel.netlink import Netlink
+
+        self.check_ns()
+        n, w = self.args.count, min(self.args.window, self.args.count)
+        kdir = os.path.join(self.run_dir, "kernel-only")
+        os.makedirs(kdir)
+        host = Netlink()
+        host_fd = ns.current_netns_fd()
+        bridge = "shk0"
+        made: list[str] = []
+        times: list[float] = []
+        try:
+            index = links.create_bridge(host, bridge, IPv4Interface("10.99.0.1/16"))
+            for i in range(n):
+                path = os.path.join(kdir, f"k{i}")
+                iface = IPv4Interface(f"10.99.{(i + 2) // 256}.{(i + 2) % 256}/16")
+                start = time.perf_counter()
+                sandbox = ns.create_netns(path, Netlink)
+                made.append(path)
+                try:
+                    mac = "02:42:" + ":".join(f"{b:02x}" for b in iface.ip.packed)
+                    links.add_veth_endpoint(sandbox, host, host_fd, "eth0", f"vshk{i}", mac,
+                                            iface, iface.network[1], index, first=True)
+                finally:
+                    sandbox.close()
+                times.append(time.perf_counter() - start)
+                progress("kernel only", i + 1, n)
+        finally:
+            for path in made:
+                ns.remove_netns(path)
+            links.delete_link(host, bridge)
+            host.close()
+            os.close(host_fd)
+        first, last = statistics.median(times[:w]), statistics.median(times[-w:])
+        self.figures += [
+            Figure("kernel only (netns, veth, address, route, port), median", ms(
+                statistics.median(times))),
+            Figure(f"kernel only #1 / #{n} (medians of {w})", f"{ms(first)} / {ms(last)}"),
+            Figure(f"kernel only #{n} / #1", f"{last / first:.2f}x"),
+        ]
+
     # 3: baseline, one `ip` command per step
 
     def baseline_phase(self, shoal_median: float | None) -> None:
@@ -489,6 +539,7 @@ class Inner:
     def main(self) -> int:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("engine", self.engine_phase),
+            ("kernel", self.kernel_phase),
             ("baseline", lambda: self.baseline_phase(self.attach_median)),
             ("cli", self.cli_phase),
         ]

@@ -558,7 +558,8 @@ class Engine:
             if not endpoints:
                 links.bring_up_lo(sandbox)
             for i, (ep, net) in enumerate(endpoints):
-                bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first=i == 0)
+                bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first=i == 0,
+                                     fresh=i == 0)
         finally:
             sandbox.close()
 

@@ -34,7 +34,8 @@ def delete(host: Netlink, net: Network) -> None:
 
 
 def attach(
-    sandbox: Netlink, host: Netlink, host_ns_fd: int, net: Network, ep: Endpoint, first: bool
+    sandbox: Netlink, host: Netlink, host_ns_fd: int, net: Network, ep: Endpoint, first: bool,
+    fresh: bool = False,
 ) -> None:
     """Plug an endpoint into the network. Only the first endpoint of a container gets the
     default route, as in Docker, and an internal network gives none."""
@@ -52,6 +53,7 @@ def attach(
             gateway=net.gateway if first and not net.internal else None,
             bridge_index=bridge_index,
             first=first,
+            fresh=fresh,
         )
     except KernelError as e:
         if getattr(e, "errno", None) == errno.EXFULL:  # ports someone else plugged in count too

@@ -151,6 +151,9 @@ def routes(sock: Netlink) -> list[IPv4Network]:
     return out
 
 
+FRESH_INDEX = 2  # the first link made in a new network namespace, after lo
+
+
 def add_veth_endpoint(
     sandbox: Netlink,
     host: Netlink,
@@ -162,6 +165,7 @@ def add_veth_endpoint(
     gateway: IPv4Address | None,
     bridge_index: int,
     first: bool,
+    fresh: bool = False,
 ) -> None:
     """Create a veth pair from inside the sandbox, handing its peer to the host namespace, then
     address it, route through the gateway and plug the peer into the bridge.
@@ -169,22 +173,29 @@ def add_veth_endpoint(
     Creating the pair inside the sandbox and moving only the peer out is the cheap way round:
     no interface has to be moved and renamed afterwards. IPv6 address generation is turned
     off on both ends before they come up, so attaching does not flood the bridge with
-    multicast (which makes each attach slower the more containers a bridge has)."""
+    multicast (which makes each attach slower the more containers a bridge has).
+
+    In a `fresh` sandbox (only lo, index 1) the veth is created with index 2, so everything
+    done inside goes to the kernel in one batch with its creation."""
     peer = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + attr_u32(nl.IFLA_NET_NS_FD, host_ns_fd)
     linkinfo = nested(
         nl.IFLA_LINKINFO,
         attr_str(nl.IFLA_INFO_KIND, "veth"),
         nested(nl.IFLA_INFO_DATA, attr(nl.VETH_INFO_PEER, peer)),
     )
-    body = ifinfomsg() + attr_str(nl.IFLA_IFNAME, inside) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
-    sandbox.call(
-        (nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body + linkinfo, f"create veth {inside}")
-    )
-    link = get_link(sandbox, inside)
-    assert link is not None
-    idx = link.index
-    six = ipv6_enabled()
+    body = attr_str(nl.IFLA_IFNAME, inside) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
+    create = (nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL,
+              ifinfomsg(FRESH_INDEX if fresh else 0) + body + linkinfo, f"create veth {inside}")
     reqs = []
+    if fresh:
+        idx = FRESH_INDEX
+        reqs.append(create)
+    else:
+        sandbox.call(create)
+        link = get_link(sandbox, inside)
+        assert link is not None
+        idx = link.index
+    six = ipv6_enabled()
     if six:
         reqs.append((nl.RTM_SETLINK, 0, ifinfomsg(idx) + _no_autoconf(), "no autoconf"))
     if first:
@@ -194,14 +205,14 @@ def add_veth_endpoint(
     if gateway is not None:
         route = nl.rtmsg() + attr(nl.RTA_GATEWAY, gateway.packed) + attr_u32(nl.RTA_OIF, idx)
         reqs.append((nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_EXCL, route, "default route"))
+    sandbox.call(*reqs)
     if six:
         # the bridge port needs no IPv6 at all: with it, bringing the port up adds a multicast
         # route to the host's IPv6 table, one per port in one list, which makes every attach
         # slower the more containers the host has
         sysctl.write(f"net/ipv6/conf/{outside}/disable_ipv6", "1")
-    plug = (nl.RTM_NEWLINK, 0, _set_up(0, outside, bridge_index), f"plug {outside} into bridge")
-    sandbox.call(*reqs)
-    host.call(plug)
+    host.call((nl.RTM_NEWLINK, 0, _set_up(0, outside, bridge_index),
+               f"plug {outside} into bridge"))
 
 
 def bring_up_lo(sandbox: Netlink) -> None:
