@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from common import ms, netns_id, unmount_all
+from common import Breakdown, ms, netns_id, unmount_all
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -94,50 +94,6 @@ BREAKDOWN = (
     "shoal.kernel.ns:remove_netns",
     "shoal.engine:Engine._delete_container",
 )
-
-
-class Breakdown:
-    """Per-call times of the functions in BREAKDOWN while active, in call order."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, list[float]] = {}
-        self._undo: list[tuple[object, str, object]] = []
-
-    def install(self) -> None:
-        import importlib
-
-        for spec in BREAKDOWN:
-            module_name, _, path = spec.partition(":")
-            owner: object = importlib.import_module(module_name)
-            *parents, attr = path.split(".")
-            for part in parents:
-                owner = getattr(owner, part)
-            original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
-            setattr(owner, attr, self._timed(path, original))
-            self._undo.append((owner, attr, original))
-
-    def uninstall(self) -> None:
-        for owner, attr, original in reversed(self._undo):
-            setattr(owner, attr, original)
-        self._undo.clear()
-
-    def _timed(self, name: str, func: Callable[..., object]) -> Callable[..., object]:
-        times = self.calls.setdefault(name, [])
-
-        def wrapper(*a: object, **kw: object) -> object:
-            start = time.perf_counter()
-            try:
-                return func(*a, **kw)
-            finally:
-                times.append(time.perf_counter() - start)
-
-        return wrapper
-
-    def take(self) -> dict[str, list[float]]:
-        calls = {k: v[:] for k, v in self.calls.items() if v}
-        for v in self.calls.values():
-            v.clear()
-        return calls
 
 
 # -- outer run: make the throwaway namespace, run the inner part in it, clean up ---------------
@@ -204,7 +160,7 @@ class Inner:
         self.figures: list[Figure] = []
         self.notes: list[str] = []
         self.profiles: list[tuple[str, cProfile.Profile]] = []
-        self.breakdown = Breakdown() if args.breakdown else None
+        self.breakdown = Breakdown(BREAKDOWN) if args.breakdown else None
         self.breakdowns: list[tuple[str, dict[str, list[float]]]] = []
         self.attach_median: float | None = None
         self.load_at_start = os.getloadavg()

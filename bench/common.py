@@ -1,10 +1,14 @@
-"""Helpers both benchmarks use: formatting figures and the mounts of a throwaway namespace."""
+"""Helpers both benchmarks use: formatting figures, the mounts of a throwaway namespace, and
+per-call timing of shoal's functions."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
+import time
+from collections.abc import Callable, Iterable
 
 
 def ms(seconds: float) -> str:
@@ -41,3 +45,52 @@ def unmount_all(prefix: str) -> list[str]:
         for point in points:
             subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
     return mounts_under(prefix)
+
+
+class Breakdown:
+    """Per-call times of the functions named "module:Class.method" or "module:function" while
+    installed, in call order. A name that is not there is skipped."""
+
+    def __init__(self, specs: Iterable[str]) -> None:
+        self.specs = tuple(specs)
+        self.calls: dict[str, list[float]] = {}
+        self._undo: list[tuple[object, str, object]] = []
+
+    def install(self) -> None:
+        for spec in self.specs:
+            module_name, _, path = spec.partition(":")
+            owner: object = importlib.import_module(module_name)
+            *parents, attr = path.split(".")
+            for part in parents:
+                owner = getattr(owner, part)
+            if isinstance(owner, type):  # the class's own function, not an inherited one
+                original = owner.__dict__.get(attr)
+            else:
+                original = getattr(owner, attr, None)
+            if original is None:
+                continue
+            setattr(owner, attr, self._timed(path, original))
+            self._undo.append((owner, attr, original))
+
+    def uninstall(self) -> None:
+        for owner, attr, original in reversed(self._undo):
+            setattr(owner, attr, original)
+        self._undo.clear()
+
+    def _timed(self, name: str, func: Callable[..., object]) -> Callable[..., object]:
+        times = self.calls.setdefault(name, [])
+
+        def wrapper(*a: object, **kw: object) -> object:
+            start = time.perf_counter()
+            try:
+                return func(*a, **kw)
+            finally:
+                times.append(time.perf_counter() - start)
+
+        return wrapper
+
+    def take(self) -> dict[str, list[float]]:
+        calls = {k: v[:] for k, v in self.calls.items() if v}
+        for v in self.calls.values():
+            v.clear()
+        return calls

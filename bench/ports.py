@@ -47,7 +47,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from common import mounts_under, ms, netns_id, unescape, unmount_all
+from common import Breakdown, mounts_under, ms, netns_id, unescape, unmount_all
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -519,52 +519,6 @@ BREAKDOWN = (
 )
 
 
-class Breakdown:
-    """Per-call times of the functions in BREAKDOWN while installed."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, list[float]] = {}
-        self._undo: list[tuple[object, str, object]] = []
-
-    def install(self) -> None:
-        import importlib
-
-        for spec in BREAKDOWN:
-            module_name, _, path = spec.partition(":")
-            owner: object = importlib.import_module(module_name)
-            *parents, attr = path.split(".")
-            for part in parents:
-                owner = getattr(owner, part)
-            if not isinstance(owner, type) or attr not in owner.__dict__:
-                continue
-            original = owner.__dict__[attr]
-            setattr(owner, attr, self._timed(path, original))
-            self._undo.append((owner, attr, original))
-
-    def uninstall(self) -> None:
-        for owner, attr, original in reversed(self._undo):
-            setattr(owner, attr, original)
-        self._undo.clear()
-
-    def _timed(self, name: str, func: Callable[..., object]) -> Callable[..., object]:
-        times = self.calls.setdefault(name, [])
-
-        def wrapper(*a: object, **kw: object) -> object:
-            start = time.perf_counter()
-            try:
-                return func(*a, **kw)
-            finally:
-                times.append(time.perf_counter() - start)
-
-        return wrapper
-
-    def take(self) -> dict[str, list[float]]:
-        calls = {k: v[:] for k, v in self.calls.items() if v}
-        for v in self.calls.values():
-            v.clear()
-        return calls
-
-
 class BackendBench:
     def __init__(self, inner: Inner) -> None:
         self.inner = inner
@@ -689,7 +643,7 @@ class BackendBench:
             plain_removes: list[float] = []
             rules_mid = -1
             prof = cProfile.Profile() if self.args.profile else None
-            split = None if prof else Breakdown()
+            split = None if prof else Breakdown(BREAKDOWN)
             steps: dict[str, dict[str, list[float]]] = {"create": {}, "remove": {}}
             if split:
                 split.install()
