@@ -306,7 +306,8 @@ class Inner:
                 try:
                     mac = "02:42:" + ":".join(f"{b:02x}" for b in iface.ip.packed)
                     links.add_veth_endpoint(sandbox, host, host_fd, "eth0", f"vshk{i}", mac,
-                                            iface, iface.network[1], index, first=True)
+                                            iface, iface.network[1], index, first=True,
+                                            fresh=True)
                 finally:
                     sandbox.close()
                 times.append(time.perf_counter() - start)
