@@ -210,3 +210,52 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
         main(["run", "--help"])
     assert exc.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+# -- Docker's flag conventions, as the parser implements them --------------------------------
+
+
+def test_short_flags_combine_and_take_attached_values() -> None:
+    args = parse("run -di -eA=1 -e B=2 -wsrv --name=x true")
+    assert (args.detach, args.interactive) == (True, True)
+    assert args.env == ["A=1", "B=2"]
+    assert args.workdir == "srv" and args.name == "x"
+    assert parse("ps -aq").all is True and parse("ps -aq").quiet is True
+
+
+def test_booleans_take_true_or_false() -> None:
+    assert parse("run --rm=false --detach=true true").rm is False
+    assert parse("run --rm=false -d true").detach is True
+    assert parse("ps --all=1").all is True
+
+
+def test_exec_drops_the_dashes_before_its_command() -> None:
+    args = parse("exec web -- sh -c 'x'")
+    assert (args.container, args.cmd) == ("web", ["sh", "-c", "'x'"])
+    assert parse("exec -- web ls").cmd == ["ls"]
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["ps", "-az"], "unknown flag -z in -az"),
+    (["run", "--detach=maybe", "true"], "invalid value 'maybe' for --detach"),
+    (["network", "inspect"], "missing NETWORK"),
+    (["network", "create", "a", "b"], "unexpected argument 'b'"),
+    (["stop", "-t", "-1", "x"], "expected a number of seconds, 0 or more"),
+    (["--firewall-backend", "pf", "ps"], "choose nftables or iptables"),
+])
+def test_usage_errors_name_the_problem(argv: list[str], needle: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == USAGE_EXIT
+    assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["network", "--help"], ["network", "create", "-h"],
+                                  ["system", "--help"]])
+def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: shoal") and "options:" in out
