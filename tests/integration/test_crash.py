@@ -213,5 +213,9 @@ def test_sigkill_swept_across_a_run(fw_host: Host, delay_ms: int) -> None:
     proc.kill()
     proc.wait(timeout=60)
     host.shoal("ps", "-a")
+    # killed after it launched the supervisor, `run -d` leaves the start to it: the container
+    # is "created" until the supervisor, a process of its own, has started the command
+    host.wait_for(lambda: "Created" not in host.shoal("ps", "-a").stdout,
+                  what="the supervisor to finish the start")
     assert_consistent(host)
     _works(host, 9200)
