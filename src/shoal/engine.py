@@ -700,12 +700,16 @@ class Engine:
         log = os.path.join(self.container_dir(ctr.id), "log")
         read_end, write_end = os.pipe()
         try:
+            # Isolated (-I: no PYTHON* variables, no user site, neither the caller's directory
+            # nor the script's on sys.path), started in "/", with only the variables shoal
+            # itself reads: nothing of the caller's directory or environment runs as root.
+            # The package that runs now is the one the supervisor imports.
             subprocess.Popen(
-                [sys.executable, "-m", "shoal.runtime.supervisor", self.root, self.run_dir,
-                 ctr.id, str(write_end), log],
+                [sys.executable, "-I", "-c", SUPERVISOR_BOOT, _package_parent(), self.root,
+                 self.run_dir, ctr.id, str(write_end), log],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_end,), start_new_session=True, close_fds=True,
-                env={**os.environ, "PYTHONPATH": _package_parent()},
+                pass_fds=(write_end,), start_new_session=True, close_fds=True, cwd="/",
+                env=supervisor_env(os.environ),
             )
         except BaseException:
             os.close(write_end)
@@ -1034,10 +1038,27 @@ def _boot_id() -> str:
         return ""
 
 
+# What the supervisor's interpreter runs: the directory that holds the shoal package comes
+# first in argv and is put first on sys.path (isolated mode ignores PYTHONPATH).
+SUPERVISOR_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                   "from shoal.runtime.supervisor import main; sys.exit(main(sys.argv[1:]))")
+
+
 def _package_parent() -> str:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    extra = os.environ.get("PYTHONPATH")
-    return here + (os.pathsep + extra if extra else "")
+    """The directory holding the shoal package this process runs."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def supervisor_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The environment a supervisor starts with: PATH (the containers' commands are found
+    through it, as they would be in the foreground) and shoal's own variables; nothing that
+    changes how Python or the C library behave (PYTHON*, LD_*)."""
+    env = {k: v for k, v in environ.items() if k.startswith("SHOAL_")}
+    env["PATH"] = environ.get("PATH", DEFAULT_PATH)
+    for key in ("LANG", "LC_ALL", "TZ"):
+        if key in environ:
+            env[key] = environ[key]
+    return env
 
 
 def inspect_network(engine: Engine, ref: str) -> dict[str, object]:

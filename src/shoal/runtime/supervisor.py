@@ -3,7 +3,8 @@ session that starts the container's command, tells the `shoal run` that launched
 the start worked, waits for the command to exit, and records the exit (removing the
 container with --rm).
 
-Usage (internal): python -m shoal.runtime.supervisor ROOT RUN_DIR CONTAINER_ID FD LOG
+Started (internal) by `Engine.run_detached` in isolated mode, from "/", with argv
+ROOT RUN_DIR CONTAINER_ID FD LOG; see engine.SUPERVISOR_BOOT.
 """
 
 from __future__ import annotations
