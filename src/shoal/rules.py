@@ -132,8 +132,10 @@ def _nft_chains(drop_forward: bool) -> list[str]:
         f"flush chain {t} postrouting",
         # the host's own 127.0.0.1 reaching a published port (with route_localnet on bridges)
         f"add rule {t} postrouting oifname @bridges ip saddr 127.0.0.0/8 masquerade",
-        # hairpin: a container reaching a published port through the host's address
-        f"add rule {t} postrouting iifname @bridges oifname @bridges ct status dnat masquerade",
+        # hairpin: a container reaching a published port through the host's address, routed
+        # or (bridge netfilter on) bridged, where no input interface is known here
+        f"add rule {t} postrouting oifname @bridges ct status dnat ip saddr @masq_subnets "
+        "masquerade",
         # containers reaching beyond the host
         f"add rule {t} postrouting ip saddr @masq_subnets oifname != @bridges masquerade",
         f"add chain {t} {USER_CHAIN}",  # created once, never flushed: the user's own policy

@@ -211,8 +211,15 @@ def add_veth_endpoint(
         # route to the host's IPv6 table, one per port in one list, which makes every attach
         # slower the more containers the host has
         sysctl.write(f"net/ipv6/conf/{outside}/disable_ipv6", "1")
+    # hairpin mode: a frame the bridge sends back out of the port it came in on is delivered
+    # (with bridge netfilter on, a container's connection to its own published port through
+    # the host's address is DNATed back to it while still being bridged)
+    hairpin = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + nested(
+        nl.IFLA_LINKINFO, attr_str(nl.IFLA_INFO_SLAVE_KIND, "bridge"),
+        nested(nl.IFLA_INFO_SLAVE_DATA, attr_u8(nl.IFLA_BRPORT_MODE, 1)))
     host.call((nl.RTM_NEWLINK, 0, _set_up(0, outside, bridge_index),
-               f"plug {outside} into bridge"))
+               f"plug {outside} into bridge"),
+              (nl.RTM_NEWLINK, 0, hairpin, f"hairpin mode on {outside}"))
 
 
 def bring_up_lo(sandbox: Netlink) -> None:
