@@ -503,6 +503,7 @@ class Engine:
                 supervisor_pid=os.getpid(), supervisor_start=pids.start_time(os.getpid()),
             )
             endpoint = None
+            published: list[PublishedPort] = []
             with self.store.transaction():
                 self.store.add_container(ctr)
                 if net is not None:
@@ -516,7 +517,8 @@ class Engine:
                     if bindings:
                         host_ips = ({a.ip for a in links.addresses(self.host)}
                                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
-                        self.netfilter.allocate_ports(ctr, net, ip, bindings, host_ips)
+                        published = self.netfilter.allocate_ports(ctr, net, ip, bindings,
+                                                                  host_ips)
             crashpoint("run:rows")
             try:
                 self._build_sandbox(ctr, [(endpoint, net)] if endpoint and net else [], shared)
@@ -526,6 +528,10 @@ class Engine:
                 elif bindings or (net is not None and not netfilter_module.net_rule(net).icc):
                     # otherwise the container adds nothing to the firewall's sets
                     self.netfilter.apply(added=self.netfilter.container_elements(ctr))
+                # a client already sending to a port now published keeps the entry that sent
+                # its packets to the host: flushed, its next packet is translated
+                self._flush_conntrack([], [(p.proto, str(p.host_ip), p.host_port)
+                                           for p in published])
                 crashpoint("run:firewall")
             except BaseException:
                 self._destroy_sandbox(ctr)
@@ -660,10 +666,15 @@ class Engine:
         # The rules go in the same transaction that releases the ports and addresses (a backend
         # that rewrites whole chains reads the state inside it); if the firewall refuses,
         # nothing is released. The sandbox goes last: a DNAT rule never outlives its address.
+        released_ports = [(proto, host_ip, int(host_port)) for proto, host_ip, host_port, _d, _p
+                          in self.store.port_rows(ctr.id)]
+        released_ips: list[str] = []
         with self.store.transaction():
             removed = self.netfilter.container_elements(ctr)
             self.store.delete_ports(ctr.id)
             for ep in self.store.endpoints(container_id=ctr.id):
+                if ep.ip is not None:
+                    released_ips.append(str(ep.ip))
                 self.store.update_endpoint(ep.id, ip=None, mac=None)
             self.store.update_container(
                 ctr.id, status=EXITED, exit_code=exit_code, finished_at=now(), error=error
@@ -671,6 +682,9 @@ class Engine:
             self.netfilter.apply(removed=removed)
         crashpoint("stop:released")
         self._destroy_sandbox(ctr)
+        # connections tracked to its addresses and ports would otherwise keep going there,
+        # and reach the next container given the address
+        self._flush_conntrack(released_ips, released_ports)
         if ctr.auto_remove:
             self._delete_container(ctr)
 
@@ -831,6 +845,19 @@ class Engine:
 
     # -- firewall ------------------------------------------------------------------------------
 
+    def _flush_conntrack(self, addresses: list[str], ports: list[tuple[str, str, int]]) -> None:
+        """Delete the conntrack entries of released addresses and of published or released
+        host ports ((proto, host ip, port)); a failure only warns (the change is made)."""
+        if not addresses and not ports:
+            return
+        from .kernel import conntrack, links
+
+        try:
+            conntrack.flush(addresses, ports,
+                            lambda: [str(a.ip) for a in links.addresses(self.host)])
+        except (ShoalError, OSError) as e:
+            self.netfilter.warnings.append(f"could not flush conntrack entries: {e}")
+
     def reload_firewall(self) -> None:
         """Re-apply shoal's whole ruleset from the state (after someone flushed it)."""
         with self.store.locked():
@@ -930,7 +957,8 @@ class Engine:
                        if e.network_id == net.id), None)
             if ep is None:
                 raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
-            entries = [rules.port_entry(*row) for row in self.store.port_rows(ctr.id, net.id)]
+            rows = self.store.port_rows(ctr.id, net.id)
+            entries = [rules.port_entry(*row) for row in rows]
             removed = [{name: {element}} for name, element in entries]
             if ep.ip is not None and not netfilter_module.net_rule(net).icc:
                 removed.append(rules.no_icc_port_elements(host_veth_name(ep.id)))
@@ -942,6 +970,8 @@ class Engine:
             if ctr.status == RUNNING and ep.ip is not None:
                 with self._sandbox(ctr.id) as sandbox:
                     bridge_driver.detach(sandbox, ep)
+                self._flush_conntrack([str(ep.ip)], [(proto, host_ip, int(port)) for
+                                                     proto, host_ip, port, _d, _p in rows])
 
 
 class _UsedAddresses:

@@ -131,12 +131,13 @@ def mac_bytes(mac: str) -> bytes:
 
 
 class Netlink:
-    """One rtnetlink socket. It stays in the network namespace it was opened in, so a socket
-    opened while the thread was in a sandbox's namespace keeps working on that sandbox."""
+    """One rtnetlink socket (or, given another protocol, a socket of that netlink family).
+    It stays in the network namespace it was opened in, so a socket opened while the thread
+    was in a sandbox's namespace keeps working on that sandbox."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
         self.sock = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol
         )
         self.sock.bind((0, 0))
         for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
