@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 from .errors import InvalidArgument, ShoalError
-from .kernel import links, ns, sysctl
+from .kernel import hostports, links, ns, sysctl
 from .model import RUNNING, Container
 from .names import host_veth_name
 from .netfilter import net_rule
@@ -209,7 +209,10 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
                                    "can't reach each other"))
     ports = engine.store.port_rows(ctr.id)
     text = _ruleset_text(engine) if ports else ""
-    listening = sysctl.listening_ports() if ports else set()
+    # the sockets that hold the ports, in the process answering for the container, are
+    # shoal's own: any other one is a host process's
+    held = (hostports.socket_inodes(ctr.supervisor_pid or 0)
+            if ports and pids.alive(ctr.supervisor_pid, ctr.supervisor_start) else set())
     for proto, host_ip, host_port, dest_ip, dest_port in ports:
         label = f"{host_ip}:{host_port}/{proto} -> {dest_port}"
         entry = port_entry(proto, host_ip, host_port, dest_ip, dest_port)
@@ -220,7 +223,7 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
         for rule in _shadowing(text, proto, host_port):
             out.append(Check(FAIL, f"{name}: published port {label} is shadowed by {rule}",
                              "remove that rule, or publish another host port"))
-        if (host_port, proto) in listening:
+        if hostports.listened_on_elsewhere(proto, host_port, held):
             out.append(Check(FAIL, f"{name}: host port {host_port}/{proto} is also bound by a "
                                    "process on the host, which gets no connections while "
                                    "shoal translates them",

@@ -37,8 +37,10 @@ from .store import Store
 # time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     import subprocess
     from ipaddress import IPv4Address, IPv4Network
+    from typing import Any
 
     from . import drivers, ipam, rules
     from . import netfilter as netfilter_module
@@ -109,6 +111,9 @@ class Engine:
         self._netns_dir_ready = False
         self.repairs: list[str] = []
         self._netfilter: Netfilter | None = None
+        # container id -> the sockets holding its published host ports, while this process
+        # answers for the container (see kernel/hostports.py)
+        self.held: dict[str, list[socket.socket]] = {}
         self._firewall_args = (firewall_backend, ip_forward)
         if (firewall_backend or ip_forward or os.environ.get("SHOAL_FIREWALL_BACKEND")
                 or os.environ.get("SHOAL_IP_FORWARD")):
@@ -158,6 +163,8 @@ class Engine:
         return self._netfilter.warnings if self._netfilter is not None else []
 
     def close(self) -> None:
+        for cid in list(self.held):
+            self._release_held(cid)
         if self._host is not None:
             self._host.close()
             self._host = None
@@ -504,6 +511,7 @@ class Engine:
             )
             endpoint = None
             published: list[PublishedPort] = []
+            held: list[socket.socket] = []
             with self.store.transaction():
                 self.store.add_container(ctr)
                 if net is not None:
@@ -518,7 +526,9 @@ class Engine:
                         host_ips = ({a.ip for a in links.addresses(self.host)}
                                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
                         published = self.netfilter.allocate_ports(ctr, net, ip, bindings,
-                                                                  host_ips)
+                                                                  host_ips, held)
+            if held:
+                self.held[cid] = held
             crashpoint("run:rows")
             try:
                 self._build_sandbox(ctr, [(endpoint, net)] if endpoint and net else [], shared)
@@ -534,6 +544,7 @@ class Engine:
                                            for p in published])
                 crashpoint("run:firewall")
             except BaseException:
+                self._release_held(cid)
                 self._destroy_sandbox(ctr)
                 with self.store.transaction():
                     self.store.delete_container(cid)
@@ -685,6 +696,7 @@ class Engine:
         # connections tracked to its addresses and ports would otherwise keep going there,
         # and reach the next container given the address
         self._flush_conntrack(released_ips, released_ports)
+        self._release_held(ctr.id)
         if ctr.auto_remove:
             self._delete_container(ctr)
 
@@ -713,6 +725,8 @@ class Engine:
         ctr = self.create_container(spec)
         log = os.path.join(self.container_dir(ctr.id), "log")
         read_end, write_end = os.pipe()
+        # the supervisor inherits the sockets holding the published ports and adopts them
+        held = tuple(sock.fileno() for sock in self.held.get(ctr.id, ()))
         try:
             # Isolated (-I: no PYTHON* variables, no user site, neither the caller's directory
             # nor the script's on sys.path), started in "/", with only the variables shoal
@@ -722,7 +736,7 @@ class Engine:
                 [sys.executable, "-I", "-c", SUPERVISOR_BOOT, _package_parent(), self.root,
                  self.run_dir, ctr.id, str(write_end), log],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_end,), start_new_session=True, close_fds=True, cwd="/",
+                pass_fds=(write_end, *held), start_new_session=True, close_fds=True, cwd="/",
                 env=supervisor_env(os.environ),
             )
         except BaseException:
@@ -731,6 +745,7 @@ class Engine:
             self.remove_container(ctr.id, force=True)
             raise
         os.close(write_end)
+        self._release_held(ctr.id)  # this process's copies: the supervisor holds the ports
         with os.fdopen(read_end) as pipe:
             report = pipe.read()
         status, _, detail = report.partition("\t")
@@ -751,25 +766,33 @@ class Engine:
 
         from .runtime import process
 
-        ctr = self.create_container(spec)
+        # this process holds the container's published ports: a disconnect elsewhere asks
+        # it to let go of those no longer published
+        previous_usr1 = self.handle_port_releases()
         try:
-            proc = self.start_process(
-                ctr, None if interactive else process.DEVNULL, None, None, new_session=False
-            )
-        except process.CommandError:
-            raise
-        except BaseException:
-            self.remove_container(ctr.id, force=True)
-            raise
-        forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        previous = {s: signal.signal(s, lambda sig, _f: proc.send_signal(sig)) for s in forwarded}
-        try:
-            code = process.wait_status(proc)
+            ctr = self.create_container(spec)
+            try:
+                proc = self.start_process(
+                    ctr, None if interactive else process.DEVNULL, None, None, new_session=False
+                )
+            except process.CommandError:
+                raise
+            except BaseException:
+                self.remove_container(ctr.id, force=True)
+                raise
+            forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+            previous = {s: signal.signal(s, lambda sig, _f: proc.send_signal(sig))
+                        for s in forwarded}
+            try:
+                code = process.wait_status(proc)
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+            self.finish(ctr.id, proc.pid, code)
+            return code
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        self.finish(ctr.id, proc.pid, code)
-        return code
+            if previous_usr1 is not None:
+                signal.signal(signal.SIGUSR1, previous_usr1)
 
     def stop(self, ref: str, timeout: float = 10.0) -> Container:
         from .runtime import process
@@ -842,6 +865,70 @@ class Engine:
 
     def log_path(self, ref: str) -> str:
         return os.path.join(self.container_dir(self.store.container(ref).id), "log")
+
+    # -- held host ports -----------------------------------------------------------------------
+
+    def _release_held(self, container_id: str) -> None:
+        for sock in self.held.pop(container_id, ()):
+            sock.close()
+
+    def release_unpublished(self, container_id: str | None = None) -> None:
+        """Close the held sockets of ports no longer published (after a disconnect)."""
+        from .kernel import hostports
+
+        for cid in [container_id] if container_id else list(self.held):
+            socks = self.held.get(cid)
+            if not socks:
+                continue
+            still = {(proto, host_ip, int(port))
+                     for proto, host_ip, port, _d, _p in self.store.port_rows(cid)}
+            keep = []
+            for sock in socks:
+                if hostports.key(sock) in still:
+                    keep.append(sock)
+                else:
+                    sock.close()
+            self.held[cid] = keep
+
+    def handle_port_releases(self) -> Any:
+        """Make SIGUSR1 close this process's sockets of ports no longer published; returns
+        the previous handler (None if signals cannot be handled here: not the main thread)."""
+        import signal
+
+        try:
+            return signal.signal(signal.SIGUSR1, lambda _s, _f: self.release_unpublished())
+        except ValueError:
+            return None
+
+    def _release_elsewhere(self, ctr: Container, ports: list[tuple[str, str, int]]) -> None:
+        """Ports of a running container were unpublished: have the process holding their
+        sockets close them, and wait (briefly) until they are free."""
+        import signal
+        import time
+
+        from .kernel import hostports
+
+        if ctr.id in self.held:
+            self.release_unpublished(ctr.id)
+            return
+        if ctr.status != RUNNING or not ctr.supervisor_pid or ctr.supervisor_pid == os.getpid() \
+                or not pids.alive(ctr.supervisor_pid, ctr.supervisor_start):
+            return
+        try:
+            os.kill(ctr.supervisor_pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return
+        pending = list(ports)
+        deadline = time.monotonic() + 2.0
+        while pending and time.monotonic() < deadline:
+            try:
+                probe = hostports.hold(*pending[-1])
+            except OSError:
+                time.sleep(0.005)
+                continue
+            if probe is not None:
+                probe.close()
+            pending.pop()
 
     # -- firewall ------------------------------------------------------------------------------
 
@@ -972,6 +1059,9 @@ class Engine:
                     bridge_driver.detach(sandbox, ep)
                 self._flush_conntrack([str(ep.ip)], [(proto, host_ip, int(port)) for
                                                      proto, host_ip, port, _d, _p in rows])
+            if rows:
+                self._release_elsewhere(ctr, [(proto, host_ip, int(port))
+                                              for proto, host_ip, port, _d, _p in rows])
 
 
 class _UsedAddresses:

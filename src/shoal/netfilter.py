@@ -4,7 +4,9 @@ from `shoal.rules` (pure) and are applied by a backend from `shoal.firewall`."""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from ipaddress import IPv4Address
 
 from . import ports as portspec
@@ -167,10 +169,24 @@ class Netfilter:
     # -- published ports -----------------------------------------------------------------------
 
     def allocate_ports(self, ctr: Container, net: Network, dest_ip: IPv4Address,
-                       bindings: list[portspec.Binding], host_addresses: set[IPv4Address]
-                       ) -> list[PublishedPort]:
+                       bindings: list[portspec.Binding], host_addresses: set[IPv4Address],
+                       sockets: list[socket.socket]) -> list[PublishedPort]:
         """Host ports for a starting container, stored in the same transaction as the rest of
-        its start. Conflicts are reported before anything is created."""
+        its start, each held by a bound socket appended to `sockets` (kernel/hostports.py).
+        Conflicts (with shoal's ports, or a host process's) are reported before anything is
+        created; on an error no socket is left open."""
+        try:
+            return self._allocate_ports(ctr, net, dest_ip, bindings, host_addresses, sockets)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            sockets.clear()
+            raise
+
+    def _allocate_ports(self, ctr: Container, net: Network, dest_ip: IPv4Address,
+                        bindings: list[portspec.Binding], host_addresses: set[IPv4Address],
+                        sockets: list[socket.socket]) -> list[PublishedPort]:
+        from .kernel import hostports
         if net.internal and bindings:
             raise InvalidArgument(
                 f"network {net.name} is internal: its containers cannot publish ports "
@@ -204,6 +220,31 @@ class Netfilter:
                     f"container {owner.name if owner else owner_id}"
                 )
             holders[b.host_ip] = mine  # type: ignore[assignment]
+        if len(bindings) > 64:
+            hostports.raise_open_file_limit(len(bindings))
+
+        def hold(b: portspec.Binding, port: int) -> None:
+            try:
+                sock = hostports.hold(b.proto, str(b.host_ip), port)
+            except hostports.PortInUse:
+                raise
+            except OSError as e:
+                if e.errno == errno.EMFILE:
+                    raise Conflict(
+                        f"cannot hold {len(bindings)} host ports: a process may open only "
+                        f"{hostports.open_file_limit()} files here (ulimit -n); raise that "
+                        "limit or publish fewer ports") from None
+                raise ShoalError(f"cannot hold host port {b.host_ip}:{port}/{b.proto}: "
+                                 f"{e.strerror}") from None
+            if sock is not None:
+                sockets.append(sock)
+
+        for b in fixed:
+            assert b.host_port is not None
+            try:
+                hold(b, b.host_port)
+            except hostports.PortInUse as e:
+                raise Conflict(hostports.in_use_message(e)) from None
         out = []
         random = [b for b in bindings if b.host_port is None]
         if random:
@@ -211,14 +252,21 @@ class Netfilter:
             reserved = portspec.parse_reserved(sysctl.read(sysctl.RESERVED_PORTS))
             unavailable = {(p, proto) for p in reserved for proto in portspec.PROTOCOLS}
             unavailable |= self.store.published_host_ports(*port_range)
-            unavailable |= sysctl.listening_ports()
             unavailable |= {(b.host_port or 0, b.proto) for b in fixed}
             for proto in portspec.PROTOCOLS:
                 wanted = [b for b in random if b.proto == proto]
-                if wanted:
-                    picked = portspec.pick_host_ports(len(wanted), proto, port_range, unavailable)
-                    for b, port in zip(wanted, picked, strict=True):
+                candidates = portspec.free_ports(proto, port_range, unavailable)
+                for b in wanted:
+                    # the bind says whether a host process has the port: then the next one
+                    for port in candidates:
+                        try:
+                            hold(b, port)
+                        except hostports.PortInUse:
+                            continue
                         fixed.append(b.replace(host_port=port))
+                        break
+                    else:
+                        raise portspec.no_free_port(proto, port_range)
         for b in fixed:
             assert b.host_port is not None
             out.append(PublishedPort(container_id=ctr.id, network_id=net.id, proto=b.proto,

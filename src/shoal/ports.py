@@ -3,7 +3,7 @@ the kernel's ephemeral range. Pure functions; no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address
 
 from .errors import Conflict, InvalidArgument
@@ -131,22 +131,33 @@ def parse_reserved(text: str) -> set[int]:
     return out
 
 
+def free_ports(proto: str, port_range: tuple[int, int], unavailable: Iterable[tuple[int, str]]
+               ) -> Iterator[int]:
+    """The host ports of the ephemeral range for `proto` that are not `unavailable`
+    (reserved, or published by shoal), lowest first."""
+    taken = {port for port, p in unavailable if p == proto}
+    lo, hi = port_range
+    return (port for port in range(lo, hi + 1) if port not in taken)
+
+
+def no_free_port(proto: str, port_range: tuple[int, int]) -> Conflict:
+    lo, hi = port_range
+    return Conflict(
+        f"no free {proto} host port left in the ephemeral range {lo}-{hi}; "
+        "unpublish some ports or widen net.ipv4.ip_local_port_range"
+    )
+
+
 def pick_host_ports(
     count: int, proto: str, port_range: tuple[int, int], unavailable: Iterable[tuple[int, str]]
 ) -> list[int]:
     """`count` free host ports for `proto` from the ephemeral range, lowest first. Ports listed
     in `unavailable` (reserved, published by shoal, or a host process listening) are skipped."""
-    taken = {port for port, p in unavailable if p == proto}
-    lo, hi = port_range
     out: list[int] = []
     if count <= 0:
         return out
-    for port in range(lo, hi + 1):
-        if port not in taken:
-            out.append(port)
-            if len(out) == count:
-                return out
-    raise Conflict(
-        f"no free {proto} host port left in the ephemeral range {lo}-{hi}; "
-        "unpublish some ports or widen net.ipv4.ip_local_port_range"
-    )
+    for port in free_ports(proto, port_range, unavailable):
+        out.append(port)
+        if len(out) == count:
+            return out
+    raise no_free_port(proto, port_range)

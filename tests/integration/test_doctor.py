@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 
 import pytest
@@ -85,6 +88,13 @@ def test_doctor_names_each_broken_link(host: Host, breakage: str, message: str,
         else:
             host.in_ns(host.ns, *cmd, check=True)
     if breakage == "port-taken":  # a host process on the published port (SO_REUSEADDR)
+        # shoal holds the port while the container's supervisor lives: with it killed, a
+        # host process can take the port
+        cid = host.shoal_json("inspect", "web")[0]["Id"]
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+                if cid.encode() in f.read() and pid != str(os.getpid()):
+                    os.kill(int(pid), signal.SIGKILL)
         host.background(host.ns, PY, "-c", TCP, "8080")
         host.wait_for(lambda: host.fetch(host.ns, "127.0.0.1", 8080) is not None,
                       what="host process")

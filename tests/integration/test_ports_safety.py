@@ -5,14 +5,15 @@ process has them), and hairpin to a container's own published port (issue 7, ite
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .harness import HOST_ADDR, Host
-from .servers import TCP
+from .harness import HOST_ADDR, OUTSIDE_ADDR, Host
+from .servers import TCP, UDP
 
 PY = sys.executable
 
@@ -152,3 +153,176 @@ def test_stopped_containers_outbound_entries_are_flushed(host: Host) -> None:
     assert any(f"src={addr}" in line for line in _conntrack_lines(host))
     host.shoal("stop", "-t", "0", "c")
     assert not any(addr in line for line in _conntrack_lines(host))
+
+
+# -- item 4: host listeners and held ports -------------------------------------------------------
+
+# a host process trying to take a port the way servers do (SO_REUSEADDR, even SO_REUSEPORT)
+TRY_BIND = """
+import socket, sys
+proto, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if proto == 'udp' else socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if len(sys.argv) > 4:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+try:
+    s.bind((addr, port))
+    if proto == 'tcp':
+        s.listen(1)
+    print('bound')
+except OSError as e:
+    print(e.strerror)
+"""
+
+# a host service holding a port; with 'bind-only', a TCP socket bound without listening
+HOST_SERVICE = """
+import socket, sys, time
+proto, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if proto == 'udp' else socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', port))
+if proto == 'tcp' and sys.argv[3:] != ['bind-only']:
+    s.listen(1)
+print('ready', flush=True)
+time.sleep(120)
+"""
+
+
+def _try_bind(host: Host, proto: str, addr: str, port: int, reuseport: bool = False) -> str:
+    res = host.in_ns(host.ns, PY, "-c", TRY_BIND, proto, addr, str(port),
+                     *(["reuseport"] if reuseport else []))
+    return res.stdout.strip()
+
+
+def _host_service(host: Host, proto: str, port: int, *args: str) -> int:
+    proc = host.background(host.ns, PY, "-c", HOST_SERVICE, proto, str(port), *args)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc.pid
+
+
+def _nothing_made(host: Host, port: int) -> None:
+    assert host.shoal("ps", "-a", "-q").stdout.strip() == ""
+    assert not [name for name in host.links() if name.startswith("vsh")]
+    assert f"{port}" not in host.shoal("system", "firewall").stdout
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_publishing_a_port_a_host_process_has_is_refused_naming_it(host: Host,
+                                                                   proto: str) -> None:
+    host.shoal("network", "ls")
+    # a host service (with SO_REUSEADDR, as servers set it) that answers with its peer
+    service = host.background(host.ns, PY, "-c", TCP if proto == "tcp" else UDP, "8080")
+    host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080, proto) == OUTSIDE_ADDR,
+                  what="the host service")
+    res = host.shoal("run", "-d", "--name", "web", "-p", f"8080:80/{proto}", "--",
+                     "sleep", "60", check=False)
+    assert res.returncode == 125
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert f"0.0.0.0:8080/{proto}: address already in use" in err
+    # nsenter execs the command: the service's pid is the one it started
+    assert f"process {service.pid} ({PY} -c" in err and "publish another host port" in err
+    _nothing_made(host, 8080)
+    # the service keeps its traffic
+    assert host.fetch(host.outside, HOST_ADDR, 8080, proto) == OUTSIDE_ADDR
+
+
+def test_a_port_bound_without_listening_is_refused_too(host: Host) -> None:
+    host.shoal("network", "ls")
+    _host_service(host, "tcp", 8081, "bind-only")
+    res = host.shoal("run", "--rm", "-p", "127.0.0.1:8081:80", "--", "true", check=False)
+    assert res.returncode == 125 and "127.0.0.1:8081/tcp: address already in use" in res.stderr
+    _nothing_made(host, 8081)
+
+
+def test_published_ports_are_held_against_host_processes_until_released(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "web", "-p", "8080:80", "-p", "5353:53/udp",
+               "-p", "127.0.0.1:8443:443", "--", "sleep", "60")
+    for proto, addr, port in (("tcp", "0.0.0.0", 8080), ("tcp", HOST_ADDR, 8080),
+                              ("tcp", "127.0.0.1", 8080), ("udp", "0.0.0.0", 5353),
+                              ("tcp", "127.0.0.1", 8443), ("tcp", "0.0.0.0", 8443)):
+        assert _try_bind(host, proto, addr, port) == "Address already in use", (proto, port)
+        assert _try_bind(host, proto, addr, port, reuseport=True) == "Address already in use"
+    # what is not published stays free: the other protocol, other addresses of 127.0.0.1's
+    assert _try_bind(host, "udp", "0.0.0.0", 8080) == "bound"
+    assert _try_bind(host, "tcp", HOST_ADDR, 8443) == "bound"
+    host.shoal("stop", "-t", "0", "web")
+    for proto, port in (("tcp", 8080), ("udp", 5353), ("tcp", 8443)):
+        assert _try_bind(host, proto, "0.0.0.0", port) == "bound"
+    # started again, it holds them again
+    host.shoal("rm", "web")
+    host.shoal("run", "-d", "--name", "web", "-p", "8080:80", "--", "sleep", "60")
+    assert _try_bind(host, "tcp", "0.0.0.0", 8080) == "Address already in use"
+    host.shoal("rm", "-f", "web")
+    assert _try_bind(host, "tcp", "0.0.0.0", 8080) == "bound"
+
+
+def test_a_port_is_held_until_the_container_exits_by_itself(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "brief", "-p", "8084:80", "--", "sleep", "1")
+    assert _try_bind(host, "tcp", "0.0.0.0", 8084) == "Address already in use"
+    host.wait_for(lambda: _try_bind(host, "tcp", "0.0.0.0", 8084) == "bound", timeout=10,
+                  what="the port to be released at the container's exit")
+
+
+def test_a_foreground_run_holds_its_ports_while_it_runs(host: Host) -> None:
+    host.shoal("network", "ls")
+    env = host.env()
+    cmd = ["nsenter", f"--net={host.ns}", PY, "-m", "shoal", "--root", host.root,
+           "--run-dir", host.run_dir, "run", "--name", "fg", "-p", "8082:80", "--",
+           "sleep", "3"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        host.wait_for(lambda: "fg" in host.shoal("ps").stdout, what="the foreground run")
+        assert _try_bind(host, "tcp", "0.0.0.0", 8082) == "Address already in use"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert _try_bind(host, "tcp", "0.0.0.0", 8082) == "bound"
+
+
+def test_disconnect_releases_the_networks_ports(host: Host) -> None:
+    host.shoal("network", "create", "lab")
+    host.shoal("run", "-d", "--name", "web", "--network", "lab", "-p", "8083:80",
+               "-p", "5355:53/udp", "--", "sleep", "60")
+    host.shoal("network", "connect", "bridge", "web")
+    assert _try_bind(host, "tcp", "0.0.0.0", 8083) == "Address already in use"
+    host.shoal("network", "disconnect", "lab", "web")
+    assert _try_bind(host, "tcp", "0.0.0.0", 8083) == "bound"
+    assert _try_bind(host, "udp", "0.0.0.0", 5355) == "bound"
+    assert host.shoal("ps", "-q").stdout.strip()  # the container runs on
+
+
+def test_random_ports_skip_ports_a_host_process_has(host: Host) -> None:
+    host.shoal("network", "ls")
+    host.in_ns(host.ns, "sysctl", "-w", "net.ipv4.ip_local_port_range=41000 41003", check=True)
+    # bound without listening: invisible to a scan of listeners, but the bind sees it
+    _host_service(host, "tcp", 41000, "bind-only")
+    _host_service(host, "udp", 41001)
+    host.shoal("run", "-d", "--name", "web", "-p", "80", "-p", "53/udp", "--", "sleep", "60")
+    lines = sorted(host.shoal("port", "web").stdout.split("\n"))
+    assert "53/udp -> 0.0.0.0:41000" in lines and "80/tcp -> 0.0.0.0:41001" in lines
+    assert _try_bind(host, "tcp", "0.0.0.0", 41001) == "Address already in use"
+
+
+def test_many_ports_are_held_past_the_default_open_file_limit(host: Host) -> None:
+    host.shoal("network", "ls")
+    # as started from a shell with the usual soft limit of 1024 open files
+    cmd = ["prlimit", "--nofile=1024:4096", "nsenter", f"--net={host.ns}", PY, "-m", "shoal",
+           "--root", host.root, "--run-dir", host.run_dir, "run", "-d", "--name", "many",
+           "-p", "20000-21499:20000-21499", "--", "sleep", "60"]
+    res = subprocess.run(cmd, env=host.env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert _try_bind(host, "tcp", "0.0.0.0", 20000) == "Address already in use"
+    assert _try_bind(host, "tcp", "0.0.0.0", 21499) == "Address already in use"
+    host.shoal("rm", "-f", "many")
+    assert _try_bind(host, "tcp", "0.0.0.0", 21499) == "bound"
+
+
+def test_doctor_tells_shoals_own_held_sockets_from_a_host_process(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "web", "-p", "5353:53/udp", "-p", "8080:80", "--",
+               "sleep", "60")
+    res = host.shoal("doctor", "web", check=False)
+    assert "also bound" not in res.stdout, res.stdout
+    assert "published port 0.0.0.0:5353/udp -> 53 is in place" in res.stdout

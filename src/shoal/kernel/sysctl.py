@@ -21,20 +21,3 @@ def write(key: str, value: str) -> None:
 def route_localnet(ifname: str) -> str:
     return f"net/ipv4/conf/{ifname}/route_localnet"
 
-
-def listening_ports() -> set[tuple[int, str]]:
-    """(port, proto) a process of this namespace listens on (TCP) or is bound to (UDP)."""
-    out: set[tuple[int, str]] = set()
-    for proto, files in (("tcp", ("tcp", "tcp6")), ("udp", ("udp", "udp6"))):
-        for name in files:
-            try:
-                with open(f"/proc/net/{name}") as f:
-                    next(f)
-                    for line in f:
-                        fields = line.split()
-                        # TCP: 0A is LISTEN; UDP: 07 is an unconnected bound socket
-                        if fields[3] in ("0A", "07"):
-                            out.add((int(fields[1].rsplit(":", 1)[1], 16), proto))
-            except (FileNotFoundError, StopIteration):
-                continue
-    return out
