@@ -912,8 +912,9 @@ class Engine:
             self.release_unpublished(ctr.id)
             return
         if ctr.status != RUNNING or not ctr.supervisor_pid or ctr.supervisor_pid == os.getpid() \
-                or not pids.alive(ctr.supervisor_pid, ctr.supervisor_start):
-            return
+                or not pids.alive(ctr.supervisor_pid, ctr.supervisor_start) \
+                or not _catches(ctr.supervisor_pid, signal.SIGUSR1):
+            return  # (a process that does not handle it would be killed by it)
         try:
             os.kill(ctr.supervisor_pid, signal.SIGUSR1)
         except ProcessLookupError:
@@ -1074,6 +1075,16 @@ class _UsedAddresses:
         from ipaddress import IPv4Address
 
         return isinstance(addr, IPv4Address) and self.store.ip_in_use(self.network_id, addr)
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether a process has a handler for a signal (SigCgt in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return bool(caught & (1 << (sig - 1)))
 
 
 def _mode_name(engine: Engine, ctr: Container) -> str:

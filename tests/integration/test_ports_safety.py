@@ -265,16 +265,21 @@ def test_a_port_is_held_until_the_container_exits_by_itself(host: Host) -> None:
 
 
 def test_a_foreground_run_holds_its_ports_while_it_runs(host: Host) -> None:
-    host.shoal("network", "ls")
+    host.shoal("network", "create", "lab")
     env = host.env()
     cmd = ["nsenter", f"--net={host.ns}", PY, "-m", "shoal", "--root", host.root,
-           "--run-dir", host.run_dir, "run", "--name", "fg", "-p", "8082:80", "--",
-           "sleep", "3"]
+           "--run-dir", host.run_dir, "run", "--name", "fg", "--network", "lab",
+           "-p", "8082:80", "-p", "8085:85", "--", "sleep", "4"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         host.wait_for(lambda: "fg" in host.shoal("ps").stdout, what="the foreground run")
         assert _try_bind(host, "tcp", "0.0.0.0", 8082) == "Address already in use"
-        assert proc.wait(timeout=30) == 0
+        # a disconnect elsewhere has the foreground `shoal run` let go of that network's
+        # ports (and it carries on)
+        host.shoal("network", "connect", "bridge", "fg")
+        host.shoal("network", "disconnect", "lab", "fg")
+        assert _try_bind(host, "tcp", "0.0.0.0", 8085) == "bound"
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:
             proc.kill()
