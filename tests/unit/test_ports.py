@@ -360,3 +360,11 @@ def test_pick_host_ports_properties(lo: int, width: int, taken: set[tuple[int, s
     assert len(got) == count == len(set(got))
     assert all(lo <= p <= hi and (p, proto) not in unavailable for p in got)
     assert got == free[:count]  # lowest first
+
+
+def test_free_ports_is_lazy_and_lowest_first() -> None:
+    # (the allocator binds each candidate in turn and takes the next one when a host process
+    # has it: a lazy iterator, so 10,000 random ports are one pass over the range)
+    it = ports.free_ports("udp", (100, 65535), {(100, "udp"), (101, "tcp")})
+    assert next(it) == 101 and next(it) == 102
+    assert list(ports.free_ports("tcp", (7, 9), [(8, "tcp")])) == [7, 9]
