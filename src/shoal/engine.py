@@ -95,14 +95,20 @@ class RunSpec(Record):
 class Engine:
     def __init__(self, root: str | None = None, run_dir: str | None = None,
                  firewall_backend: str | None = None, ip_forward: str | None = None) -> None:
+        from . import dirs
+
         check_privileges()
-        self.root = os.path.abspath(root or os.environ.get("SHOAL_ROOT") or DEFAULT_ROOT)
-        self.run_dir = os.path.abspath(
-            run_dir or os.environ.get("SHOAL_RUN_DIR") or DEFAULT_RUN_DIR
-        )
-        self.store = Store(self.root)
-        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
+        # an empty --root or SHOAL_ROOT is an error, not the default (see shoal.dirs for the
+        # checks on the directories and every one above them)
+        root = _setting(root, "--root", "SHOAL_ROOT", DEFAULT_ROOT)
+        run_dir = _setting(run_dir, "--run-dir", "SHOAL_RUN_DIR", DEFAULT_RUN_DIR)
+        self.root, self.run_dir = os.path.abspath(root), os.path.abspath(run_dir)
+        self.run_fd = dirs.open_dir(self.run_dir, "run directory (--run-dir)")
+        try:
+            self.store = Store(self.root, dirs.open_dir(self.root, "state directory (--root)"))
+        except BaseException:
+            os.close(self.run_fd)
+            raise
         self.netns_dir = os.path.join(self.run_dir, "netns")
         self._host: Netlink | None = None
         self._host_fd: int | None = None
@@ -119,15 +125,15 @@ class Engine:
         if self.store.interrupted():
             with self.store.locked():  # repairs, see _repair_interrupted
                 pass
-        if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+        marker = os.path.join(self.run_dir, BOOT_MARKER)
+        if not dirs.exists(self.run_fd, BOOT_MARKER, marker):
             # a new run directory: first use, or the host restarted (it is on a tmpfs)
             from .reconcile import reconcile
 
             with self.store.locked():
-                if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+                if not dirs.exists(self.run_fd, BOOT_MARKER, marker):
                     self.repairs += reconcile(self)
-                    with open(os.path.join(self.run_dir, BOOT_MARKER), "w") as f:
-                        f.write(_boot_id())
+                    dirs.write_file(self.run_fd, BOOT_MARKER, _boot_id().encode(), marker)
         if self._netfilter is not None and self.netfilter.switch_needed():
             with self.store.locked():
                 if self.netfilter.switch_needed():
@@ -165,6 +171,9 @@ class Engine:
             os.close(self._host_fd)
             self._host_fd = None
         self.store.close()
+        if self.run_fd >= 0:
+            os.close(self.run_fd)
+            self.run_fd = -1
 
     # -- kernel handles -----------------------------------------------------------------------
 
@@ -192,10 +201,13 @@ class Engine:
         return os.path.join(self.run_dir, "containers", container_id)
 
     def _prepare_netns_dir(self) -> None:
+        from . import dirs
         from .kernel import ns
 
         if not self._netns_dir_ready:
-            os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
+            # made here, never through a symlink; the mount below then uses the path, which
+            # nobody else can change (the run directory is root's alone, see shoal.dirs)
+            os.close(dirs.subdir(self.run_fd, "netns", self.netns_dir))
             if not ns.is_mountpoint(self.netns_dir):
                 ns.ensure_private_mount(self.netns_dir)
             self._netns_dir_ready = True
@@ -531,7 +543,7 @@ class Engine:
                 self._destroy_sandbox(ctr)
                 with self.store.transaction():
                     self.store.delete_container(cid)
-                _remove_tree(self.container_dir(cid))
+                self._remove_container_dir(cid)
                 raise
             return ctr
 
@@ -565,20 +577,34 @@ class Engine:
 
     def _write_container_files(self, ctr: Container, shared: Container | None = None,
                                ips: list[IPv4Address] | None = None) -> None:
-        """The container's own /etc/hostname and /etc/hosts, in its directory."""
+        """The container's own /etc/hostname and /etc/hosts, in its directory (made and
+        written without following a symlink)."""
+        from . import dirs
+
         cdir = self.container_dir(ctr.id)
-        os.makedirs(cdir, mode=0o700, exist_ok=True)
-        with open(os.path.join(cdir, "hostname"), "w") as f:
-            f.write(ctr.hostname + "\n")
-        hosts = os.path.join(cdir, "hosts")
-        if ctr.network_mode == "host":
-            _copy_file("/etc/hosts", hosts)
-        elif shared is not None:
-            _copy_file(os.path.join(self.container_dir(shared.id), "hosts"), hosts)
-        else:
-            if ips is None:
-                ips = [ep.ip for ep in self.store.endpoints(container_id=ctr.id) if ep.ip]
-            _write_hosts(hosts, ctr.hostname, ips)
+        ctrs_fd = dirs.subdir(self.run_fd, "containers", os.path.dirname(cdir))
+        try:
+            fd = dirs.subdir(ctrs_fd, ctr.id, cdir)
+        finally:
+            os.close(ctrs_fd)
+        try:
+            dirs.write_file(fd, "hostname", (ctr.hostname + "\n").encode(),
+                            os.path.join(cdir, "hostname"))
+            if ctr.network_mode == "host":
+                with open("/etc/hosts", "rb") as f:
+                    hosts = f.read()
+            elif shared is not None:
+                src = dirs.open_file(self.run_fd, f"containers/{shared.id}/hosts",
+                                     os.O_RDONLY, 0, self.container_dir(shared.id) + "/hosts")
+                with os.fdopen(src, "rb") as f:
+                    hosts = f.read()
+            else:
+                if ips is None:
+                    ips = [ep.ip for ep in self.store.endpoints(container_id=ctr.id) if ep.ip]
+                hosts = _hosts_text(ctr.hostname, ips).encode()
+            dirs.write_file(fd, "hosts", hosts, os.path.join(cdir, "hosts"))
+        finally:
+            os.close(fd)
 
     def _destroy_sandbox(self, ctr: Container) -> None:
         """Unmount the sandbox's namespace; the kernel removes it and its veths once the last
@@ -677,7 +703,19 @@ class Engine:
     def _delete_container(self, ctr: Container) -> None:
         with self.store.transaction():
             self.store.delete_container(ctr.id)
-        _remove_tree(self.container_dir(ctr.id))
+        self._remove_container_dir(ctr.id)
+
+    def _remove_container_dir(self, container_id: str) -> None:
+        from . import dirs
+
+        try:
+            fd = os.open("containers", dirs.O_DIR, dir_fd=self.run_fd)
+        except OSError:
+            return
+        try:
+            dirs.remove_tree(fd, container_id)
+        finally:
+            os.close(fd)
 
     def _reap_if_orphaned(self, ctr: Container) -> Container:
         """A running container whose process and supervisor are both gone (killed while no
@@ -992,42 +1030,24 @@ def _parse_env(items: list[str]) -> list[str]:
     return out
 
 
-# shutil would do these two, but importing it (with zlib, bz2 and lzma) costs `shoal run` 5 ms
+def _setting(given: str | None, flag: str, variable: str, default: str) -> str:
+    """A directory from its option, else its variable, else the default; empty is refused."""
+    value = given if given is not None else os.environ.get(variable)
+    if value is None:
+        return default
+    if not value:
+        source = flag if given is not None else variable
+        raise InvalidArgument(f"{source} is empty: give a directory, or leave {source} out "
+                              f"for the default {default}")
+    return value
 
 
-def _copy_file(src: str, dst: str) -> None:
-    with open(src, "rb") as f, open(dst, "wb") as out:
-        out.write(f.read())
-
-
-def _remove_tree(path: str) -> None:
-    """Remove a container's directory and what is in it, as far as possible (as
-    shutil.rmtree(ignore_errors=True) does); never follows a symlink out of it."""
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        entries = []
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                _remove_tree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def _write_hosts(path: str, hostname: str, ips: list[IPv4Address]) -> None:
+def _hosts_text(hostname: str, ips: list[IPv4Address]) -> str:
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
              "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
     lines += [f"{ip}\t{hostname}" for ip in ips]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def _boot_id() -> str:

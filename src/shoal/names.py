@@ -65,6 +65,14 @@ def new_id() -> str:
     return os.urandom(32).hex()
 
 
+HEX = frozenset("0123456789abcdef")
+
+
+def is_id(text: str) -> bool:
+    """Is this one of shoal's ids (64 lowercase hex digits, as new_id makes)?"""
+    return len(text) == 64 and HEX.issuperset(text)
+
+
 def short_id(full: str) -> str:
     return full[:12]
 

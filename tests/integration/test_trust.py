@@ -66,3 +66,159 @@ def test_firewall_tools_ignore_the_callers_path(host: Host, backend: str) -> Non
     else:
         assert "table ip shoal" in host.in_ns(host.ns, "nft", "list", "tables",
                                               check=True).stdout
+
+
+# -- item 2: directory trust ----------------------------------------------------------------
+
+
+def _private_mounts(prefix: str, cmd: list[str], env: dict[str, str]
+                    ) -> subprocess.CompletedProcess[str]:
+    """Run cmd in a mount namespace of its own, after the shell commands in prefix."""
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f'{prefix} && exec "$@"', "sh", *cmd],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("how", ["--root", "SHOAL_ROOT", "--run-dir", "SHOAL_RUN_DIR"])
+def test_an_empty_directory_is_refused(host: Host, how: str) -> None:
+    env = host.env()
+    args = []
+    for flag, var, value in (("--root", "SHOAL_ROOT", host.root),
+                             ("--run-dir", "SHOAL_RUN_DIR", host.run_dir)):
+        if how == flag:
+            args += [flag, ""]
+        elif how == var:
+            env[var] = ""
+        else:
+            args += [flag, value]
+    # the defaults /var/lib/shoal and /run/shoal are shadowed by empty directories in a mount
+    # namespace of the test's: whatever happens, the machine's own are never written
+    shoal = ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", *args, "network",
+             "ls"]
+    res = _private_mounts("mount -t tmpfs -o mode=0755 none /var/lib && "
+                          "mount -t tmpfs -o mode=0755 none /run", [*shoal], env)
+    line = one_line_error(res)
+    assert f"{how} is empty" in line, line
+    assert not os.path.exists(host.root) and not os.path.exists(host.run_dir)
+    assert "shoal0" not in host.links()
+
+
+def test_a_directory_owned_by_another_user_is_refused(host: Host) -> None:
+    user = host.base / "user"
+    user.mkdir(mode=0o700)
+    os.chown(user, 65534, 65534)
+    for root, run_dir in ((str(user), host.run_dir), (host.root, str(user))):
+        line = one_line_error(shoal_env(host, root, run_dir, None, None, "network", "ls"))
+        assert f"{user} is owned by uid 65534, not root" in line, line
+        assert os.listdir(user) == [] and os.stat(user).st_mode & 0o7777 == 0o700
+    assert "shoal0" not in host.links()
+
+
+def test_a_directory_under_a_users_directory_is_refused(host: Host) -> None:
+    # /tmp/lab owned by a user: shoal would make lab/run, but the user could swap it
+    lab = host.base / "lab"
+    lab.mkdir(mode=0o755)
+    os.chown(lab, 65534, 65534)
+    line = one_line_error(shoal_env(host, host.root, str(lab / "run"), None, None, "run",
+                                    "--rm", "--", "true"))
+    assert f"{lab} is owned by uid 65534" in line and str(lab / "run") in line, line
+    assert os.listdir(lab) == []
+
+
+def test_a_directory_others_can_write_is_refused_and_keeps_its_mode(host: Host) -> None:
+    shared = host.base / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: the sticky bit must survive
+    res = shoal_env(host, str(shared), None, None, None, "run", "--rm", "--", "true")
+    line = one_line_error(res)
+    assert res.returncode == 125
+    assert "writable by group and others (mode 1777)" in line, line
+    assert os.stat(shared).st_mode & 0o7777 == 0o1777
+    assert os.listdir(shared) == []
+    group = host.base / "group"
+    group.mkdir()
+    group.chmod(0o770)
+    line = one_line_error(shoal_env(host, None, str(group), None, None, "network", "ls"))
+    assert "writable by its group (mode 770)" in line, line
+    assert os.stat(group).st_mode & 0o7777 == 0o770 and os.listdir(group) == []
+
+
+def test_an_existing_directory_keeps_its_mode(host: Host) -> None:
+    for path in (host.root, host.run_dir):
+        os.mkdir(path)
+        os.chmod(path, 0o755)
+    host.shoal("run", "--rm", "--", "true")
+    for path in (host.root, host.run_dir):
+        assert os.stat(path).st_mode & 0o7777 == 0o755
+    # what shoal makes itself is private
+    made = host.base / "made" / "root"
+    shoal_env(host, str(made), None, None, None, "network", "ls")
+    assert os.stat(made).st_mode & 0o7777 == 0o700
+    assert os.stat(made.parent).st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.parametrize(("where", "name"), [("root", "lock"), ("root", "shoal.db"),
+                                             ("run", "boot-id")])
+def test_a_planted_symlink_makes_no_file_at_its_target(host: Host, where: str,
+                                                       name: str) -> None:
+    directory = Path(host.root if where == "root" else host.run_dir)
+    directory.mkdir(mode=0o700)
+    target = host.base / "target" / name
+    target.parent.mkdir()
+    (directory / name).symlink_to(target)  # dangling
+    res = shoal_env(host, None, None, None, None, "network", "create", "lab")
+    line = one_line_error(res)
+    assert f"refusing {directory / name}: it is a symbolic link" in line, line
+    assert not target.exists() and os.listdir(target.parent) == []
+
+
+@pytest.mark.parametrize("name", ["netns", "containers"])
+def test_a_symlinked_run_subdirectory_is_never_followed(host: Host, name: str) -> None:
+    host.shoal("network", "ls")
+    elsewhere = host.base / "elsewhere"
+    elsewhere.mkdir()
+    (Path(host.run_dir) / name).symlink_to(elsewhere)
+    res = host.shoal("run", "--rm", "--", "true", check=False)
+    line = one_line_error(res)
+    assert res.returncode == 125
+    assert f"refusing {Path(host.run_dir) / name}: it is a symbolic link" in line, line
+    assert os.listdir(elsewhere) == []
+    assert host.shoal("ps", "-a", "-q").stdout.strip() == ""
+
+
+def test_reconcile_removes_only_shoals_namespace_files(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "keep", "--", "sleep", "60")
+    netns = Path(host.run_dir) / "netns"
+    victim = host.base / "victim"
+    victim.mkdir()
+    (victim / ("a" * 64)).write_text("precious")
+    stale = "b" * 64
+    (netns / stale).write_text("")  # shoal's naming, a regular file: a leftover of shoal's
+    (netns / "notes.txt").write_text("mine")  # not shoal's naming
+    (netns / ("c" * 64)).symlink_to(victim / ("a" * 64))  # shoal's naming, but a symlink
+    (netns / ("d" * 64)).mkdir()  # shoal's naming, but a directory
+    out = host.shoal("system", "reconcile").stdout
+    assert f"removed namespace {stale[:12]}" in out
+    assert not (netns / stale).exists()
+    assert (netns / "notes.txt").read_text() == "mine"
+    assert (netns / ("c" * 64)).is_symlink() and (netns / ("d" * 64)).is_dir()
+    assert (victim / ("a" * 64)).read_text() == "precious"
+    assert host.shoal_json("inspect", "keep")[0]["State"]["Running"] is True
+    host.shoal("rm", "-f", "keep")
+
+
+def test_reconcile_never_follows_a_symlinked_netns_directory(host: Host) -> None:
+    # a new run directory whose netns is a symlink to a directory holding namespace-like
+    # files: the first command's reconcile must not empty it
+    victim = host.base / "victim"
+    victim.mkdir()
+    files = ["e" * 64, "f" * 64, "other"]
+    for f in files:
+        (victim / f).write_text("precious")
+    os.mkdir(host.run_dir, 0o700)
+    (Path(host.run_dir) / "netns").symlink_to(victim)
+    host.shoal("network", "ls")  # bootstraps: reconcile of a new run directory
+    out = host.shoal("system", "reconcile").stdout
+    assert "left" in out and "netns alone" in out, out
+    assert sorted(os.listdir(victim)) == sorted(files)
+    assert all((victim / f).read_text() == "precious" for f in files)

@@ -153,11 +153,12 @@ def cmd_exec(engine: Any, args: Args) -> int:
 
 def cmd_logs(engine: Any, args: Args) -> int:
     path = engine.log_path(args.container)
-    try:
-        with open(path, "rb") as f:
-            sys.stdout.buffer.write(f.read())
+    try:  # never through a symlink: root would show the user whatever it points to
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        pass
+        return 0
+    with os.fdopen(fd, "rb") as f:
+        sys.stdout.buffer.write(f.read())
     return 0
 
 
