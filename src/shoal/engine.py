@@ -24,7 +24,9 @@ from .names import (
     bridge_name,
     host_veth_name,
     is_hostname,
+    marked_root,
     new_id,
+    owner_mark,
     random_name,
     validate_ifname,
     validate_name,
@@ -110,6 +112,7 @@ class Engine:
             os.close(self.run_fd)
             raise
         self.netns_dir = os.path.join(self.run_dir, "netns")
+        self.mark = owner_mark(self.root)  # on the links shoal makes: which root made them
         self._host: Netlink | None = None
         self._host_fd: int | None = None
         self._netns_dir_ready = False
@@ -194,6 +197,21 @@ class Engine:
             self._host_fd = ns.current_netns_fd()
         return self._host_fd
 
+    def check_namespace_owner(self) -> None:
+        """Refuse to work in a network namespace whose shoal objects another shoal root owns:
+        the default bridge carries the mark of the root that made it. One netlink request,
+        made when a root bootstraps (its built-in networks, a new run directory) and at each
+        reconcile; an unmarked bridge (an older shoal's) is taken as this root's."""
+        from .kernel import links
+
+        link = links.get_link(self.host, DEFAULT_BRIDGE)
+        other = marked_root(link.alias if link else None)
+        if other is not None and other != marked_root(self.mark):
+            raise Conflict(
+                f"another shoal root, {other}, owns this network namespace's shoal objects "
+                f"(bridge {DEFAULT_BRIDGE} carries its mark): use --root {other} with its "
+                "--run-dir, or run this root in a network namespace of its own")
+
     def sandbox_path(self, container_id: str) -> str:
         return os.path.join(self.netns_dir, container_id)
 
@@ -237,6 +255,7 @@ class Engine:
         with self.store.locked():
             if self.store.get_meta("builtins") is not None:
                 return
+            self.check_namespace_owner()  # before anything is made or changed
             subnet = ipam.choose_subnet(t for t, _ in self._taken_subnets())
             _, gateway, _ = ipam.network_config(subnet, None, None)
             created = now()
@@ -251,7 +270,7 @@ class Engine:
                 self.store.add_network(Network(new_id(), "host", "host", created))
                 self.store.add_network(Network(new_id(), "none", "null", created))
                 self.store.set_meta("builtins", "1")
-            bridge_driver.ensure(self.host, default)
+            bridge_driver.ensure(self.host, default, self.mark)
             self.netfilter.ensure_forwarding()
             self.netfilter.reload()
 
@@ -326,7 +345,7 @@ class Engine:
                 self.store.add_network(net)
             crashpoint("network-create:row")
             try:
-                bridge_driver.create(self.host, net)
+                bridge_driver.create(self.host, net, self.mark)
                 crashpoint("network-create:bridge")
                 self.netfilter.set_route_localnet(bridge)
                 if self.netfilter.ensure_forwarding():
@@ -571,7 +590,7 @@ class Engine:
                 links.bring_up_lo(sandbox)
             for i, (ep, net) in enumerate(endpoints):
                 bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first=i == 0,
-                                     fresh=i == 0)
+                                     fresh=i == 0, mark=self.mark)
         finally:
             sandbox.close()
 
@@ -943,7 +962,8 @@ class Engine:
                 first = not any(e.ip for e in existing)
                 try:
                     with self._sandbox(ctr.id) as sandbox:
-                        bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first)
+                        bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first,
+                                             mark=self.mark)
                     crashpoint("connect:attached")
                     if not netfilter_module.net_rule(net).icc:
                         self.netfilter.apply(added=rules.no_icc_port_elements(host_veth_name(ep.id)))

@@ -66,6 +66,20 @@ def new_id() -> str:
 
 
 HEX = frozenset("0123456789abcdef")
+MARK = "shoal root="
+IFALIASZ = 255  # bytes the kernel keeps of a link's alias (IFALIASZ 256, with the NUL)
+
+
+def owner_mark(root: str) -> str:
+    """The alias shoal gives the links it makes: which state directory (root) made them."""
+    mark = MARK + root
+    return mark.encode(errors="surrogateescape")[:IFALIASZ].decode(errors="ignore")
+
+
+def marked_root(alias: str | None) -> str | None:
+    """The root named by a link's alias, if it carries shoal's mark (None otherwise: no
+    alias, as an older shoal made them, or someone else's)."""
+    return alias[len(MARK):] if alias and alias.startswith(MARK) else None
 
 
 def is_id(text: str) -> bool:

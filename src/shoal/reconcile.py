@@ -16,7 +16,7 @@ from .drivers import bridge as bridge_driver
 from .errors import ShoalError
 from .kernel import links, ns
 from .model import CREATED, RUNNING
-from .names import BRIDGE_PREFIX, HOST_VETH_PREFIX, host_veth_name, is_id
+from .names import BRIDGE_PREFIX, HOST_VETH_PREFIX, host_veth_name, is_id, marked_root
 from .runtime import pids
 
 TYPE_CHECKING = False
@@ -28,6 +28,7 @@ def reconcile(engine: Engine) -> list[str]:
     """Repair what can be repaired; returns one line per repair. Call with the lock held."""
     done: list[str] = []
     store = engine.store
+    engine.check_namespace_owner()  # another root's objects: change nothing at all
     # 1. containers whose process died while nobody watched; half-made ones are rolled back
     for ctr in store.containers():
         supervised = pids.alive(ctr.supervisor_pid, ctr.supervisor_start)
@@ -80,12 +81,17 @@ def reconcile(engine: Engine) -> list[str]:
             continue
         known_bridges.add(net.bridge)
         if links.get_link(engine.host, net.bridge) is None:
-            bridge_driver.ensure(engine.host, net)
+            bridge_driver.ensure(engine.host, net, engine.mark)
             done.append(f"network {net.name}: bridge {net.bridge} was missing; created again")
     # 5. kernel objects with shoal's names that the store does not know
     live_veths = {host_veth_name(ep.id) for ep in store.endpoints() if ep.ip is not None}
     for link in links.list_links(engine.host):
         name = link.name
+        owner = marked_root(link.alias)
+        if owner is not None and owner != marked_root(engine.mark):
+            continue  # another root's (or that root was renamed): never shoal's to delete
+        if name in known_bridges and link.alias is None:  # an older shoal's: mark it now
+            links.set_alias(engine.host, link.index, engine.mark)
         stale_veth = name.startswith(HOST_VETH_PREFIX) and name not in live_veths
         stale_bridge = (name.startswith(BRIDGE_PREFIX) and name not in known_bridges
                         and link.kind == "bridge")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Host
+from .harness import HOST_ADDR, OUTSIDE_ADDR, Host
+from .test_firewall import _tcp_server
 
 FAKE_TOOL = "#!/bin/sh\necho pwned >> {marker}\nexit 0\n"
 
@@ -222,3 +223,48 @@ def test_reconcile_never_follows_a_symlinked_netns_directory(host: Host) -> None
     assert "left" in out and "netns alone" in out, out
     assert sorted(os.listdir(victim)) == sorted(files)
     assert all((victim / f).read_text() == "precious" for f in files)
+
+
+# -- item 5: two shoal roots in one network namespace ---------------------------------------
+
+
+def test_a_second_root_in_the_same_namespace_is_refused(host: Host) -> None:
+    host.shoal("network", "create", "lab")
+    _tcp_server(host, "web", 8000, args=("-p", "8080:8000"), network="lab")
+    host.shoal("run", "-d", "--name", "db", "--", "sleep", "60")
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+    before = host.links()
+    veths = {n for n in before if n.startswith("vsh")}
+    bridges = {n for n in before if n.startswith("sh-")} | {"shoal0"}
+    assert len(veths) == 2 and len(bridges) == 2
+    root2, run2 = str(host.base / "root2"), str(host.base / "run2")
+    for args in (("network", "ls"), ("run", "--rm", "--", "true"), ("system", "reconcile")):
+        line = one_line_error(shoal_env(host, root2, run2, None, None, *args))
+        assert f"another shoal root, {host.root}, owns" in line, line
+    # the first root's objects are all there, its container reachable through its port
+    after = host.links()
+    assert veths | bridges <= set(after)
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+    out = host.shoal("system", "reconcile").stdout
+    assert "removed" not in out and "rolled back" not in out, out
+    assert host.ip_of("web", "lab") and host.ip_of("db", "bridge")
+    assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+    assert host.ping_ok("db", OUTSIDE_ADDR)
+    # the mark: on the bridges and on the host ends of the veths
+    assert all(after[n].get("ifalias") == f"shoal root={host.root}" for n in veths | bridges)
+    host.shoal("rm", "-f", "web", "db")
+
+
+def test_reconcile_leaves_another_roots_links_alone(host: Host) -> None:
+    host.shoal("network", "ls")
+    # links with shoal's names, marked by another root: none of this root's to delete
+    host.ip("link", "add", "sh-0123456789a", "type", "bridge")
+    host.ip("link", "set", "sh-0123456789a", "alias", "shoal root=/elsewhere/root")
+    host.ip("link", "add", "vsh0123456789a", "type", "veth", "peer", "name", "p0")
+    host.ip("link", "set", "vsh0123456789a", "alias", "shoal root=/elsewhere/root")
+    # an unmarked one (an older shoal's) is still this root's leftover
+    host.ip("link", "add", "vsh0123456789b", "type", "veth", "peer", "name", "p1")
+    out = host.shoal("system", "reconcile").stdout
+    names = set(host.links())
+    assert {"sh-0123456789a", "vsh0123456789a"} <= names
+    assert "vsh0123456789b" not in names and "removed veth vsh0123456789b" in out
