@@ -22,6 +22,7 @@ from .model import (
 from .names import (
     DEFAULT_BRIDGE,
     bridge_name,
+    check_user_bridge_name,
     host_veth_name,
     is_hostname,
     marked_root,
@@ -249,6 +250,25 @@ class Engine:
         taken += [(r, f"host route {r}") for r in links.routes(self.host)]
         return taken
 
+    def _check_host_overlap(self, subnet: IPv4Network) -> None:
+        """An explicit subnet may hold none of the host's addresses, nor overlap a route of
+        the host's (default routes aside): the bridge would take that link's traffic, as
+        when a network on 198.51.100.0/24 took the uplink's 198.51.100.1. Docker refuses
+        overlapping routes too."""
+        from .kernel import links
+
+        names = {link.index: link.name for link in links.list_links(self.host)}
+        for iface, index in links.address_entries(self.host):
+            if iface.ip in subnet:
+                raise Conflict(
+                    f"subnet {subnet} holds the host's address {iface} on "
+                    f"{names.get(index, index)}; choose another --subnet")
+        for dst, oif in links.route_entries(self.host):
+            if dst.overlaps(subnet):
+                via = f" on {names.get(oif, oif)}" if oif is not None else ""
+                raise Conflict(f"subnet {subnet} overlaps the host's route to {dst}{via}; "
+                               "choose another --subnet")
+
     def _create_builtin_networks(self) -> None:
         from .drivers import bridge as bridge_driver
 
@@ -307,6 +327,8 @@ class Engine:
         if (gateway or ip_range) and not subnet:
             raise InvalidArgument("--gateway and --ip-range need --subnet")
         net_subnet = ipam.parse_subnet(subnet) if subnet else None
+        if net_subnet is not None:
+            ipam.check_usable(net_subnet)
         net_gw = ipam.parse_address(gateway, "gateway") if gateway else None
         net_range = ipam.parse_subnet(ip_range, "ip-range") if ip_range else None
         if net_subnet:
@@ -314,6 +336,8 @@ class Engine:
         net_id = new_id()
         bridge = options.get("shoal.bridge.name") or bridge_name(net_id)
         validate_ifname(bridge, "bridge")
+        if "shoal.bridge.name" in options:
+            check_user_bridge_name(bridge)
 
         with self.store.locked():
             if any(n.name == name for n in self.store.networks()):
@@ -335,6 +359,7 @@ class Engine:
                             f"subnet {net_subnet} overlaps network {other.name} "
                             f"({other.subnet}); choose another --subnet"
                         )
+                self._check_host_overlap(net_subnet)
             net_subnet, net_gw, net_range = ipam.network_config(net_subnet, net_gw, net_range)
             net = Network(
                 id=net_id, name=name, driver=driver, created=now(), subnet=net_subnet,
@@ -484,6 +509,7 @@ class Engine:
                 "at most 63 characters"
             )
         env = _parse_env(spec.env)
+        _check_workdir(spec.workdir)
         bindings = [b for text in spec.publish for b in portspec.parse_publish(text)]
         exposed = [e for text in spec.expose for e in portspec.parse_expose(text)]
         exposed += [(b.container_port, b.proto) for b in bindings
@@ -598,9 +624,18 @@ class Engine:
                                ips: list[IPv4Address] | None = None) -> None:
         """The container's own /etc/hostname and /etc/hosts, in its directory (made and
         written without following a symlink)."""
-        from . import dirs
 
         cdir = self.container_dir(ctr.id)
+        try:
+            self._write_files_in(cdir, ctr, shared, ips)
+        except OSError as e:  # a full disk, most likely: a clear line, not a bare errno
+            raise ShoalError(f"cannot write the container's files in {cdir}: "
+                             f"{e.strerror or e}") from None
+
+    def _write_files_in(self, cdir: str, ctr: Container, shared: Container | None,
+                        ips: list[IPv4Address] | None) -> None:
+        from . import dirs
+
         ctrs_fd = dirs.subdir(self.run_fd, "containers", os.path.dirname(cdir))
         try:
             fd = dirs.subdir(ctrs_fd, ctr.id, cdir)
@@ -1048,6 +1083,17 @@ def _parse_env(items: list[str]) -> list[str]:
             value = os.environ[key]
         out.append(f"{key}={value}")
     return out
+
+
+def _check_workdir(path: str) -> None:
+    """The command's working directory must exist: shoal runs host commands, there is no image
+    to make it in (Docker creates a missing -w in the container's filesystem)."""
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"the working directory {path!r} is invalid: -w needs an "
+                              "absolute path")
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"the working directory {path} does not exist (or is not a "
+                              "directory): create it, or give -w an existing one")
 
 
 def _setting(given: str | None, flag: str, variable: str, default: str) -> str:

@@ -60,6 +60,17 @@ def validate_ifname(name: str, what: str = "interface") -> str:
     return name
 
 
+def check_user_bridge_name(name: str) -> str:
+    """A bridge name given with -o shoal.bridge.name: not one of the names shoal gives its
+    own links, which reconcile removes when no network or container of shoal's has them."""
+    if name == DEFAULT_BRIDGE or name.startswith((HOST_VETH_PREFIX, BRIDGE_PREFIX)):
+        raise InvalidArgument(
+            f"bridge name {name!r} is reserved: shoal names its own links "
+            f"{DEFAULT_BRIDGE}, {BRIDGE_PREFIX}* and {HOST_VETH_PREFIX}* (and removes stale "
+            "ones); pick another -o shoal.bridge.name")
+    return name
+
+
 def new_id() -> str:
     """A 64-hex-digit id, as Docker uses."""
     return os.urandom(32).hex()

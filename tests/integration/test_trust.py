@@ -268,3 +268,122 @@ def test_reconcile_leaves_another_roots_links_alone(host: Host) -> None:
     names = set(host.links())
     assert {"sh-0123456789a", "vsh0123456789a"} <= names
     assert "vsh0123456789b" not in names and "removed veth vsh0123456789b" in out
+
+
+# -- item 11: reserved bridge names ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["vshbr0", "sh-mine", "shoal0"])
+def test_a_reserved_bridge_name_is_refused(host: Host, name: str) -> None:
+    host.shoal("network", "ls")
+    res = host.shoal("network", "create", "-o", f"shoal.bridge.name={name}", "x", check=False)
+    line = one_line_error(res)
+    assert f"bridge name {name!r} is reserved" in line, line
+    assert "x" not in host.shoal("network", "ls", "--format", "json").stdout.split('"')
+    links = host.links()
+    assert name not in links or name == "shoal0"
+
+
+# -- item 13: input that must be refused ----------------------------------------------------
+
+
+def test_run_in_a_missing_working_directory_is_refused(host: Host) -> None:
+    for workdir, expected in (("/nonexistent", "/nonexistent does not exist"),
+                              ("relative", "needs an absolute path")):
+        for detach in ((), ("-d",)):
+            res = host.shoal("run", *detach, "--name", "w", "-w", workdir, "--", "pwd",
+                             check=False)
+            assert res.returncode == 125, res
+            assert expected in one_line_error(res) and res.stdout == ""
+    assert host.shoal("ps", "-a", "-q").stdout.strip() == ""
+    assert not [n for n in host.links() if n.startswith("vsh")]
+    assert host.shoal("run", "--rm", "-w", "/tmp", "--", "pwd").stdout == "/tmp\n"
+
+
+@pytest.mark.parametrize(("subnet", "why"), [
+    ("127.0.0.0/8", "loopback"), ("127.5.0.0/16", "loopback"), ("224.1.0.0/16", "multicast"),
+    ("0.0.0.0/8", "this network"), ("0.0.0.0/0", "this network"), ("240.0.0.0/4", "reserved"),
+    ("255.255.255.255/32", "broadcast")])
+def test_a_subnet_no_network_can_use_is_refused(host: Host, subnet: str, why: str) -> None:
+    res = host.shoal("network", "create", "--subnet", subnet, "x", check=False)
+    line = one_line_error(res)
+    assert why in line and "choose another --subnet" in line, line
+    assert "x" not in [n["Name"] for n in host.shoal_json("network", "inspect", "bridge",
+                                                            "host", "none")]
+    assert host.shoal("network", "inspect", "x", check=False).returncode != 0
+
+
+def test_a_subnet_holding_a_host_address_or_route_is_refused(host: Host) -> None:
+    res = host.shoal("network", "create", "--subnet", "198.51.100.0/24", "x", check=False)
+    line = one_line_error(res)
+    assert f"holds the host's address {HOST_ADDR}/24 on eth0" in line, line
+    host.ip("route", "add", "203.0.113.0/24", "via", OUTSIDE_ADDR)
+    res = host.shoal("network", "create", "--subnet", "203.0.113.128/25", "y", check=False)
+    line = one_line_error(res)
+    assert "overlaps the host's route to 203.0.113.0/24 on eth0" in line, line
+    names = set(host.links())
+    assert host.shoal("network", "inspect", "x", check=False).returncode != 0
+    assert host.shoal("network", "inspect", "y", check=False).returncode != 0
+    assert not [n for n in names if n.startswith("sh-")]
+    # the uplink still works: the bridge did not take the outside's address
+    assert host.in_ns(host.ns, "ping", "-c1", "-W2", OUTSIDE_ADDR).returncode == 0
+    host.shoal("network", "create", "--subnet", "192.0.2.0/24", "ok")
+
+
+# -- item 14: small things -------------------------------------------------------------------
+
+
+def test_a_closed_pipe_ends_output_quietly(host: Host) -> None:
+    host.shoal("network", "ls")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head -1` does once it has its line
+    try:
+        res = subprocess.run(
+            ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,
+             "--run-dir", host.run_dir, "network", "inspect", "bridge"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, env=host.env(), timeout=60)
+    finally:
+        os.close(write_end)
+    assert res.stderr == "" and res.returncode == 141, (res.returncode, res.stderr)
+
+
+@pytest.mark.parametrize("full", ["run-dir", "root"])
+def test_a_full_disk_during_run_exits_125_and_leaves_nothing(host: Host, full: str) -> None:
+    small = host.base / "small"
+    small.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "shoal-test", small],
+                   check=True)
+    try:
+        root = str(small) if full == "root" else host.root
+        run_dir = str(small) if full == "run-dir" else host.run_dir
+        assert shoal_env(host, root, run_dir, None, None, "network", "ls").returncode == 0
+        filler = small / "filler"
+        with open(filler, "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        res = shoal_env(host, root, run_dir, None, None, "run", "--rm", "--", "true")
+        assert res.returncode == 125, res
+        line = one_line_error(res)
+        assert "No space left on device" in line or "disk is full" in line, line
+        filler.unlink()
+        ps = shoal_env(host, root, run_dir, None, None, "ps", "-a", "-q")
+        assert ps.returncode == 0 and ps.stdout.strip() == "", ps
+        assert not [n for n in host.links() if n.startswith("vsh")]
+        netns = Path(run_dir) / "netns"
+        assert not netns.exists() or os.listdir(netns) == []
+    finally:
+        host.kill_processes()
+        subprocess.run(["umount", "-l", small], capture_output=True)
+
+
+def test_ps_shows_a_multi_line_command_on_one_line(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "ml", "--", "sh", "-c", "sleep 60\n\techo\x1bdone")
+    out = host.shoal("ps", "--no-trunc").stdout
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    assert "sh -c 'sleep 60\\n\\techo\\x1bdone'" in lines[1]
+    assert "\x1b" not in out and "\t" not in out
+    host.shoal("rm", "-f", "ml")

@@ -159,14 +159,34 @@ def addresses(sock: Netlink, index: int | None = None) -> list[IPv4Interface]:
 
 def routes(sock: Netlink) -> list[IPv4Network]:
     """Destinations of the IPv4 unicast routes of every table, default routes excluded."""
+    return [dst for dst, _ in route_entries(sock)]
+
+
+def route_entries(sock: Netlink) -> list[tuple[IPv4Network, int | None]]:
+    """(destination, output link index) of the IPv4 unicast routes of every table, default
+    routes excluded."""
     out = []
     for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
         _f, dst_len, _s, _t, _tab, _p, _sc, rtype, _fl = nl._RTMSG.unpack_from(body)
         if rtype != nl.RTN_UNICAST or dst_len == 0:
             continue
-        dst = nl.parse_attrs(body, nl._RTMSG.size).get(nl.RTA_DST)
+        attrs = nl.parse_attrs(body, nl._RTMSG.size)
+        dst, oif = attrs.get(nl.RTA_DST), attrs.get(nl.RTA_OIF)
         if dst and len(dst) == 4:
-            out.append(IPv4Network(f"{IPv4Address(dst)}/{dst_len}", strict=False))
+            out.append((IPv4Network(f"{IPv4Address(dst)}/{dst_len}", strict=False),
+                        struct.unpack("=I", oif)[0] if oif else None))
+    return out
+
+
+def address_entries(sock: Netlink) -> list[tuple[IPv4Interface, int]]:
+    """(address, link index) of the IPv4 addresses of every link in the namespace."""
+    out = []
+    for body in sock.dump(nl.RTM_GETADDR, nl.ifaddrmsg(0, 0), "list addresses"):
+        _fam, prefix, _flags, _scope, idx = nl._IFADDR.unpack_from(body)
+        attrs = nl.parse_attrs(body, nl._IFADDR.size)
+        raw = attrs.get(nl.IFA_LOCAL) or attrs.get(nl.IFA_ADDRESS)
+        if raw and len(raw) == 4:
+            out.append((IPv4Interface(f"{IPv4Address(raw)}/{prefix}"), idx))
     return out
 
 
