@@ -165,6 +165,19 @@ def subdir(dir_fd: int, name: str, where: str, create: bool = True) -> int:
         raise
 
 
+def probe_writable(dir_fd: int) -> None:
+    """Create and remove a file in the directory: OSError if that cannot be done."""
+    name = ".shoal-probe"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    except FileExistsError:  # left by a process that died here
+        os.unlink(name, dir_fd=dir_fd)
+        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    os.close(fd)
+    os.unlink(name, dir_fd=dir_fd)
+
+
 def remove_tree(dir_fd: int, name: str) -> None:
     """Remove a directory shoal made and what is in it, as far as possible, never following
     a symlink (one in its place is left alone)."""

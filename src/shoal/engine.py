@@ -112,6 +112,18 @@ class Engine:
         except BaseException:
             os.close(self.run_fd)
             raise
+        marker = os.path.join(self.run_dir, BOOT_MARKER)
+        if not dirs.exists(self.run_fd, BOOT_MARKER, marker):
+            # a new run directory: before anything is made, can shoal write there at all
+            # (--run-dir /proc)?
+            try:
+                dirs.probe_writable(self.run_fd)
+            except OSError as e:
+                self.store.close()
+                os.close(self.run_fd)
+                raise ShoalError(f"cannot use the run directory {self.run_dir}: "
+                                 f"{e.strerror or e}; give --run-dir a directory on a "
+                                 "writable filesystem") from None
         self.netns_dir = os.path.join(self.run_dir, "netns")
         self.mark = owner_mark(self.root)  # on the links shoal makes: which root made them
         self._host: Netlink | None = None
@@ -129,7 +141,6 @@ class Engine:
         if self.store.interrupted():
             with self.store.locked():  # repairs, see _repair_interrupted
                 pass
-        marker = os.path.join(self.run_dir, BOOT_MARKER)
         if not dirs.exists(self.run_fd, BOOT_MARKER, marker):
             # a new run directory: first use, or the host restarted (it is on a tmpfs)
             from .reconcile import reconcile

@@ -387,3 +387,18 @@ def test_ps_shows_a_multi_line_command_on_one_line(host: Host) -> None:
     assert "sh -c 'sleep 60\\n\\techo\\x1bdone'" in lines[1]
     assert "\x1b" not in out and "\t" not in out
     host.shoal("rm", "-f", "ml")
+
+
+def test_a_run_directory_shoal_cannot_write_is_refused_before_anything_is_made(
+        host: Host) -> None:
+    ro = host.base / "ro"
+    ro.mkdir(mode=0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,mode=0755", "shoal-test", ro], check=True)
+    try:
+        res = shoal_env(host, None, str(ro), None, None, "network", "ls")
+        line = one_line_error(res)
+        assert f"cannot use the run directory {ro}: Read-only file system" in line, line
+        assert os.stat(ro).st_mode & 0o7777 == 0o755
+        assert "shoal0" not in host.links()
+    finally:
+        subprocess.run(["umount", "-l", ro], capture_output=True)
