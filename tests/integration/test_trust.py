@@ -402,3 +402,20 @@ def test_a_run_directory_shoal_cannot_write_is_refused_before_anything_is_made(
         assert "shoal0" not in host.links()
     finally:
         subprocess.run(["umount", "-l", ro], capture_output=True)
+
+
+def test_a_symlink_planted_in_a_containers_directory_is_never_read(host: Host) -> None:
+    secret = host.base / "secret"
+    secret.write_text("root-only secret\n")
+    secret.chmod(0o600)
+    cid = host.shoal("run", "-d", "--name", "x", "--", "sleep", "60").stdout.strip()
+    hosts = Path(host.run_dir) / "containers" / cid / "hosts"
+    hosts.unlink()
+    hosts.symlink_to(secret)
+    # a container sharing x's sandbox copies x's hosts file: never through the symlink
+    res = host.shoal("run", "--rm", "--network", "container:x", "--", "cat", "/etc/hosts",
+                     check=False)
+    assert res.returncode == 125 and "secret" not in res.stdout
+    assert f"refusing {hosts}: it is a symbolic link" in one_line_error(res)
+    host.shoal("rm", "-f", "x")
+    assert secret.read_text() == "root-only secret\n"
