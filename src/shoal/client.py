@@ -138,7 +138,8 @@ class Container(_Model):
 
     def logs(self) -> bytes:
         try:
-            with open(os.path.join(self.client.engine.container_dir(self.id), "log"), "rb") as f:
+            path = os.path.join(self.client.engine.container_dir(self.id), "log")
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
                 return f.read()
         except FileNotFoundError:
             return b""

@@ -22,9 +22,12 @@ from .model import (
 from .names import (
     DEFAULT_BRIDGE,
     bridge_name,
+    check_user_bridge_name,
     host_veth_name,
     is_hostname,
+    marked_root,
     new_id,
+    owner_mark,
     random_name,
     validate_ifname,
     validate_name,
@@ -97,15 +100,34 @@ class RunSpec(Record):
 class Engine:
     def __init__(self, root: str | None = None, run_dir: str | None = None,
                  firewall_backend: str | None = None, ip_forward: str | None = None) -> None:
+        from . import dirs
+
         check_privileges()
-        self.root = os.path.abspath(root or os.environ.get("SHOAL_ROOT") or DEFAULT_ROOT)
-        self.run_dir = os.path.abspath(
-            run_dir or os.environ.get("SHOAL_RUN_DIR") or DEFAULT_RUN_DIR
-        )
-        self.store = Store(self.root)
-        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
+        # an empty --root or SHOAL_ROOT is an error, not the default (see shoal.dirs for the
+        # checks on the directories and every one above them)
+        root = _setting(root, "--root", "SHOAL_ROOT", DEFAULT_ROOT)
+        run_dir = _setting(run_dir, "--run-dir", "SHOAL_RUN_DIR", DEFAULT_RUN_DIR)
+        self.root, self.run_dir = os.path.abspath(root), os.path.abspath(run_dir)
+        self.run_fd = dirs.open_dir(self.run_dir, "run directory (--run-dir)")
+        try:
+            self.store = Store(self.root, dirs.open_dir(self.root, "state directory (--root)"))
+        except BaseException:
+            os.close(self.run_fd)
+            raise
+        marker = os.path.join(self.run_dir, BOOT_MARKER)
+        if not dirs.exists(self.run_fd, BOOT_MARKER, marker):
+            # a new run directory: before anything is made, can shoal write there at all
+            # (--run-dir /proc)?
+            try:
+                dirs.probe_writable(self.run_fd)
+            except OSError as e:
+                self.store.close()
+                os.close(self.run_fd)
+                raise ShoalError(f"cannot use the run directory {self.run_dir}: "
+                                 f"{e.strerror or e}; give --run-dir a directory on a "
+                                 "writable filesystem") from None
         self.netns_dir = os.path.join(self.run_dir, "netns")
+        self.mark = owner_mark(self.root)  # on the links shoal makes: which root made them
         self._host: Netlink | None = None
         self._host_fd: int | None = None
         self._netns_dir_ready = False
@@ -124,15 +146,14 @@ class Engine:
         if self.store.interrupted():
             with self.store.locked():  # repairs, see _repair_interrupted
                 pass
-        if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+        if not dirs.exists(self.run_fd, BOOT_MARKER, marker):
             # a new run directory: first use, or the host restarted (it is on a tmpfs)
             from .reconcile import reconcile
 
             with self.store.locked():
-                if not os.path.exists(os.path.join(self.run_dir, BOOT_MARKER)):
+                if not dirs.exists(self.run_fd, BOOT_MARKER, marker):
                     self.repairs += reconcile(self)
-                    with open(os.path.join(self.run_dir, BOOT_MARKER), "w") as f:
-                        f.write(_boot_id())
+                    dirs.write_file(self.run_fd, BOOT_MARKER, _boot_id().encode(), marker)
         if self._netfilter is not None and self.netfilter.switch_needed():
             with self.store.locked():
                 if self.netfilter.switch_needed():
@@ -172,6 +193,9 @@ class Engine:
             os.close(self._host_fd)
             self._host_fd = None
         self.store.close()
+        if self.run_fd >= 0:
+            os.close(self.run_fd)
+            self.run_fd = -1
 
     # -- kernel handles -----------------------------------------------------------------------
 
@@ -192,6 +216,21 @@ class Engine:
             self._host_fd = ns.current_netns_fd()
         return self._host_fd
 
+    def check_namespace_owner(self) -> None:
+        """Refuse to work in a network namespace whose shoal objects another shoal root owns:
+        the default bridge carries the mark of the root that made it. One netlink request,
+        made when a root bootstraps (its built-in networks, a new run directory) and at each
+        reconcile; an unmarked bridge (an older shoal's) is taken as this root's."""
+        from .kernel import links
+
+        link = links.get_link(self.host, DEFAULT_BRIDGE)
+        other = marked_root(link.alias if link else None)
+        if other is not None and other != marked_root(self.mark):
+            raise Conflict(
+                f"another shoal root, {other}, owns this network namespace's shoal objects "
+                f"(bridge {DEFAULT_BRIDGE} carries its mark): use --root {other} with its "
+                "--run-dir, or run this root in a network namespace of its own")
+
     def sandbox_path(self, container_id: str) -> str:
         return os.path.join(self.netns_dir, container_id)
 
@@ -199,10 +238,13 @@ class Engine:
         return os.path.join(self.run_dir, "containers", container_id)
 
     def _prepare_netns_dir(self) -> None:
+        from . import dirs
         from .kernel import ns
 
         if not self._netns_dir_ready:
-            os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
+            # made here, never through a symlink; the mount below then uses the path, which
+            # nobody else can change (the run directory is root's alone, see shoal.dirs)
+            os.close(dirs.subdir(self.run_fd, "netns", self.netns_dir))
             if not ns.is_mountpoint(self.netns_dir):
                 ns.ensure_private_mount(self.netns_dir)
             self._netns_dir_ready = True
@@ -226,12 +268,32 @@ class Engine:
         taken += [(r, f"host route {r}") for r in links.routes(self.host)]
         return taken
 
+    def _check_host_overlap(self, subnet: IPv4Network) -> None:
+        """An explicit subnet may hold none of the host's addresses, nor overlap a route of
+        the host's (default routes aside): the bridge would take that link's traffic, as
+        when a network on 198.51.100.0/24 took the uplink's 198.51.100.1. Docker refuses
+        overlapping routes too."""
+        from .kernel import links
+
+        names = {link.index: link.name for link in links.list_links(self.host)}
+        for iface, index in links.address_entries(self.host):
+            if iface.ip in subnet:
+                raise Conflict(
+                    f"subnet {subnet} holds the host's address {iface} on "
+                    f"{names.get(index, index)}; choose another --subnet")
+        for dst, oif in links.route_entries(self.host):
+            if dst.overlaps(subnet):
+                via = f" on {names.get(oif, oif)}" if oif is not None else ""
+                raise Conflict(f"subnet {subnet} overlaps the host's route to {dst}{via}; "
+                               "choose another --subnet")
+
     def _create_builtin_networks(self) -> None:
         from .drivers import bridge as bridge_driver
 
         with self.store.locked():
             if self.store.get_meta("builtins") is not None:
                 return
+            self.check_namespace_owner()  # before anything is made or changed
             subnet = ipam.choose_subnet(t for t, _ in self._taken_subnets())
             _, gateway, _ = ipam.network_config(subnet, None, None)
             created = now()
@@ -246,7 +308,7 @@ class Engine:
                 self.store.add_network(Network(new_id(), "host", "host", created))
                 self.store.add_network(Network(new_id(), "none", "null", created))
                 self.store.set_meta("builtins", "1")
-            bridge_driver.ensure(self.host, default)
+            bridge_driver.ensure(self.host, default, self.mark)
             self.netfilter.ensure_forwarding()
             self.netfilter.reload()
 
@@ -283,6 +345,8 @@ class Engine:
         if (gateway or ip_range) and not subnet:
             raise InvalidArgument("--gateway and --ip-range need --subnet")
         net_subnet = ipam.parse_subnet(subnet) if subnet else None
+        if net_subnet is not None:
+            ipam.check_usable(net_subnet)
         net_gw = ipam.parse_address(gateway, "gateway") if gateway else None
         net_range = ipam.parse_subnet(ip_range, "ip-range") if ip_range else None
         if net_subnet:
@@ -290,6 +354,8 @@ class Engine:
         net_id = new_id()
         bridge = options.get("shoal.bridge.name") or bridge_name(net_id)
         validate_ifname(bridge, "bridge")
+        if "shoal.bridge.name" in options:
+            check_user_bridge_name(bridge)
 
         with self.store.locked():
             if any(n.name == name for n in self.store.networks()):
@@ -311,6 +377,7 @@ class Engine:
                             f"subnet {net_subnet} overlaps network {other.name} "
                             f"({other.subnet}); choose another --subnet"
                         )
+                self._check_host_overlap(net_subnet)
             net_subnet, net_gw, net_range = ipam.network_config(net_subnet, net_gw, net_range)
             net = Network(
                 id=net_id, name=name, driver=driver, created=now(), subnet=net_subnet,
@@ -321,7 +388,7 @@ class Engine:
                 self.store.add_network(net)
             crashpoint("network-create:row")
             try:
-                bridge_driver.create(self.host, net)
+                bridge_driver.create(self.host, net, self.mark)
                 crashpoint("network-create:bridge")
                 self.netfilter.set_route_localnet(bridge)
                 if self.netfilter.ensure_forwarding():
@@ -460,6 +527,7 @@ class Engine:
                 "at most 63 characters"
             )
         env = _parse_env(spec.env)
+        _check_workdir(spec.workdir)
         bindings = [b for text in spec.publish for b in portspec.parse_publish(text)]
         exposed = [e for text in spec.expose for e in portspec.parse_expose(text)]
         exposed += [(b.container_port, b.proto) for b in bindings
@@ -548,7 +616,7 @@ class Engine:
                 self._destroy_sandbox(ctr)
                 with self.store.transaction():
                     self.store.delete_container(cid)
-                _remove_tree(self.container_dir(cid))
+                self._remove_container_dir(cid)
                 raise
             return ctr
 
@@ -576,26 +644,49 @@ class Engine:
                 links.bring_up_lo(sandbox)
             for i, (ep, net) in enumerate(endpoints):
                 bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first=i == 0,
-                                     fresh=i == 0)
+                                     fresh=i == 0, mark=self.mark)
         finally:
             sandbox.close()
 
     def _write_container_files(self, ctr: Container, shared: Container | None = None,
                                ips: list[IPv4Address] | None = None) -> None:
-        """The container's own /etc/hostname and /etc/hosts, in its directory."""
+        """The container's own /etc/hostname and /etc/hosts, in its directory (made and
+        written without following a symlink)."""
+
         cdir = self.container_dir(ctr.id)
-        os.makedirs(cdir, mode=0o700, exist_ok=True)
-        with open(os.path.join(cdir, "hostname"), "w") as f:
-            f.write(ctr.hostname + "\n")
-        hosts = os.path.join(cdir, "hosts")
-        if ctr.network_mode == "host":
-            _copy_file("/etc/hosts", hosts)
-        elif shared is not None:
-            _copy_file(os.path.join(self.container_dir(shared.id), "hosts"), hosts)
-        else:
-            if ips is None:
-                ips = [ep.ip for ep in self.store.endpoints(container_id=ctr.id) if ep.ip]
-            _write_hosts(hosts, ctr.hostname, ips)
+        try:
+            self._write_files_in(cdir, ctr, shared, ips)
+        except OSError as e:  # a full disk, most likely: a clear line, not a bare errno
+            raise ShoalError(f"cannot write the container's files in {cdir}: "
+                             f"{e.strerror or e}") from None
+
+    def _write_files_in(self, cdir: str, ctr: Container, shared: Container | None,
+                        ips: list[IPv4Address] | None) -> None:
+        from . import dirs
+
+        ctrs_fd = dirs.subdir(self.run_fd, "containers", os.path.dirname(cdir))
+        try:
+            fd = dirs.subdir(ctrs_fd, ctr.id, cdir)
+        finally:
+            os.close(ctrs_fd)
+        try:
+            dirs.write_file(fd, "hostname", (ctr.hostname + "\n").encode(),
+                            os.path.join(cdir, "hostname"))
+            if ctr.network_mode == "host":
+                with open("/etc/hosts", "rb") as f:
+                    hosts = f.read()
+            elif shared is not None:
+                src = dirs.open_file(self.run_fd, f"containers/{shared.id}/hosts",
+                                     os.O_RDONLY, 0, self.container_dir(shared.id) + "/hosts")
+                with os.fdopen(src, "rb") as f:
+                    hosts = f.read()
+            else:
+                if ips is None:
+                    ips = [ep.ip for ep in self.store.endpoints(container_id=ctr.id) if ep.ip]
+                hosts = _hosts_text(ctr.hostname, ips).encode()
+            dirs.write_file(fd, "hosts", hosts, os.path.join(cdir, "hosts"))
+        finally:
+            os.close(fd)
 
     def _destroy_sandbox(self, ctr: Container) -> None:
         """Unmount the sandbox's namespace; the kernel removes it and its veths once the last
@@ -703,7 +794,19 @@ class Engine:
     def _delete_container(self, ctr: Container) -> None:
         with self.store.transaction():
             self.store.delete_container(ctr.id)
-        _remove_tree(self.container_dir(ctr.id))
+        self._remove_container_dir(ctr.id)
+
+    def _remove_container_dir(self, container_id: str) -> None:
+        from . import dirs
+
+        try:
+            fd = os.open("containers", dirs.O_DIR, dir_fd=self.run_fd)
+        except OSError:
+            return
+        try:
+            dirs.remove_tree(fd, container_id)
+        finally:
+            os.close(fd)
 
     def _reap_if_orphaned(self, ctr: Container) -> Container:
         """A running container whose process and supervisor are both gone (killed while no
@@ -1020,7 +1123,8 @@ class Engine:
                 first = not any(e.ip for e in existing)
                 try:
                     with self._sandbox(ctr.id) as sandbox:
-                        bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first)
+                        bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first,
+                                             mark=self.mark)
                     crashpoint("connect:attached")
                     if not netfilter_module.net_rule(net).icc:
                         self.netfilter.apply(added=rules.no_icc_port_elements(host_veth_name(ep.id)))
@@ -1123,42 +1227,35 @@ def _parse_env(items: list[str]) -> list[str]:
     return out
 
 
-# shutil would do these two, but importing it (with zlib, bz2 and lzma) costs `shoal run` 5 ms
+def _check_workdir(path: str) -> None:
+    """The command's working directory must exist: shoal runs host commands, there is no image
+    to make it in (Docker creates a missing -w in the container's filesystem)."""
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"the working directory {path!r} is invalid: -w needs an "
+                              "absolute path")
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"the working directory {path} does not exist (or is not a "
+                              "directory): create it, or give -w an existing one")
 
 
-def _copy_file(src: str, dst: str) -> None:
-    with open(src, "rb") as f, open(dst, "wb") as out:
-        out.write(f.read())
+def _setting(given: str | None, flag: str, variable: str, default: str) -> str:
+    """A directory from its option, else its variable, else the default; empty is refused."""
+    value = given if given is not None else os.environ.get(variable)
+    if value is None:
+        return default
+    if not value:
+        source = flag if given is not None else variable
+        raise InvalidArgument(f"{source} is empty: give a directory, or leave {source} out "
+                              f"for the default {default}")
+    return value
 
 
-def _remove_tree(path: str) -> None:
-    """Remove a container's directory and what is in it, as far as possible (as
-    shutil.rmtree(ignore_errors=True) does); never follows a symlink out of it."""
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        entries = []
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                _remove_tree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def _write_hosts(path: str, hostname: str, ips: list[IPv4Address]) -> None:
+def _hosts_text(hostname: str, ips: list[IPv4Address]) -> str:
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
              "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
     lines += [f"{ip}\t{hostname}" for ip in ips]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def _boot_id() -> str:

@@ -59,6 +59,24 @@ def parse_subnet(text: str, what: str = "subnet") -> IPv4Network:
     return addr
 
 
+# Ranges a bridge network cannot use: packets to them are never routed to a bridge as
+# unicast (loopback, multicast, "this network", the reserved class E and the broadcast).
+UNUSABLE = (
+    ("0.0.0.0/8", '"this network", never a destination'),
+    ("127.0.0.0/8", "loopback"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved, with the broadcast address 255.255.255.255"),
+)
+
+
+def check_usable(subnet: IPv4Network) -> None:
+    """Refuse a subnet that overlaps a range no bridge network can use."""
+    for cidr, label in UNUSABLE:
+        if subnet.overlaps(ipaddress.IPv4Network(cidr)):
+            raise InvalidArgument(f"subnet {subnet} overlaps {cidr} ({label}), which a network "
+                                  "cannot use; choose another --subnet")
+
+
 def parse_address(text: str, what: str = "IP address") -> IPv4Address:
     try:
         addr = ipaddress.ip_address(text)

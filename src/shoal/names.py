@@ -60,9 +60,42 @@ def validate_ifname(name: str, what: str = "interface") -> str:
     return name
 
 
+def check_user_bridge_name(name: str) -> str:
+    """A bridge name given with -o shoal.bridge.name: not one of the names shoal gives its
+    own links, which reconcile removes when no network or container of shoal's has them."""
+    if name == DEFAULT_BRIDGE or name.startswith((HOST_VETH_PREFIX, BRIDGE_PREFIX)):
+        raise InvalidArgument(
+            f"bridge name {name!r} is reserved: shoal names its own links "
+            f"{DEFAULT_BRIDGE}, {BRIDGE_PREFIX}* and {HOST_VETH_PREFIX}* (and removes stale "
+            "ones); pick another -o shoal.bridge.name")
+    return name
+
+
 def new_id() -> str:
     """A 64-hex-digit id, as Docker uses."""
     return os.urandom(32).hex()
+
+
+HEX = frozenset("0123456789abcdef")
+MARK = "shoal root="
+IFALIASZ = 255  # bytes the kernel keeps of a link's alias (IFALIASZ 256, with the NUL)
+
+
+def owner_mark(root: str) -> str:
+    """The alias shoal gives the links it makes: which state directory (root) made them."""
+    mark = MARK + root
+    return mark.encode(errors="surrogateescape")[:IFALIASZ].decode(errors="ignore")
+
+
+def marked_root(alias: str | None) -> str | None:
+    """The root named by a link's alias, if it carries shoal's mark (None otherwise: no
+    alias, as an older shoal made them, or someone else's)."""
+    return alias[len(MARK):] if alias and alias.startswith(MARK) else None
+
+
+def is_id(text: str) -> bool:
+    """Is this one of shoal's ids (64 lowercase hex digits, as new_id makes)?"""
+    return len(text) == 64 and HEX.issuperset(text)
 
 
 def short_id(full: str) -> str:

@@ -9,13 +9,14 @@ namespace files in shoal's run directory) and that the store does not know."""
 from __future__ import annotations
 
 import os
+import stat
 from contextlib import suppress
 
 from .drivers import bridge as bridge_driver
 from .errors import ShoalError
 from .kernel import links, ns
 from .model import CREATED, RUNNING
-from .names import BRIDGE_PREFIX, HOST_VETH_PREFIX, host_veth_name
+from .names import BRIDGE_PREFIX, HOST_VETH_PREFIX, host_veth_name, is_id, marked_root
 from .runtime import pids
 
 TYPE_CHECKING = False
@@ -27,6 +28,7 @@ def reconcile(engine: Engine) -> list[str]:
     """Repair what can be repaired; returns one line per repair. Call with the lock held."""
     done: list[str] = []
     store = engine.store
+    engine.check_namespace_owner()  # another root's objects: change nothing at all
     # 1. containers whose process died while nobody watched; half-made ones are rolled back
     for ctr in store.containers():
         supervised = pids.alive(ctr.supervisor_pid, ctr.supervisor_start)
@@ -79,12 +81,17 @@ def reconcile(engine: Engine) -> list[str]:
             continue
         known_bridges.add(net.bridge)
         if links.get_link(engine.host, net.bridge) is None:
-            bridge_driver.ensure(engine.host, net)
+            bridge_driver.ensure(engine.host, net, engine.mark)
             done.append(f"network {net.name}: bridge {net.bridge} was missing; created again")
     # 5. kernel objects with shoal's names that the store does not know
     live_veths = {host_veth_name(ep.id) for ep in store.endpoints() if ep.ip is not None}
     for link in links.list_links(engine.host):
         name = link.name
+        owner = marked_root(link.alias)
+        if owner is not None and owner != marked_root(engine.mark):
+            continue  # another root's (or that root was renamed): never shoal's to delete
+        if name in known_bridges and link.alias is None:  # an older shoal's: mark it now
+            links.set_alias(engine.host, link.index, engine.mark)
         stale_veth = name.startswith(HOST_VETH_PREFIX) and name not in live_veths
         stale_bridge = (name.startswith(BRIDGE_PREFIX) and name not in known_bridges
                         and link.kind == "bridge")
@@ -95,13 +102,40 @@ def reconcile(engine: Engine) -> list[str]:
                             "no container or network of shoal's has it")
     wanted = {c.id for c in store.containers()
               if c.has_own_sandbox and c.status in (RUNNING, CREATED)}
-    if os.path.isdir(engine.netns_dir):
-        for entry in os.listdir(engine.netns_dir):
-            if entry not in wanted:
-                ns.remove_netns(os.path.join(engine.netns_dir, entry))
-                done.append(f"removed namespace {entry[:12]}: no container of shoal's has it")
+    done += _remove_stale_namespaces(engine, wanted)
     # 6. the firewall, from the state
     engine.netfilter.ensure_forwarding()
     engine.netfilter.reload()
+    return done
+
+
+def _remove_stale_namespaces(engine: Engine, wanted: set[str]) -> list[str]:
+    """Namespace files of shoal's that no container has: only entries named as shoal names
+    them (a container id) that are regular files or namespace mounts, in a `netns` directory
+    that is not a symlink. Nothing else there is touched, nothing is followed."""
+    from .dirs import O_DIR
+
+    try:
+        fd = os.open("netns", O_DIR, dir_fd=engine.run_fd)
+    except FileNotFoundError:
+        return []
+    except OSError:  # a symlink (or a file) in place of shoal's directory: not shoal's
+        return [f"left {engine.netns_dir} alone: it is not a directory shoal made (a "
+                "symbolic link?); remove it"]
+    done = []
+    try:
+        for entry in os.listdir(fd):
+            if entry in wanted or not is_id(entry):
+                continue
+            try:
+                st = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):  # a namespace mount is a regular file too
+                continue
+            ns.remove_netns(os.path.join(engine.netns_dir, entry))
+            done.append(f"removed namespace {entry[:12]}: no container of shoal's has it")
+    finally:
+        os.close(fd)
     return done
 

@@ -151,14 +151,14 @@ def status_text(ctr: Container, status: str) -> str:
     return "Created"
 
 
-def ps_row(ctr: Container, status: str, ports: list[PublishedPort] | None = None
-           ) -> dict[str, str]:
+def ps_row(ctr: Container, status: str, ports: list[PublishedPort] | None = None,
+           trunc: bool = True) -> dict[str, str]:
     import shlex
 
-    cmd = shlex.join(ctr.cmd)
+    cmd = printable(shlex.join(ctr.cmd))
     return {
-        "ID": short_id(ctr.id),
-        "Command": cmd if len(cmd) <= 20 else cmd[:19] + "…",
+        "ID": short_id(ctr.id) if trunc else ctr.id,
+        "Command": cmd if len(cmd) <= 20 or not trunc else cmd[:19] + "…",
         "CreatedAt": ctr.created,
         "RunningFor": _ago(ctr.created) + " ago",
         "Status": status_text(ctr, status),
@@ -169,6 +169,28 @@ def ps_row(ctr: Container, status: str, ports: list[PublishedPort] | None = None
                                                                         p.proto))),
         "Names": ctr.name,
     }
+
+
+def printable(text: str) -> str:
+    """Control characters escaped as Go's strconv.Quote writes them (Docker quotes the
+    command in `docker ps`): a multi-line command stays on one line of the table."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+            "\t": "\\t", "\v": "\\v"}
 
 
 def table(rows: list[dict[str, str]], columns: list[tuple[str, str]]) -> str:

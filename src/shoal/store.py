@@ -159,14 +159,28 @@ def _values(obj: Any) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, dir_fd: int | None = None) -> None:
+        """The state in directory `root`. The engine opens that directory itself, with its
+        checks (shoal.dirs), and hands its descriptor over (closed with the store); without
+        one, the directory is made 0700 if missing (the mode of an existing one is left)."""
+        from . import dirs
+
         self.root = root
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        os.chmod(root, 0o700)
+        if dir_fd is None:
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            dir_fd = os.open(root, dirs.O_DIR)
+        self.dir_fd = dir_fd
         path = os.path.join(root, "shoal.db")
         try:
-            # create it private: SQLite would make it (and its -wal/-shm files) world-readable
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            # never through a symlink; created private: SQLite would make it (and its
+            # -wal/-shm files) world-readable
+            os.close(dirs.open_file(dir_fd, "shoal.db", os.O_RDWR | os.O_CREAT, 0o600, path))
+            for suffix in ("-wal", "-shm", "-journal"):
+                dirs.exists(dir_fd, "shoal.db" + suffix, path + suffix)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        try:
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -174,10 +188,13 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
         except (OSError, sqlite3.DatabaseError) as e:
+            os.close(dir_fd)
             raise ShoalError(
                 f"cannot open the state database {path}: {e}; move it aside to start afresh"
             ) from None
         if version > SCHEMA_VERSION:
+            self.db.close()
+            os.close(dir_fd)
             raise ShoalError(
                 f"the state database {path} was written by a newer shoal (schema {version}); "
                 "upgrade shoal"
@@ -195,6 +212,9 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
 
     # -- locking and transactions ---------------------------------------------------------
 
@@ -205,8 +225,10 @@ class Store:
 
     def _acquire(self) -> None:
         if self._lock_depth == 0:
-            fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                         0o600)
+            from .dirs import open_file
+
+            fd = open_file(self.dir_fd, "lock", os.O_RDWR | os.O_CREAT, 0o600,
+                           os.path.join(self.root, "lock"))
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_fd = fd
         self._lock_depth += 1

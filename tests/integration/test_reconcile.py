@@ -150,11 +150,14 @@ def test_bridge_deleted_by_hand_is_recreated_on_use(host: Host) -> None:
                                                   ("nftables", "nftables")])
 def test_missing_firewall_tool_is_a_clear_error(host: Host, backend: str, package: str
                                                 ) -> None:
-    env = {**host.env(), "PATH": "/nonexistent", "SHOAL_FIREWALL_BACKEND": backend,
+    # shoal looks for its tools in /usr/sbin, /usr/bin, /sbin and /bin whatever the PATH:
+    # the tools are made missing by an empty /usr/sbin in a mount namespace of the test's own
+    env = {**host.env(), "SHOAL_FIREWALL_BACKEND": backend,
            "SHOAL_LIBNFTABLES": "/nonexistent/libnftables.so"}
-    res = subprocess.run([shutil.which("nsenter") or "nsenter", f"--net={host.ns}", PY, "-m",
-                          "shoal", "--root",
-                          host.root, "--run-dir", host.run_dir, "network", "ls"],
+    shoal = [shutil.which("nsenter") or "nsenter", f"--net={host.ns}", PY, "-m", "shoal",
+             "--root", host.root, "--run-dir", host.run_dir, "network", "ls"]
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          'mount -t tmpfs none /usr/sbin && exec "$@"', "sh", *shoal],
                          capture_output=True, text=True, env=env, timeout=60)
     lines = res.stderr.strip().splitlines()
     assert res.returncode != 0 and len(lines) == 1, res.stderr

@@ -124,10 +124,8 @@ def cmd_ps(engine: Any, args: Args) -> int:
 
     rows = []
     for ctr in engine.containers(all_=args.all):
-        row = ps_row(ctr, engine.effective_status(ctr), engine.store.ports(ctr.id))
-        if args.no_trunc:
-            row["ID"] = ctr.id
-        rows.append(row)
+        rows.append(ps_row(ctr, engine.effective_status(ctr), engine.store.ports(ctr.id),
+                           trunc=not args.no_trunc))
     if args.quiet:
         for r in rows:
             print(r["ID"])
@@ -153,11 +151,12 @@ def cmd_exec(engine: Any, args: Args) -> int:
 
 def cmd_logs(engine: Any, args: Args) -> int:
     path = engine.log_path(args.container)
-    try:
-        with open(path, "rb") as f:
-            sys.stdout.buffer.write(f.read())
+    try:  # never through a symlink: root would show the user whatever it points to
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        pass
+        return 0
+    with os.fdopen(fd, "rb") as f:
+        sys.stdout.buffer.write(f.read())
     return 0
 
 
@@ -240,6 +239,16 @@ def dispatch(engine: Any, args: Args) -> int:
     raise AssertionError(args.command)
 
 
+def _broken_pipe() -> int:
+    """The reader of our output went away (`shoal network inspect x | head -1`): exit as a
+    process killed by SIGPIPE does (141, as docker and git do), without a message. What is
+    left in stdout's buffer goes to /dev/null, so the interpreter's exit does not complain."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -258,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"shoal: cannot start: {e}\n")
         return 125 if args.command == "run" else 1
     try:
-        return dispatch(engine, args)
+        code = dispatch(engine, args)
+        sys.stdout.flush()  # here, where a closed pipe can still be answered quietly
+        return code
+    except BrokenPipeError:
+        return _broken_pipe()
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         from ..runtime.process import CommandError
@@ -269,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (OSError, sqlite3.Error) as e:
+        # e.g. a full disk; for `run`, any error before the command runs is Docker's 125
         sys.stderr.write(f"shoal: {e}\n")
-        return 1
+        return 125 if args.command == "run" else 1
     except Exception as e:  # never a traceback for the user; SHOAL_DEBUG=1 shows it
         if os.environ.get("SHOAL_DEBUG"):
             raise

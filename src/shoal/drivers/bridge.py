@@ -16,16 +16,17 @@ from ..names import host_veth_name
 MAX_PORTS = 1023
 
 
-def create(host: Netlink, net: Network) -> None:
+def create(host: Netlink, net: Network, mark: str | None = None) -> None:
+    """The network's bridge, carrying `mark` (names.owner_mark: which root made it)."""
     assert net.bridge is not None
-    links.create_bridge(host, net.bridge, net.gateway_interface)
+    links.create_bridge(host, net.bridge, net.gateway_interface, mark)
 
 
-def ensure(host: Netlink, net: Network) -> int:
+def ensure(host: Netlink, net: Network, mark: str | None = None) -> int:
     """The bridge's index, re-creating the bridge if it went missing (deleted by hand, or a
     host restart)."""
     assert net.bridge is not None
-    return links.ensure_bridge_up(host, net.bridge, net.gateway_interface)
+    return links.ensure_bridge_up(host, net.bridge, net.gateway_interface, mark)
 
 
 def delete(host: Netlink, net: Network) -> None:
@@ -35,12 +36,12 @@ def delete(host: Netlink, net: Network) -> None:
 
 def attach(
     sandbox: Netlink, host: Netlink, host_ns_fd: int, net: Network, ep: Endpoint, first: bool,
-    fresh: bool = False,
+    fresh: bool = False, mark: str | None = None,
 ) -> None:
     """Plug an endpoint into the network. Only the first endpoint of a container gets the
     default route, as in Docker, and an internal network gives none."""
     assert ep.ip is not None and ep.mac is not None and net.subnet is not None
-    bridge_index = ensure(host, net)
+    bridge_index = ensure(host, net, mark)
     try:
         links.add_veth_endpoint(
             sandbox,
@@ -54,6 +55,7 @@ def attach(
             bridge_index=bridge_index,
             first=first,
             fresh=fresh,
+            alias=mark,
         )
     except KernelError as e:
         if getattr(e, "errno", None) == errno.EXFULL:  # ports someone else plugged in count too

@@ -6,9 +6,7 @@ created once and never flushed."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
+from .. import systools
 from ..errors import ShoalError
 from ..rules import (
     EBT_CHAIN,
@@ -29,12 +27,13 @@ class FirewallError(ShoalError):
 
 
 def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
-    if shutil.which(cmd[0]) is None:
+    path = systools.find(cmd[0])  # in /usr/sbin and the like, never the caller's PATH
+    if path is None:
         raise FirewallError(
             f"the iptables backend needs {cmd[0]}: apt-get install iptables "
             "(or choose --firewall-backend nftables)"
         )
-    res = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+    res = systools.run(path, cmd[1:], stdin)
     if res.returncode != 0:
         raise FirewallError(f"{cmd[0]} refused to {what}: {res.stderr.strip().splitlines()[0]}")
     return res.stdout

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import subprocess
 
+from .. import systools
 from ..errors import ShoalError
 from ..rules import TABLE, Elements, desired, nft_delta, nft_full, nft_remove
 from . import Backend, FirewallState
@@ -50,10 +49,12 @@ class Nftables(Backend):
 
     def __init__(self) -> None:
         self._lib: _Lib | None = None
+        self._nft: str | None = None
         try:
             self._lib = _Lib()
         except OSError:
-            if shutil.which("nft") is None:
+            self._nft = systools.find("nft")  # never through the caller's PATH
+            if self._nft is None:
                 raise FirewallError(
                     "the nftables backend needs nft or libnftables: apt-get install nftables "
                     "(or choose --firewall-backend iptables)"
@@ -63,8 +64,8 @@ class Nftables(Backend):
         if self._lib is not None:
             rc, out, err = self._lib.run(script)
         else:
-            res = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True,
-                                 text=True)
+            assert self._nft is not None
+            res = systools.run(self._nft, ["-f", "-"], script)
             rc, out, err = res.returncode, res.stdout, res.stderr
         if rc != 0:
             first = next((line for line in err.splitlines() if "Error" in line), err.strip())

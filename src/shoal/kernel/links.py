@@ -31,12 +31,14 @@ class Link(Record):
     up: bool
     master: int | None
     kind: str | None
+    alias: str | None = None  # IFLA_IFALIAS: shoal's links carry their root's mark there
 
 
 def _parse_link(body: bytes) -> Link:
     _fam, _type, index, flags, _change = nl._IFINFO.unpack_from(body)
     attrs = nl.parse_attrs(body, nl._IFINFO.size)
     master = attrs.get(nl.IFLA_MASTER)
+    alias = attrs.get(nl.IFLA_IFALIAS)
     kind = None
     if nl.IFLA_LINKINFO in attrs:
         info = nl.parse_attrs(attrs[nl.IFLA_LINKINFO])
@@ -48,6 +50,7 @@ def _parse_link(body: bytes) -> Link:
         up=bool(flags & nl.IFF_UP),
         master=struct.unpack("=I", master)[0] if master else None,
         kind=kind,
+        alias=alias.rstrip(b"\0").decode(errors="replace") if alias else None,
     )
 
 
@@ -69,9 +72,10 @@ def _set_up(index: int = 0, name: str | None = None, master: int | None = None) 
     return body
 
 
-def create_bridge(sock: Netlink, name: str, gateway: IPv4Interface) -> int:
+def create_bridge(sock: Netlink, name: str, gateway: IPv4Interface,
+                  alias: str | None = None) -> int:
     """A bridge holding the gateway address, up, without IPv6 autoconfiguration and without
-    multicast snooping.
+    multicast snooping, its alias set to `alias` (shoal's mark of its root).
 
     With snooping on, the kernel re-arms the multicast timers of every port each time a port
     is added (br_port_state_selection), so each attach costs more the more containers the
@@ -87,17 +91,32 @@ def create_bridge(sock: Netlink, name: str, gateway: IPv4Interface) -> int:
     if ipv6_enabled():
         reqs.append((nl.RTM_SETLINK, 0, ifinfomsg(link.index) + _no_autoconf(), "no autoconf"))
     reqs.append(_addr_request(link.index, gateway, f"add {gateway} to {name}"))
+    if alias is not None:
+        reqs.append(_alias_request(link.index, alias))
     reqs.append((nl.RTM_SETLINK, 0, _set_up(link.index), f"bring up {name}"))
     sock.call(*reqs)
     return link.index
 
 
-def ensure_bridge_up(sock: Netlink, name: str, gateway: IPv4Interface) -> int:
+def _alias_request(index: int, alias: str) -> tuple[int, int, bytes, str]:
+    return (nl.RTM_SETLINK, 0, ifinfomsg(index) + attr_str(nl.IFLA_IFALIAS, alias),
+            "set the alias")
+
+
+def set_alias(sock: Netlink, index: int, alias: str) -> None:
+    sock.call(_alias_request(index, alias))
+
+
+def ensure_bridge_up(sock: Netlink, name: str, gateway: IPv4Interface,
+                     alias: str | None = None) -> int:
     """The bridge's index; (re)creates it if missing, and if it was found down brings it up
-    and restores its gateway address."""
+    and restores its gateway address. A bridge without an alias (made by an older shoal)
+    gets `alias`."""
     link = get_link(sock, name)
     if link is None:
-        return create_bridge(sock, name, gateway)
+        return create_bridge(sock, name, gateway, alias)
+    if alias is not None and link.alias is None:
+        set_alias(sock, link.index, alias)
     if not link.up:
         if gateway.ip not in {a.ip for a in addresses(sock, link.index)}:
             sock.call(_addr_request(link.index, gateway, f"add {gateway} to {name}"))
@@ -140,14 +159,34 @@ def addresses(sock: Netlink, index: int | None = None) -> list[IPv4Interface]:
 
 def routes(sock: Netlink) -> list[IPv4Network]:
     """Destinations of the IPv4 unicast routes of every table, default routes excluded."""
+    return [dst for dst, _ in route_entries(sock)]
+
+
+def route_entries(sock: Netlink) -> list[tuple[IPv4Network, int | None]]:
+    """(destination, output link index) of the IPv4 unicast routes of every table, default
+    routes excluded."""
     out = []
     for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
         _f, dst_len, _s, _t, _tab, _p, _sc, rtype, _fl = nl._RTMSG.unpack_from(body)
         if rtype != nl.RTN_UNICAST or dst_len == 0:
             continue
-        dst = nl.parse_attrs(body, nl._RTMSG.size).get(nl.RTA_DST)
+        attrs = nl.parse_attrs(body, nl._RTMSG.size)
+        dst, oif = attrs.get(nl.RTA_DST), attrs.get(nl.RTA_OIF)
         if dst and len(dst) == 4:
-            out.append(IPv4Network(f"{IPv4Address(dst)}/{dst_len}", strict=False))
+            out.append((IPv4Network(f"{IPv4Address(dst)}/{dst_len}", strict=False),
+                        struct.unpack("=I", oif)[0] if oif else None))
+    return out
+
+
+def address_entries(sock: Netlink) -> list[tuple[IPv4Interface, int]]:
+    """(address, link index) of the IPv4 addresses of every link in the namespace."""
+    out = []
+    for body in sock.dump(nl.RTM_GETADDR, nl.ifaddrmsg(0, 0), "list addresses"):
+        _fam, prefix, _flags, _scope, idx = nl._IFADDR.unpack_from(body)
+        attrs = nl.parse_attrs(body, nl._IFADDR.size)
+        raw = attrs.get(nl.IFA_LOCAL) or attrs.get(nl.IFA_ADDRESS)
+        if raw and len(raw) == 4:
+            out.append((IPv4Interface(f"{IPv4Address(raw)}/{prefix}"), idx))
     return out
 
 
@@ -166,6 +205,7 @@ def add_veth_endpoint(
     bridge_index: int,
     first: bool,
     fresh: bool = False,
+    alias: str | None = None,
 ) -> None:
     """Create a veth pair from inside the sandbox, handing its peer to the host namespace, then
     address it, route through the gateway and plug the peer into the bridge.
@@ -217,8 +257,10 @@ def add_veth_endpoint(
     hairpin = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + nested(
         nl.IFLA_LINKINFO, attr_str(nl.IFLA_INFO_SLAVE_KIND, "bridge"),
         nested(nl.IFLA_INFO_SLAVE_DATA, attr_u8(nl.IFLA_BRPORT_MODE, 1)))
-    host.call((nl.RTM_NEWLINK, 0, _set_up(0, outside, bridge_index),
-               f"plug {outside} into bridge"),
+    plug = _set_up(0, outside, bridge_index)
+    if alias is not None:  # the host end carries shoal's mark too, in the same message
+        plug += attr_str(nl.IFLA_IFALIAS, alias)
+    host.call((nl.RTM_NEWLINK, 0, plug, f"plug {outside} into bridge"),
               (nl.RTM_NEWLINK, 0, hairpin, f"hairpin mode on {outside}"))
 
 

@@ -22,6 +22,7 @@ MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -83,7 +84,7 @@ def entered(path: str) -> Iterator[None]:
     """Run a block with this thread inside the network namespace mounted at `path`."""
     home = current_netns_fd()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         os.close(home)
         raise
@@ -121,10 +122,12 @@ def create_netns(path: str, inside: Callable[[], T]) -> T:
 
 def remove_netns(path: str) -> None:
     """Unmount a sandbox's namespace and remove its file. The kernel then destroys the
-    namespace and its veths asynchronously once no process is left in it."""
-    umount(path)
+    namespace and its veths asynchronously once no process is left in it. A symlink there is
+    neither followed nor removed."""
+    umount(path, MNT_DETACH | UMOUNT_NOFOLLOW)
     try:
-        os.unlink(path)
+        if not os.path.islink(path):
+            os.unlink(path)
     except FileNotFoundError:
         pass
 

@@ -54,7 +54,7 @@ def kill_all_in(netns_path: str) -> None:
     import signal  # here, not above: it imports enum, which read-only commands never need
 
     try:
-        inode = os.stat(netns_path).st_ino
+        inode = os.stat(netns_path, follow_symlinks=False).st_ino  # a symlink matches nothing
     except OSError:
         return
     for entry in os.listdir("/proc"):

@@ -54,7 +54,9 @@ def main(argv: list[str]) -> int:
         ctr = engine.store.container_by_id(cid)
         if ctr is None:
             raise ShoalError(f"container {cid[:12]} was removed before it started")
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # never through a symlink (the container's directory was made by shoal, see shoal.dirs)
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
+                      0o600)
         proc = engine.start_process(ctr, process.DEVNULL, out, out, new_session=True)
         os.close(out)
         if held:  # a disconnect while the container was being created did not ask this process
