@@ -99,7 +99,8 @@ class RunSpec(Record):
 
 class Engine:
     def __init__(self, root: str | None = None, run_dir: str | None = None,
-                 firewall_backend: str | None = None, ip_forward: str | None = None) -> None:
+                 firewall_backend: str | None = None, ip_forward: str | None = None,
+                 other_firewalls: str | None = None) -> None:
         from . import dirs
 
         check_privileges()
@@ -136,9 +137,10 @@ class Engine:
         # container id -> the sockets holding its published host ports, while this process
         # answers for the container (see kernel/hostports.py)
         self.held: dict[str, list[socket.socket]] = {}
-        self._firewall_args = (firewall_backend, ip_forward)
-        if (firewall_backend or ip_forward or os.environ.get("SHOAL_FIREWALL_BACKEND")
-                or os.environ.get("SHOAL_IP_FORWARD")):
+        self._firewall_args = (firewall_backend, ip_forward, other_firewalls)
+        if (firewall_backend or ip_forward or other_firewalls
+                or os.environ.get("SHOAL_FIREWALL_BACKEND") or os.environ.get("SHOAL_IP_FORWARD")
+                or os.environ.get("SHOAL_OTHER_FIREWALLS")):
             self.netfilter  # noqa: B018  # check the firewall options now, for every command
         if self.store.get_meta("builtins") is None:
             self._create_builtin_networks()

@@ -14,8 +14,10 @@ from .errors import Conflict, InvalidArgument, ShoalError
 from .firewall import BACKENDS, Backend, FirewallState, backend
 from .kernel import sysctl
 from .model import Container, Network, PublishedPort
-from .names import host_veth_name
+from .names import BRIDGE_PREFIX, DEFAULT_BRIDGE, HOST_VETH_PREFIX, host_veth_name
+from .neighbours import MODES
 from .rules import (
+    SETS,
     Elements,
     NetRule,
     PortRule,
@@ -26,8 +28,15 @@ from .rules import (
 )
 from .store import Store
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .firewall.neighbours import Neighbours
+
 DEFAULT_BACKEND = "nftables"
+DEFAULT_OTHER_FIREWALLS = "accept"
 FORWARD_FIX = "sysctl -w net.ipv4.ip_forward=1"
+# meta keys: the --other-firewalls mode last chosen, and where shoal's accepts are now
+OTHER_FIREWALLS, NEIGHBOUR_PLACES = "other_firewalls", "neighbour_places"
 
 
 def _truthy(text: str) -> bool:
@@ -52,7 +61,7 @@ def port_rule(p: PublishedPort) -> PortRule:
 
 class Netfilter:
     def __init__(self, store: Store, backend_name: str | None = None,
-                 ip_forward: str | None = None) -> None:
+                 ip_forward: str | None = None, other_firewalls: str | None = None) -> None:
         self.store = store
         self.warnings: list[str] = []
         requested = backend_name or os.environ.get("SHOAL_FIREWALL_BACKEND") or None
@@ -62,7 +71,14 @@ class Netfilter:
         self.requested = requested
         forward = ip_forward if ip_forward is not None else os.environ.get("SHOAL_IP_FORWARD")
         self.ip_forward = True if forward is None else _truthy(forward)
+        others = other_firewalls or os.environ.get("SHOAL_OTHER_FIREWALLS") or None
+        if others is not None and others not in MODES:
+            raise InvalidArgument(
+                f"invalid --other-firewalls value {others!r}: use accept (shoal opens other "
+                "firewalls' dropping forward chains for its own bridges) or leave")
+        self.requested_others = others
         self._backend: Backend | None = None
+        self._neighbours: Neighbours | None = None
 
     @property
     def backend_name(self) -> str:
@@ -74,19 +90,32 @@ class Netfilter:
             self._backend = backend(self.backend_name)
         return self._backend
 
+    @property
+    def other_firewalls(self) -> str:
+        """accept: shoal puts accepts for its bridges into other firewalls' forward chains
+        whose policy is drop; leave: it leaves them to the user."""
+        return (self.requested_others or self.store.get_meta(OTHER_FIREWALLS)
+                or DEFAULT_OTHER_FIREWALLS)
+
     def switch_needed(self) -> bool:
         stored = self.store.get_meta("firewall_backend")
-        return self.requested is not None and stored is not None and stored != self.requested
+        if self.requested is not None and stored is not None and stored != self.requested:
+            return True
+        return (self.requested_others is not None
+                and self.requested_others != (self.store.get_meta(OTHER_FIREWALLS)
+                                              or DEFAULT_OTHER_FIREWALLS))
 
     def switch_backend(self) -> None:
-        """Remove what the previous backend owned, then apply everything with the new one.
-        Call with the write lock held."""
+        """Remove what the previous backend owned, then apply everything with the new one
+        (and the --other-firewalls mode asked for). Call with the write lock held."""
+        if self.requested_others is not None:
+            self.store.set_meta(OTHER_FIREWALLS, self.requested_others)
         old = self.store.get_meta("firewall_backend")
-        if old and old != self.requested:
-            backend(old).remove(restore_forward_policy=self.store.get_meta("drop_forward") == "1")
-        assert self.requested is not None
-        self.store.set_meta("firewall_backend", self.requested)
-        self._backend = None
+        if self.requested is not None and old and old != self.requested:
+            backend(old).remove()
+            self.store.set_meta("firewall_backend", self.requested)
+            self._backend = None
+            self._neighbours = None
         self.reload()
 
     # -- state ---------------------------------------------------------------------------------
@@ -102,8 +131,15 @@ class Netfilter:
             networks=[net_rule(n) for n in nets.values()],
             ports=[port_rule(p) for p in self.store.ports()],
             no_icc_ports=no_icc,
-            drop_forward=self.store.get_meta("drop_forward") == "1",
+            host_links=self.host_links(),
         )
+
+    def host_links(self) -> list[str]:
+        """The host's own interfaces when shoal turned forwarding on (nothing is routed
+        between them); none when forwarding was on before shoal."""
+        if self.store.get_meta("drop_forward") != "1":
+            return []
+        return (self.store.get_meta("host_links") or "").split()
 
     def container_elements(self, ctr: Container) -> Elements:
         """The elements a running container contributes: its published ports and its ports
@@ -127,11 +163,35 @@ class Netfilter:
             return  # (a container without ports: the backend is not even loaded)
         empty: Elements = merge()
         try:
-            if self.backend.apply_delta(added or empty, removed or empty):
+            if self.backend.apply_delta(added or empty, removed or empty,
+                                        self.present(added or empty, removed or empty)):
+                self.sync_neighbours()
                 return
         except ShoalError:
             pass  # the kernel's rules are not what shoal last wrote (flushed, edited by hand)
         self.reload()  # write all of them from the state instead
+
+    def present(self, added: Elements, removed: Elements) -> Elements:
+        """One element of each of shoal's sets that the kernel must hold already (neither
+        added nor removed now): the delta deletes and adds it again, so a set flushed by
+        hand (`nft flush set ip shoal bridges`) makes it fail and everything is rewritten.
+        Costs one query of the networks and one of two ports."""
+        out: Elements = {}
+        changing = {name: added.get(name, set()) | removed.get(name, set()) for name in SETS}
+        nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
+        pool = merge(*(network_elements(net_rule(n)) for n in nets))
+        for name in ("ports_any", "ports_ip"):
+            skip = changing[name]
+            for row in self.store.port_sample(name == "ports_any", len(skip) + 1):
+                entry = port_entry(*row)[1]
+                if entry not in skip:
+                    pool[name].add(entry)
+                    break
+        for name, values in pool.items():
+            left = sorted(values - changing[name])
+            if left:
+                out[name] = {left[0]}
+        return out
 
     def reload(self) -> None:
         """Apply the whole ruleset from the state (after a flush, a reboot or a crash)."""
@@ -141,6 +201,46 @@ class Netfilter:
         for net in state.networks:
             self.set_route_localnet(net.bridge)
         self.backend.apply_full(state)
+        self.sync_neighbours()
+
+    # -- other firewalls -----------------------------------------------------------------------
+
+    @property
+    def neighbours(self) -> Neighbours:
+        if self._neighbours is None:
+            from .firewall.neighbours import Neighbours, iptables_variant
+            from .firewall.nftables import Nftables
+            from .neighbours import comment
+
+            nft: Nftables | None = None
+            own = self.backend_name
+            if own == "nftables":
+                nft = self.backend  # type: ignore[assignment]
+            else:
+                own = iptables_variant() or "iptables-nft"
+                try:
+                    nft = Nftables()
+                except ShoalError:
+                    nft = None
+            self._neighbours = Neighbours(nft, own, comment(self.store.root))
+        return self._neighbours
+
+    def sync_neighbours(self) -> None:
+        """Put accepts for shoal's bridges into other firewalls' dropping forward chains (or
+        take them out again: --other-firewalls leave, no bridge left). A failure is a
+        warning: shoal's own rules are in place."""
+        bridges = sorted(n.bridge for n in self.store.networks()
+                         if n.driver == "bridge" and n.bridge)
+        installed = (self.store.get_meta(NEIGHBOUR_PLACES) or "").splitlines()
+        try:
+            now = self.neighbours.sync(bridges, self.other_firewalls, installed)
+        except ShoalError as e:
+            self.warnings.append(f"shoal could not open another firewall for its bridges: {e}"
+                                 " (or run with --other-firewalls leave and add the accepts "
+                                 "yourself; see shoal doctor)")
+            return
+        if now != installed:
+            self.store.set_meta(NEIGHBOUR_PLACES, "\n".join(now))
 
     @staticmethod
     def set_route_localnet(bridge: str) -> None:
@@ -164,7 +264,18 @@ class Netfilter:
             return False
         sysctl.write(sysctl.IP_FORWARD, "1")
         self.store.set_meta("drop_forward", "1")
+        self.store.set_meta("host_links", " ".join(self._own_links()))
         return True
+
+    def _own_links(self) -> list[str]:
+        """The host's interfaces now, other than lo and shoal's: the ones between which
+        nothing was routed before shoal turned forwarding on."""
+        import socket
+
+        shoal = {n.bridge for n in self.store.networks() if n.bridge}
+        return sorted(name for _, name in socket.if_nameindex()
+                      if name != "lo" and name not in shoal and name != DEFAULT_BRIDGE
+                      and not name.startswith((BRIDGE_PREFIX, HOST_VETH_PREFIX)))
 
     # -- published ports -----------------------------------------------------------------------
 

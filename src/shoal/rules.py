@@ -51,6 +51,9 @@ SETS: dict[str, tuple[str, str]] = {
     "ports_ip": (
         "ip", "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;"),
     "no_icc_ports": ("bridge", "type ifname;"),
+    # the host's own interfaces when shoal turned IP forwarding on: nothing is routed between
+    # them (see _nft_chains)
+    "host_links": ("ip", "type ifname;"),
 }
 
 Elements = dict[str, set[str]]
@@ -100,17 +103,22 @@ def merge(*parts: Elements) -> Elements:
     return out
 
 
-def desired(networks: list[NetRule], ports: list[PortRule], no_icc_ports: list[str]) -> Elements:
+def host_link_elements(host_links: list[str]) -> Elements:
+    return {"host_links": {_q(name) for name in host_links}}
+
+
+def desired(networks: list[NetRule], ports: list[PortRule], no_icc_ports: list[str],
+            host_links: list[str] | None = None) -> Elements:
     """Every element of every set shoal owns, for this state."""
     return merge(*(network_elements(n) for n in networks), *(port_elements(p) for p in ports),
-                 *(no_icc_port_elements(v) for v in no_icc_ports))
+                 *(no_icc_port_elements(v) for v in no_icc_ports),
+                 host_link_elements(host_links or []))
 
 
 # -- nftables ------------------------------------------------------------------------------------
 
 
-def _nft_chains(drop_forward: bool) -> list[str]:
-    policy = "drop" if drop_forward else "accept"
+def _nft_chains() -> list[str]:
     t = f"ip {TABLE}"
     return [
         f"add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}",
@@ -139,9 +147,15 @@ def _nft_chains(drop_forward: bool) -> list[str]:
         # containers reaching beyond the host
         f"add rule {t} postrouting ip saddr @masq_subnets oifname != @bridges masquerade",
         f"add chain {t} {USER_CHAIN}",  # created once, never flushed: the user's own policy
-        f"add chain {t} forward {{ type filter hook forward priority filter; policy {policy}; }}",
+        # The policy is accept: shoal's chain decides only traffic that crosses shoal's own
+        # bridges, and every other engine's (Docker's) passes it untouched. When shoal is the
+        # one that turned IP forwarding on, the host must still not start routing traffic
+        # nobody asked for: what goes from one of the host's own interfaces of that moment
+        # (@host_links, e.g. two uplinks) to another is dropped, and nothing else.
+        f"add chain {t} forward {{ type filter hook forward priority filter; policy accept; }}",
         f"flush chain {t} forward",
         f"add rule {t} forward jump {USER_CHAIN}",
+        f"add rule {t} forward iifname @host_links oifname @host_links drop",
         # one bridge to itself: only seen when bridge netfilter is on; icc decides
         f"add rule {t} forward iifname . oifname @icc accept",
         # nothing crosses an internal network's bridge, not even to a published port
@@ -179,21 +193,27 @@ def _element_lines(verb: str, elements: Elements) -> list[str]:
     return lines
 
 
-def nft_full(elements: Elements, drop_forward: bool) -> str:
+def nft_full(elements: Elements) -> str:
     """One transaction that makes shoal's tables exactly this, keeping the user chain."""
     lines = [f"add table ip {TABLE}", f"add table bridge {TABLE}"]
     for name, (family, decl) in SETS.items():
         kind = "map" if ":" in decl else "set"
         lines.append(f"add {kind} {family} {TABLE} {name} {{ {decl} }}")
         lines.append(f"flush {kind} {family} {TABLE} {name}")
-    lines += _nft_chains(drop_forward)
+    lines += _nft_chains()
     lines += _element_lines("add", elements)
     return "\n".join(lines) + "\n"
 
 
-def nft_delta(added: Elements, removed: Elements) -> str:
-    """One transaction adding and removing elements."""
-    return "\n".join(_element_lines("delete", removed) + _element_lines("add", added)) + "\n"
+def nft_delta(added: Elements, removed: Elements, present: Elements | None = None) -> str:
+    """One transaction adding and removing elements. Each element of `present` is deleted and
+    added again: a cheap check that the set still holds it (after `nft flush set` it does
+    not, the delete fails, the transaction does nothing and shoal rewrites everything)."""
+    check = []
+    for line in _element_lines("delete", present or {}):
+        check += [line, "add" + line[len("delete"):]]
+    return "\n".join(check + _element_lines("delete", removed)
+                     + _element_lines("add", added)) + "\n"
 
 
 def nft_remove() -> str:
@@ -229,8 +249,11 @@ EBT_CHAIN = "SHOAL-ICC"
 EBT_JUMP = ("FORWARD", f"-j {EBT_CHAIN}")
 
 
-def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str, list[str]]:
-    """The rules of shoal's own chains, per table, in iptables-save syntax ('-A CHAIN ...')."""
+def iptables_tables(networks: list[NetRule], ports: list[PortRule],
+                    host_links: list[str] | None = None) -> dict[str, list[str]]:
+    """The rules of shoal's own chains, per table, in iptables-save syntax ('-A CHAIN ...').
+    FORWARD's policy is never changed: nothing is routed between the host's own interfaces
+    of the moment shoal turned forwarding on (host_links), as with nftables."""
     nat = ["-A " + iptables_dnat(p)
            for p in sorted(ports, key=lambda p: (p.proto, p.host_port, str(p.host_ip)))]
     post = []
@@ -240,7 +263,10 @@ def iptables_tables(networks: list[NetRule], ports: list[PortRule]) -> dict[str,
                     "-m conntrack --ctstate DNAT -j MASQUERADE")
         if not n.internal:
             post.append(f"-A SHOAL-POSTROUTING -s {n.subnet} ! -o {n.bridge} -j MASQUERADE")
-    fwd = [f"-A SHOAL-FORWARD -j {IPT_USER}", "-A SHOAL-FORWARD -j SHOAL-ISOLATION"]
+    fwd = [f"-A SHOAL-FORWARD -j {IPT_USER}"]
+    links = sorted(host_links or [])
+    fwd += [f"-A SHOAL-FORWARD -i {a} -o {b} -j DROP" for a in links for b in links]
+    fwd.append("-A SHOAL-FORWARD -j SHOAL-ISOLATION")
     # nothing crosses an internal network's bridge, not even to a published port
     iso = []
     for n in networks:
@@ -309,10 +335,11 @@ def iptables_port_delta(added: Elements, removed: Elements) -> str | None:
     return "\n".join([*lines, "COMMIT"]) + "\n"
 
 
-def iptables_restore(networks: list[NetRule], ports: list[PortRule]) -> str:
+def iptables_restore(networks: list[NetRule], ports: list[PortRule],
+                     host_links: list[str] | None = None) -> str:
     """Input for `iptables-restore --noflush`: declaring a chain flushes it, so shoal's chains
     are replaced in one go while everything else (and SHOAL-USER) is left alone."""
-    rules = iptables_tables(networks, ports)
+    rules = iptables_tables(networks, ports, host_links)
     out = []
     for table in ("nat", "filter"):
         out.append(f"*{table}")

@@ -428,6 +428,14 @@ class Store:
             rows = self.db.execute("SELECT * FROM ports WHERE container_id=?", (container_id,))
         return [_row(PublishedPort, r) for r in rows]
 
+    def port_sample(self, any_address: bool, limit: int
+                    ) -> list[tuple[str, str, int, str, int]]:
+        """Up to `limit` published ports (as port_rows), on every host address or on one."""
+        op = "=" if any_address else "!="
+        return self.db.execute(
+            "SELECT proto, host_ip, host_port, dest_ip, container_port FROM ports "
+            f"WHERE host_ip {op} '0.0.0.0' LIMIT ?", (limit,)).fetchall()
+
     def port_rows(self, container_id: str, network_id: str | None = None
                   ) -> list[tuple[str, str, int, str, int]]:
         """(proto, host_ip, host_port, dest_ip, container_port) of a container's ports, as

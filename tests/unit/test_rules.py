@@ -175,7 +175,7 @@ def test_nft_delta_lists_a_sets_elements_sorted_on_one_line() -> None:
 
 
 def test_nft_full_declares_every_set_and_adds_the_elements_last() -> None:
-    script = rules.nft_full(rules.desired([DEFAULT], [WEB], []), drop_forward=False)
+    script = rules.nft_full(rules.desired([DEFAULT], [WEB], []))
     lines = script.splitlines()
     for name, (family, decl) in SETS.items():
         kind = "map" if ":" in decl else "set"
@@ -194,13 +194,38 @@ def test_nft_full_declares_every_set_and_adds_the_elements_last() -> None:
     assert not any(line.startswith("flush chain ip shoal user") for line in lines)
 
 
-@pytest.mark.parametrize(("drop", "policy"), [(False, "accept"), (True, "drop")])
-def test_nft_full_forward_policy(drop: bool, policy: str) -> None:
-    script = rules.nft_full(rules.desired([], [], []), drop_forward=drop)
-    forward = [line for line in script.splitlines()
-               if line.startswith("add chain ip shoal forward")]
+@pytest.mark.parametrize("host_links", [[], ["eth0", "eth1"]])
+def test_nft_forward_policy_is_accept_and_only_host_links_are_not_routed(
+        host_links: list[str]) -> None:
+    """shoal's forward chain never drops by policy (other engines' traffic passes it); when
+    shoal turned forwarding on, only what goes between the host's own links is dropped."""
+    script = rules.nft_full(rules.desired([], [], [], host_links))
+    lines = script.splitlines()
+    forward = [line for line in lines if line.startswith("add chain ip shoal forward")]
     assert forward == ["add chain ip shoal forward { type filter hook forward priority filter; "
-                       f"policy {policy}; }}"]
+                       "policy accept; }"]
+    assert "add rule ip shoal forward iifname @host_links oifname @host_links drop" in lines
+    added = [line for line in lines if line.startswith("add element ip shoal host_links")]
+    assert added == ([f"add element ip shoal host_links {{ {', '.join(map(repr, host_links))} }}"
+                      .replace("'", '"')] if host_links else [])
+
+
+def test_iptables_never_sets_a_policy_and_drops_only_between_host_links() -> None:
+    script = rules.iptables_restore([DEFAULT], [], ["eth0", "eth1"])
+    assert "-P " not in script
+    drops = [line for line in script.splitlines() if line.startswith("-A SHOAL-FORWARD -i eth")]
+    assert drops == [f"-A SHOAL-FORWARD -i {a} -o {b} -j DROP"
+                     for a in ("eth0", "eth1") for b in ("eth0", "eth1")]
+    assert "-i eth" not in rules.iptables_restore([DEFAULT], [])
+
+
+def test_nft_delta_checks_present_elements_first() -> None:
+    present = {"bridges": {'"shoal0"'}}
+    added = {"ports_any": {"tcp . 80 : 172.17.0.2 . 80"}}
+    assert rules.nft_delta(added, {}, present).splitlines() == [
+        'delete element ip shoal bridges { "shoal0" }',
+        'add element ip shoal bridges { "shoal0" }',
+        "add element ip shoal ports_any { tcp . 80 : 172.17.0.2 . 80 }"]
 
 
 def test_nft_remove_deletes_both_tables() -> None:

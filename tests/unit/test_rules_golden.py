@@ -40,11 +40,12 @@ def port(proto: str, host_ip: IPv4Address | str, host_port: int, dest_ip: str,
 
 class State:
     def __init__(self, networks: list[NetRule], ports: list[PortRule] | None = None,
-                 no_icc_ports: list[str] | None = None, drop_forward: bool = False) -> None:
+                 no_icc_ports: list[str] | None = None, host_links: list[str] | None = None
+                 ) -> None:
         self.networks = networks
         self.ports = ports or []
         self.no_icc_ports = no_icc_ports or []
-        self.drop_forward = drop_forward
+        self.host_links = host_links or []
 
 
 DEFAULT = net("shoal0", "172.17.0.0/16")
@@ -73,18 +74,19 @@ STATES: dict[str, State] = {
          port("tcp", "127.0.0.1", 8443, "172.19.0.2", 443),
          port("udp", ANY, 5000, "172.19.0.3", 5000)],
     ),
+    # shoal turned IP forwarding on: nothing is routed between the host's links of that time
     "forward-drop": State([DEFAULT], [port("tcp", ANY, 8080, "172.17.0.2", 80)],
-                          drop_forward=True),
+                          host_links=["eth0", "wlan0"]),
 }
 
 
 def render_nft(state: State) -> str:
-    elements = rules.desired(state.networks, state.ports, state.no_icc_ports)
-    return rules.nft_full(elements, state.drop_forward)
+    elements = rules.desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
+    return rules.nft_full(elements)
 
 
 def render_iptables(state: State) -> str:
-    return rules.iptables_restore(state.networks, state.ports)
+    return rules.iptables_restore(state.networks, state.ports, state.host_links)
 
 
 BACKENDS: dict[str, tuple[str, Callable[[State], str]]] = {
@@ -169,5 +171,5 @@ def test_rendering_is_deterministic(backend: str, state: str) -> None:
     _, render = BACKENDS[backend]
     s = STATES[state]
     shuffled = State(s.networks, list(reversed(s.ports)), list(reversed(s.no_icc_ports)),
-                     s.drop_forward)
+                     list(reversed(s.host_links)))
     assert render(shuffled) == render(s)

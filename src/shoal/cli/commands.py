@@ -132,6 +132,10 @@ def root() -> Command:
             help="nftables (default) or iptables; env SHOAL_FIREWALL_BACKEND"),
         Opt("--ip-forward", metavar="true|false", help="turn on net.ipv4.ip_forward for "
             "bridge networks (default true; env SHOAL_IP_FORWARD)"),
+        Opt("--other-firewalls", choices=("accept", "leave"), metavar="accept|leave",
+            help="accept (default): add accepts for shoal's bridges to other firewalls' "
+            "forward chains that drop (Docker, firewalld); leave: never touch them; "
+            "remembered; env SHOAL_OTHER_FIREWALLS"),
     ], sub_dest="command", subs=[
         Command("network", "manage networks", build=_network),
         Command("run", "run a command in a new container", help_flags=("--help",),

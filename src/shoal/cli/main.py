@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..engine import Engine
 
         engine = Engine(args.root, args.run_dir, firewall_backend=args.firewall_backend,
-                        ip_forward=args.ip_forward)
+                        ip_forward=args.ip_forward, other_firewalls=args.other_firewalls)
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 125 if args.command == "run" else e.exit_code

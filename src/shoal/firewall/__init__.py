@@ -4,7 +4,9 @@ Both take the same calls: `apply_full(state)` makes shoal's rules exactly those 
 in one transaction; `apply_delta(added, removed)` applies a change of set elements in one
 transaction (nftables: any change; iptables: a change of published ports, as DNAT rules
 deleted and appended) and returns False when only a full apply can make it;
-`remove()` deletes everything shoal owns; `show()` prints it in the backend's own syntax."""
+`remove()` deletes everything shoal owns; `show()` prints it in the backend's own syntax.
+Neither ever changes the policy of a chain shoal does not own. What shoal adds to other
+firewalls' chains (accepts for its bridges) is `shoal.firewall.neighbours`' job."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ class FirewallState(Record):
     networks: list[NetRule]
     ports: list[PortRule]
     no_icc_ports: list[str]
-    drop_forward: bool = False
+    # the host's own interfaces when shoal turned IP forwarding on: nothing is forwarded
+    # between them (empty when forwarding was on already)
+    host_links: list[str] = []
 
 
 class Backend:
@@ -28,10 +32,13 @@ class Backend:
     def apply_full(self, state: FirewallState) -> None:
         raise NotImplementedError
 
-    def apply_delta(self, added: Elements, removed: Elements) -> bool:
+    def apply_delta(self, added: Elements, removed: Elements,
+                    present: Elements | None = None) -> bool:
+        """`present`: elements the kernel must still hold (one per set, as a cheap check that
+        nobody flushed them); when one is missing the delta fails and a full apply follows."""
         raise NotImplementedError
 
-    def remove(self, restore_forward_policy: bool = False) -> None:
+    def remove(self) -> None:
         raise NotImplementedError
 
     def show(self) -> str:

@@ -55,7 +55,7 @@ class Iptables(Backend):
 
     def apply_full(self, state: FirewallState) -> None:
         saved = self._saved()
-        script = iptables_restore(state.networks, state.ports)
+        script = iptables_restore(state.networks, state.ports, state.host_links)
         head: dict[str, list[str]] = {"nat": [], "filter": []}
         if f":{IPT_USER} " not in "\n".join(saved.get("filter", [])) + " ":
             head["filter"].append(f":{IPT_USER} - [0:0]")
@@ -65,8 +65,6 @@ class Iptables(Backend):
             for chain, rule in jumps:
                 if f"-A {chain} {rule}" not in lines:
                     tail[table].append(f"-I {chain} 1 {rule}")
-        if state.drop_forward:
-            tail["filter"].append("-P FORWARD DROP")
         parts = []
         for block in script.split("COMMIT\n"):
             if not block.strip():
@@ -83,7 +81,8 @@ class Iptables(Backend):
             script = script.replace("COMMIT", f"-I {chain} 1 {rule}\nCOMMIT")
         _run(["ebtables-restore", "--noflush"], "apply shoal's bridge rules", script)
 
-    def apply_delta(self, added: Elements, removed: Elements) -> bool:
+    def apply_delta(self, added: Elements, removed: Elements,
+                    present: Elements | None = None) -> bool:
         if not any(added.values()) and not any(removed.values()):
             return True  # nothing of shoal's changes (e.g. a container without ports)
         script = iptables_port_delta(added, removed)
@@ -92,11 +91,11 @@ class Iptables(Backend):
         _run(["iptables-restore", "--noflush"], "update shoal's port rules", script)
         return True
 
-    def remove(self, restore_forward_policy: bool = False) -> None:
+    def remove(self) -> None:
+        # (FORWARD's policy is the user's: shoal never changes it, so there is nothing to put
+        # back)
         saved = self._saved()
         out = []
-        if restore_forward_policy:  # shoal set FORWARD to DROP when it enabled forwarding
-            out += ["*filter", ":FORWARD ACCEPT [0:0]", "COMMIT"]
         for table in ("nat", "filter"):
             lines = saved.get(table, [])
             mine = [*IPT_CHAINS[table], *( [IPT_USER] if table == "filter" else [])]

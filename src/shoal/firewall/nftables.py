@@ -17,6 +17,9 @@ class FirewallError(ShoalError):
     pass
 
 
+NFT_CTX_OUTPUT_HANDLE = 1 << 3  # libnftables.h
+
+
 class _Lib:
     """A libnftables context with its output and errors captured."""
 
@@ -32,6 +35,9 @@ class _Lib:
             getattr(lib, fn).argtypes = [ctypes.c_void_p]
             getattr(lib, fn).restype = ctypes.c_char_p
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
         self.lib = lib
         self.ctx = lib.nft_ctx_new(0)
         lib.nft_ctx_buffer_output(self.ctx)
@@ -73,17 +79,33 @@ class Nftables(Backend):
         return out
 
     def apply_full(self, state: FirewallState) -> None:
-        elements = desired(state.networks, state.ports, state.no_icc_ports)
-        self._run(nft_full(elements, state.drop_forward), "apply shoal's ruleset")
+        elements = desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
+        self._run(nft_full(elements), "apply shoal's ruleset")
 
-    def apply_delta(self, added: Elements, removed: Elements) -> bool:
+    def apply_delta(self, added: Elements, removed: Elements,
+                    present: Elements | None = None) -> bool:
         if any(added.values()) or any(removed.values()):
-            self._run(nft_delta(added, removed), "update shoal's ruleset")
+            self._run(nft_delta(added, removed, present), "update shoal's ruleset")
         return True
 
-    def remove(self, restore_forward_policy: bool = False) -> None:
-        # the forward policy lives in shoal's own chain: it goes with the table
+    def remove(self) -> None:
         self._run(nft_remove(), "remove shoal's tables")
+
+    def run_with_handles(self, script: str, what: str) -> str:
+        """Run a listing with each rule's handle shown (`nft -a`)."""
+        if self._lib is None:
+            res = subprocess.run(["nft", "-a", "-f", "-"], input=script, capture_output=True,
+                                 text=True)
+            if res.returncode != 0:
+                raise FirewallError(f"nftables refused to {what}: {res.stderr.strip()}")
+            return res.stdout
+        lib = self._lib
+        flags = lib.lib.nft_ctx_output_get_flags(lib.ctx)
+        lib.lib.nft_ctx_output_set_flags(lib.ctx, flags | NFT_CTX_OUTPUT_HANDLE)
+        try:
+            return self._run(script, what)
+        finally:
+            lib.lib.nft_ctx_output_set_flags(lib.ctx, flags)
 
     def show(self) -> str:
         out = []
