@@ -17,9 +17,19 @@ from .errors import InvalidArgument, ShoalError
 from .kernel import hostports, links, ns, sysctl
 from .model import RUNNING, Container
 from .names import host_veth_name
+from .neighbours import (
+    Place,
+    Rule,
+    parse_iptables_rule,
+    parse_iptables_save,
+    parse_nft,
+    parse_nft_rule,
+    verdict,
+)
 from .netfilter import net_rule
 from .records import Record
-from .rules import TABLE, port_entry
+from .rules import IPT_CHAINS, SETS, TABLE, port_entry
+from .rules import desired as rules_desired
 from .runtime import pids
 
 TYPE_CHECKING = False
@@ -36,22 +46,10 @@ class Check(Record):
 
 
 def _rule_lines(ruleset: str) -> Iterator[tuple[str, str, str]]:
-    """(family table, chain, line) for every line of `nft list ruleset` inside a chain."""
-    table = chain = ""
-    for line in ruleset.splitlines():
-        stripped = line.strip()
-        if m := re.match(r"table (\w+) (\S+) \{", stripped):
-            table, chain = f"{m[1]} {m[2]}", ""
-        elif m := re.match(r"chain (\S+) \{", stripped):
-            chain = m[1]
-        elif chain:
-            yield table, chain, stripped
-
-
-def _foreign_forward_drops(ruleset: str, own_tables: set[str]) -> list[str]:
-    """'family table chain' of other tables' forward base chains whose policy is drop."""
-    return [f"{table} {chain}" for table, chain, line in _rule_lines(ruleset)
-            if table not in own_tables and "hook forward" in line and "policy drop" in line]
+    """(family table, chain, rule) for every rule of an nft listing."""
+    for (table, chain), info in parse_nft(ruleset).items():
+        for rule in info.rules:
+            yield table, chain, rule
 
 
 def _ruleset_text(engine: Engine) -> str:
@@ -102,30 +100,168 @@ def check_host(engine: Engine) -> list[Check]:
     return out
 
 
+def _own_tables(engine: Engine) -> set[str]:
+    """The nft tables whose forward chains are shoal's own (not a neighbour's)."""
+    if engine.netfilter.backend_name == "nftables":
+        return {f"ip {TABLE}", f"bridge {TABLE}"}
+    from .firewall.neighbours import iptables_variant
+
+    return {"ip filter", "ip nat"} if iptables_variant() != "iptables-legacy" else set()
+
+
 def _check_rules(engine: Engine) -> list[Check]:
     out = []
     backend = engine.netfilter.backend_name
     text = _ruleset_text(engine)
     if backend == "nftables":
-        present = f"table ip {TABLE}" in text and "hook forward" in text.split(
-            f"table ip {TABLE}", 1)[-1]
-        own = {f"ip {TABLE}", f"bridge {TABLE}"}
+        chains = parse_nft(text)
+        present = (f"ip {TABLE}", "forward") in chains and (f"ip {TABLE}", "prerouting") in chains
     else:
         saved = engine.netfilter.backend.show()
         present = "SHOAL-FORWARD" in saved and "-A FORWARD -j SHOAL-FORWARD" in saved
-        own = {"ip filter", "ip nat", "bridge filter"}
-    if present:
-        out.append(Check(OK, f"shoal's firewall rules are in place ({backend})"))
-    else:
+    if not present:
         out.append(Check(FAIL, f"shoal's firewall rules are missing ({backend}): someone "
                                "flushed them", "shoal system reload-firewall"))
-    for where in _foreign_forward_drops(text, own):
-        out.append(Check(
-            FAIL, f"{where} drops forwarded traffic by default (as Docker's FORWARD policy "
-                  "does): containers' traffic is dropped there even though shoal accepts it",
-            f"nft add rule {where} iifname \"sh-*\" accept; nft add rule {where} oifname "
-            f"\"sh-*\" accept (and the same for shoal0), or stop the other firewall"))
+    else:
+        lacking = _set_problems(engine) if backend == "nftables" else []
+        if lacking:
+            out += lacking
+        else:
+            out.append(Check(OK, f"shoal's firewall rules are in place ({backend})"))
+    out += _check_neighbours(engine, text)
     return out
+
+
+def _set_elements(engine: Engine, family: str, kind: str, name: str) -> set[str] | None:
+    """The elements of one of shoal's sets or maps in the kernel (None if it is missing)."""
+    from .firewall.nftables import Nftables
+
+    try:
+        text = Nftables()._run(f"list {kind} {family} {TABLE} {name}\n", "list a set")
+    except ShoalError:
+        return None
+    _, sep, rest = text.partition("elements = {")
+    if not sep:
+        return set()
+    body = rest.split("}", 1)[0]
+    return {" ".join(e.split()) for e in body.split(",") if e.strip()}
+
+
+def _set_problems(engine: Engine) -> list[Check]:
+    """Each of shoal's sets holds exactly the elements the state gives it."""
+    state = engine.netfilter.state()
+    wanted = rules_desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
+    out = []
+    for name, (family, decl) in SETS.items():
+        kind = "map" if ":" in decl else "set"
+        have = _set_elements(engine, family, kind, name)
+        where = f"{kind} {family} {TABLE} {name}"
+        if have is None:
+            out.append(Check(FAIL, f"shoal's {where} is missing", "shoal system reload-firewall"))
+            continue
+        missing = sorted(wanted.get(name, set()) - have)
+        extra = sorted(have - wanted.get(name, set()))
+        if missing:
+            out.append(Check(FAIL, f"shoal's {where} lacks {len(missing)} of its "
+                                   f"{len(wanted[name])} elements (e.g. {missing[0]}): someone "
+                                   "deleted or flushed them", "shoal system reload-firewall"))
+        if extra:
+            out.append(Check(FAIL, f"shoal's {where} holds {len(extra)} elements its state "
+                                   f"does not have (e.g. {extra[0]})",
+                             "shoal system reload-firewall"))
+    return out
+
+
+DIRECTIONS = {"out": "containers to the outside", "in": "the outside to published ports",
+              "within": "containers of one network to each other (bridge netfilter is on)"}
+
+
+def _uplink(engine: Engine) -> str:
+    route = links.default_route(engine.host)
+    if route is None or route[1] is None:
+        return ""
+    for link in links.list_links(engine.host):
+        if link.index == route[1]:
+            return link.name
+    return ""
+
+
+def _foreign_chains(engine: Engine, text: str
+                    ) -> list[tuple[Place, dict[str, list[Rule]], str]]:
+    """(where, the rules of its table by chain, policy) of every other firewall's IPv4
+    forward base chain: nft tables (iptables-nft's among them) and iptables-legacy's."""
+    from .firewall.neighbours import iptables_variant, legacy_filter_text
+
+    own = _own_tables(engine)
+    out = []
+    chains = parse_nft(text)
+    for (table, name), info in chains.items():
+        if info.hook != "forward" or table in own or table.split()[0] not in ("ip", "inet"):
+            continue
+        rules = {c: [parse_nft_rule(r) for r in i.rules]
+                 for (t, c), i in chains.items() if t == table}
+        kind = "iptables-nft" if table == "ip filter" else "nft"
+        out.append((Place(kind=kind, table=table, chain=name), rules, info.policy or "accept"))
+    own_legacy = engine.netfilter.backend_name == "iptables" and \
+        iptables_variant() == "iptables-legacy"
+    saved = None if own_legacy else parse_iptables_save(legacy_filter_text() or "")
+    if saved is not None:
+        rules = {c: [parse_iptables_rule(r) for r in lines] for c, lines in saved.rules.items()}
+        out.append((Place(kind="iptables-legacy", table="ip filter", chain="FORWARD"), rules,
+                    saved.policies.get("FORWARD", "ACCEPT").lower()))
+    return out
+
+
+def _check_neighbours(engine: Engine, text: str) -> list[Check]:
+    """Does every other firewall's forward chain let shoal's traffic through? Judged by
+    walking its rules for a new packet of each direction (its policy alone says nothing:
+    an accept before it may let shoal's bridges pass)."""
+    nets = [n for n in engine.store.networks() if n.driver == "bridge" and n.bridge]
+    if not nets:
+        return []
+    try:
+        bnf = sysctl.read("net/bridge/bridge-nf-call-iptables") == "1"
+    except OSError:
+        bnf = False
+    uplink = _uplink(engine)
+    out = []
+    for place, rules, policy in _foreign_chains(engine, text):
+        blocked: dict[str, list[str]] = {}
+        for net in nets:
+            b = net.bridge or ""
+            packets = []
+            if not net.internal and uplink:
+                packets += [("out", b, uplink), ("in", uplink, b)]
+            if bnf:
+                packets.append(("within", b, b))
+            for what, iif, oif in packets:
+                if verdict(rules, place.chain, iif, oif, policy) == "drop":
+                    blocked.setdefault(what, []).append(b)
+        if not blocked:
+            if policy == "drop":
+                out.append(Check(OK, f"{place.label} drops forwarded traffic by default, but "
+                                     "accepts shoal's"))
+            continue
+        what = "; ".join(f"{DIRECTIONS[d]} ({', '.join(bs)})" for d, bs in blocked.items())
+        bridges = sorted({b for bs in blocked.values() for b in bs})
+        out.append(Check(
+            FAIL, f"{place.label} drops forwarded traffic of shoal's networks: {what}. An "
+                  "accept in shoal's own rules cannot override a drop in another firewall",
+            _neighbour_fix(engine, place, bridges)))
+    return out
+
+
+def _neighbour_fix(engine: Engine, place: Place, bridges: list[str]) -> str:
+    if engine.netfilter.other_firewalls == "accept":
+        return ("shoal system reload-firewall (shoal puts accepts for its bridges there; "
+                "--other-firewalls leave stops it)")
+    if place.kind == "nft":
+        names = ", ".join(f'"{b}"' for b in bridges)
+        where = f"{place.table} {place.chain}"
+        return (f"nft 'insert rule {where} iifname {{ {names} }} accept'; "
+                f"nft 'insert rule {where} oifname {{ {names} }} accept'")
+    return "; ".join(f"{place.kind} -I {place.chain} -{d} {b} -j ACCEPT"
+                     for b in bridges for d in ("i", "o"))
 
 
 def _port_rule_present(engine: Engine, entry: tuple[str, str], port: int) -> bool:
@@ -137,10 +273,12 @@ def _port_rule_present(engine: Engine, entry: tuple[str, str], port: int) -> boo
     return f"--dport {port} " in engine.netfilter.backend.show()
 
 
-def _shadowing(text: str, proto: str, port: int) -> list[str]:
-    """Other tables' rules translating the same destination port."""
+def _shadowing(text: str, proto: str, port: int, backend: str) -> list[str]:
+    """Other tables' (and chains') rules translating the same destination port; with the
+    iptables backend, shoal's own DNAT rules live in `ip nat SHOAL` (iptables-nft)."""
+    own = {("ip nat", chain) for chain in IPT_CHAINS["nat"]} if backend == "iptables" else set()
     return [f"{table} {chain}: {line}" for table, chain, line in _rule_lines(text)
-            if table not in (f"ip {TABLE}", f"bridge {TABLE}")
+            if table not in (f"ip {TABLE}", f"bridge {TABLE}") and (table, chain) not in own
             and re.search(rf"\bdport {port}\b", line)
             and re.search(r"\b(dnat|redirect)\b", line)]
 
@@ -220,7 +358,7 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
             out.append(Check(FAIL, f"{name}: published port {label} has no rule",
                              "shoal system reload-firewall"))
             continue
-        for rule in _shadowing(text, proto, host_port):
+        for rule in _shadowing(text, proto, host_port, engine.netfilter.backend_name):
             out.append(Check(FAIL, f"{name}: published port {label} is shadowed by {rule}",
                              "remove that rule, or publish another host port"))
         if hostports.listened_on_elsewhere(proto, host_port, held):
