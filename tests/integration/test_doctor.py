@@ -50,7 +50,9 @@ BREAKAGES = [
     ("gateway", "lacks its gateway address 172.17.0.1/16", "ip addr add 172.17.0.1/16"),
     ("forwarding", "IP forwarding is off", "sysctl -w net.ipv4.ip_forward=1"),
     ("flushed", "shoal's firewall rules are missing", "shoal system reload-firewall"),
-    ("foreign-drop", "ip filter FORWARD drops forwarded traffic", "nft add rule ip filter"),
+    # (shoal's accepts go there at its next change of the firewall; native nft rules in
+    # iptables-nft's table, the advice before, make iptables refuse that table)
+    ("foreign-drop", "ip filter FORWARD drops forwarded traffic", "shoal system reload-firewall"),
     ("port-taken", "host port 8080/tcp is also bound", "publish another host port"),
     ("shadowed", "is shadowed by ip other", "remove that rule"),
     ("namespace", "is not mounted", "shoal system reconcile"),
