@@ -175,18 +175,17 @@ class Netfilter:
         """One element of each of shoal's sets that the kernel must hold already (neither
         added nor removed now): the delta deletes and adds it again, so a set flushed by
         hand (`nft flush set ip shoal bridges`) makes it fail and everything is rewritten.
-        Costs one query of the networks and one of two ports."""
+        Costs one query of the networks and one of a few ports (a map whose elements are not
+        among the first rows is not checked: `shoal doctor` compares every element)."""
         out: Elements = {}
         changing = {name: added.get(name, set()) | removed.get(name, set()) for name in SETS}
         nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
         pool = merge(*(network_elements(net_rule(n)) for n in nets))
-        for name in ("ports_any", "ports_ip"):
-            skip = changing[name]
-            for row in self.store.port_sample(name == "ports_any", len(skip) + 1):
-                entry = port_entry(*row)[1]
-                if entry not in skip:
-                    pool[name].add(entry)
-                    break
+        wanted = sum(len(changing[name]) for name in ("ports_any", "ports_ip")) + 1
+        for row in self.store.port_sample(wanted):  # (the first rows; no scan for ports_ip)
+            name, entry = port_entry(*row)
+            if not pool[name] and entry not in changing[name]:
+                pool[name].add(entry)
         for name, values in pool.items():
             left = sorted(values - changing[name])
             if left:
@@ -212,16 +211,16 @@ class Netfilter:
             from .firewall.nftables import Nftables
             from .neighbours import comment
 
+            # (a context of its own: listing other tables in the backend's context would
+            # make its next transaction fetch shoal's 10,000-element maps again)
             nft: Nftables | None = None
             own = self.backend_name
-            if own == "nftables":
-                nft = self.backend  # type: ignore[assignment]
-            else:
+            if own != "nftables":
                 own = iptables_variant() or "iptables-nft"
-                try:
-                    nft = Nftables()
-                except ShoalError:
-                    nft = None
+            try:
+                nft = Nftables()
+            except ShoalError:
+                nft = None
             self._neighbours = Neighbours(nft, own, comment(self.store.root))
         return self._neighbours
 

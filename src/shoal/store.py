@@ -428,13 +428,11 @@ class Store:
             rows = self.db.execute("SELECT * FROM ports WHERE container_id=?", (container_id,))
         return [_row(PublishedPort, r) for r in rows]
 
-    def port_sample(self, any_address: bool, limit: int
-                    ) -> list[tuple[str, str, int, str, int]]:
-        """Up to `limit` published ports (as port_rows), on every host address or on one."""
-        op = "=" if any_address else "!="
+    def port_sample(self, limit: int) -> list[tuple[str, str, int, str, int]]:
+        """The first `limit` published ports (as port_rows), without a scan."""
         return self.db.execute(
-            "SELECT proto, host_ip, host_port, dest_ip, container_port FROM ports "
-            f"WHERE host_ip {op} '0.0.0.0' LIMIT ?", (limit,)).fetchall()
+            "SELECT proto, host_ip, host_port, dest_ip, container_port FROM ports LIMIT ?",
+            (limit,)).fetchall()
 
     def port_rows(self, container_id: str, network_id: str | None = None
                   ) -> list[tuple[str, str, int, str, int]]:
