@@ -28,7 +28,7 @@ from .neighbours import (
 )
 from .netfilter import net_rule
 from .records import Record
-from .rules import IPT_CHAINS, SETS, TABLE, port_entry
+from .rules import IPT_CHAINS, SETS, TABLE, iptables_tables, port_entry
 from .rules import desired as rules_desired
 from .runtime import pids
 
@@ -123,7 +123,7 @@ def _check_rules(engine: Engine) -> list[Check]:
         out.append(Check(FAIL, f"shoal's firewall rules are missing ({backend}): someone "
                                "flushed them", "shoal system reload-firewall"))
     else:
-        lacking = _set_problems(engine) if backend == "nftables" else []
+        lacking = _set_problems(engine) if backend == "nftables" else _chain_problems(engine)
         if lacking:
             out += lacking
         else:
@@ -169,6 +169,35 @@ def _set_problems(engine: Engine) -> list[Check]:
             out.append(Check(FAIL, f"shoal's {where} holds {len(extra)} elements its state "
                                    f"does not have (e.g. {extra[0]})",
                              "shoal system reload-firewall"))
+    return out
+
+
+def _chain_problems(engine: Engine) -> list[Check]:
+    """Each of shoal's iptables chains holds exactly the rules the state gives it (compared
+    word by word in any order: iptables-save prints a rule's matches in its own order)."""
+    from collections import Counter
+
+    state = engine.netfilter.state()
+    wanted = iptables_tables(state.networks, state.ports, state.host_links)
+    saved = engine.netfilter.backend._saved()  # type: ignore[attr-defined]
+    out = []
+    for table, chains in IPT_CHAINS.items():
+        for chain in chains:
+            def words(lines: list[str], chain: str = chain) -> Counter[tuple[str, ...]]:
+                return Counter(tuple(sorted(line.split())) for line in lines
+                               if line.startswith(f"-A {chain} "))
+            want, have = words(wanted[table]), words(saved.get(table, []))
+            missing, extra = want - have, have - want
+            if missing:
+                example = next(line for line in wanted[table]
+                               if tuple(sorted(line.split())) in missing)
+                out.append(Check(FAIL, f"shoal's chain {chain} ({table}) lacks "
+                                       f"{sum(missing.values())} of its {sum(want.values())} "
+                                       f"rules (e.g. {example})", "shoal system reload-firewall"))
+            if extra:
+                out.append(Check(FAIL, f"shoal's chain {chain} ({table}) holds "
+                                       f"{sum(extra.values())} rules its state does not have",
+                                 "shoal system reload-firewall"))
     return out
 
 

@@ -169,3 +169,22 @@ def test_an_accepting_foreign_chain_is_fine(host: Host) -> None:
     code, out = _doctor(host)
     assert code == 0, out
     assert _reachable(host)
+
+
+@pytest.mark.parametrize(("table", "chain"), [("filter", "SHOAL-FORWARD"), ("nat", "SHOAL"),
+                                              ("filter", "SHOAL-ISOLATION-2")])
+def test_a_flushed_iptables_chain_is_named_and_reload_repairs_it(
+        iptables_host: Host, table: str, chain: str) -> None:
+    host = iptables_host
+    host.shoal("network", "create", "--internal", "vault")
+    host.shoal("network", "create", "-o", "shoal.bridge.enable_icc=false", "quiet")
+    _web(host)
+    code, out = _doctor(host)
+    assert code == 0, out  # (iptables-save prints the rules' matches in its own order)
+    host.in_ns(host.ns, "iptables", "-t", table, "-F", chain, check=True)
+    code, out = _doctor(host)
+    assert code == 1
+    _, fix = _fail_and_fix(out, f"shoal's chain {chain} ({table}) lacks")
+    assert fix == "shoal system reload-firewall"
+    host.shoal("system", "reload-firewall")
+    assert _doctor(host)[0] == 0
