@@ -1075,7 +1075,7 @@ class Engine:
             return removed, self.prune_networks()
 
     def firewall_text(self) -> str:
-        return self.netfilter.backend.show()
+        return self.netfilter.show()
 
     def ports(self, ref: str) -> list[PublishedPort]:
         return self.store.ports(self.store.container(ref).id)

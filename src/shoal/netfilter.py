@@ -202,6 +202,22 @@ class Netfilter:
         self.backend.apply_full(state)
         self.sync_neighbours()
 
+    def show(self) -> str:
+        """shoal's rules in the backend's syntax, and where it put accepts for its bridges in
+        other firewalls' chains."""
+        text = self.backend.show()
+        places = (self.store.get_meta(NEIGHBOUR_PLACES) or "").split("\n")
+        lines = []
+        for key in filter(None, places):
+            kind, family, table, chain = key.split()
+            how = ("rules commented shoal:" if kind == "nft"
+                   else f"a jump to SHOAL-ACCEPT ({kind})")
+            lines.append(f"#   {family} {table} {chain}: {how}")
+        if lines:
+            text += ("# shoal's accepts for its bridges in other firewalls' forward chains "
+                     "(--other-firewalls leave removes them):\n" + "\n".join(lines) + "\n")
+        return text
+
     # -- other firewalls -----------------------------------------------------------------------
 
     @property

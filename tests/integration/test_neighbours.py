@@ -79,6 +79,10 @@ def test_other_firewalls_dropping_forward_do_not_block_shoal(fw_host: Host, kind
     assert "shoal0" in listing
     if not (kind == "iptables-nft" and host.backend == "iptables"):  # there it is shoal's own
         assert "SHOAL-ACCEPT" in listing or 'comment "shoal:' in listing
+        # and `shoal system firewall` says where they are
+        shown = host.shoal("system", "firewall").stdout
+        where = {"firewalld": "inet firewalld filter_FORWARD"}.get(kind, "ip filter FORWARD")
+        assert f"#   {where}: " in shown
 
 
 @pytest.mark.parametrize("kind", sorted(FOREIGN))
