@@ -163,15 +163,16 @@ class Netfilter:
             return  # (a container without ports: the backend is not even loaded)
         empty: Elements = merge()
         try:
+            nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
             if self.backend.apply_delta(added or empty, removed or empty,
-                                        self.present(added or empty, removed or empty)):
-                self.sync_neighbours()
+                                        self.present(added or empty, removed or empty, nets)):
+                self.sync_neighbours(nets)
                 return
         except ShoalError:
             pass  # the kernel's rules are not what shoal last wrote (flushed, edited by hand)
         self.reload()  # write all of them from the state instead
 
-    def present(self, added: Elements, removed: Elements) -> Elements:
+    def present(self, added: Elements, removed: Elements, nets: list[Network]) -> Elements:
         """One element of each of shoal's sets that the kernel must hold already (neither
         added nor removed now): the delta deletes and adds it again, so a set flushed by
         hand (`nft flush set ip shoal bridges`) makes it fail and everything is rewritten.
@@ -179,7 +180,6 @@ class Netfilter:
         among the first rows is not checked: `shoal doctor` compares every element)."""
         out: Elements = {}
         changing = {name: added.get(name, set()) | removed.get(name, set()) for name in SETS}
-        nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
         pool = merge(*(network_elements(net_rule(n)) for n in nets))
         wanted = sum(len(changing[name]) for name in ("ports_any", "ports_ip")) + 1
         for row in self.store.port_sample(wanted):  # (the first rows; no scan for ports_ip)
@@ -240,12 +240,13 @@ class Netfilter:
             self._neighbours = Neighbours(nft, own, comment(self.store.root))
         return self._neighbours
 
-    def sync_neighbours(self) -> None:
+    def sync_neighbours(self, nets: list[Network] | None = None) -> None:
         """Put accepts for shoal's bridges into other firewalls' dropping forward chains (or
         take them out again: --other-firewalls leave, no bridge left). A failure is a
         warning: shoal's own rules are in place."""
-        bridges = sorted(n.bridge for n in self.store.networks()
-                         if n.driver == "bridge" and n.bridge)
+        if nets is None:
+            nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
+        bridges = sorted(n.bridge for n in nets if n.bridge)
         installed = (self.store.get_meta(NEIGHBOUR_PLACES) or "").splitlines()
         try:
             now = self.neighbours.sync(bridges, self.other_firewalls, installed)
