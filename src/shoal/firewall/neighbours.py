@@ -13,9 +13,8 @@ namespace. Nothing is written unless something differs."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
+from .. import systools
 from ..errors import ShoalError
 from ..neighbours import (
     ACCEPT_CHAIN,
@@ -45,7 +44,7 @@ class NeighbourError(ShoalError):
 
 def iptables_variant() -> str | None:
     """'iptables-nft' or 'iptables-legacy': what `iptables-restore` runs; None if absent."""
-    path = shutil.which("iptables-restore")
+    path = systools.find("iptables-restore")
     if path is None:
         return None
     return "iptables-legacy" if "legacy" in os.path.realpath(path) else "iptables-nft"
@@ -59,18 +58,19 @@ def legacy_filter_text() -> str | None:
                 return None
     except OSError:
         return None
-    if shutil.which("iptables-legacy-save") is None:
+    path = systools.find("iptables-legacy-save")  # never through the caller's PATH
+    if path is None:
         return None
-    res = subprocess.run(["iptables-legacy-save", "-t", "filter"], capture_output=True,
-                         text=True)
+    res = systools.run(path, ["-t", "filter"])
     return res.stdout if res.returncode == 0 else None
 
 
 def _restore(kind: str, script: str) -> None:
     tool = f"{kind}-restore"
-    if shutil.which(tool) is None:
+    path = systools.find(tool)
+    if path is None:
         raise NeighbourError(f"{tool} is missing: apt-get install iptables")
-    res = subprocess.run([tool, "--noflush"], input=script, capture_output=True, text=True)
+    res = systools.run(path, ["--noflush"], script)
     if res.returncode != 0:
         first = (res.stderr.strip().splitlines() or ["failed"])[0]
         raise NeighbourError(f"{tool} refused shoal's accepts: {first}")
@@ -96,7 +96,7 @@ class Neighbours:
             # (parsed only when some chain drops: most hosts have none)
             chains = parse_nft(text) if "hook forward" in text and "policy drop" in text else {}
             for c in forward_drop_chains(chains, {f"ip {TABLE}"}):
-                if c.table == "ip filter" and shutil.which("iptables-nft-restore"):
+                if c.table == "ip filter" and systools.find("iptables-nft-restore"):
                     if self.own != "iptables-nft":
                         out.append(Place(kind="iptables-nft", table=c.table, chain=c.name))
                 else:

@@ -94,8 +94,8 @@ class Nftables(Backend):
     def run_with_handles(self, script: str, what: str) -> str:
         """Run a listing with each rule's handle shown (`nft -a`)."""
         if self._lib is None:
-            res = subprocess.run(["nft", "-a", "-f", "-"], input=script, capture_output=True,
-                                 text=True)
+            assert self._nft is not None
+            res = systools.run(self._nft, ["-a", "-f", "-"], script)
             if res.returncode != 0:
                 raise FirewallError(f"nftables refused to {what}: {res.stderr.strip()}")
             return res.stdout
