@@ -101,6 +101,25 @@ def test_a_firewall_started_after_shoal_is_handled_at_the_next_change(
     _works(host)
 
 
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_a_firewall_started_after_shoal_is_handled_by_the_next_published_port(
+        fw_host: Host, kind: str) -> None:
+    """A change of published ports only (no bridge comes or goes) still looks at the other
+    firewalls when anyone else changed the ruleset since shoal's last change (the nftables
+    generation id moved), or where iptables-legacy has a filter table."""
+    host = fw_host
+    _bnf_on(host)
+    _containers(host)
+    host.shoal("run", "-d", "--name", "first", "-p", "8090:80", "--", "sleep", "60")
+    _works(host)
+    _drop(host, kind)  # Docker starts now
+    host.shoal("run", "-d", "--name", "second", "-p", "8091:80", "--", "sleep", "60")
+    _works(host)
+    listing = _forward_drop_of(host, kind)
+    if not (kind == "iptables-nft" and host.backend == "iptables"):  # (SHOAL-FORWARD is first)
+        assert "shoal:" in listing or "-j SHOAL-ACCEPT" in listing
+
+
 @pytest.mark.parametrize("kind", ["firewalld", "iptables-legacy"])
 def test_reload_and_reconcile_put_removed_accepts_back(fw_host: Host, kind: str) -> None:
     host = fw_host

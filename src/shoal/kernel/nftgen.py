@@ -1,0 +1,40 @@
+"""The nftables ruleset's generation id (NFT_MSG_GETGEN over NETLINK_NETFILTER): a counter
+the kernel bumps at every committed nftables transaction of the namespace, whoever makes it
+(nft, firewalld, iptables-nft, shoal). One small request, about as cheap as a stat: it tells
+whether anyone but shoal changed the firewall since shoal last looked."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from .netlink import Netlink, parse_attrs
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETGEN = 16
+NFTA_GEN_ID = 1
+GETGEN = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN
+_NFGEN = struct.Struct("=BBH")  # family, version, resource id
+_NFGEN_SIZE = _NFGEN.size
+
+
+def request() -> bytes:
+    """The body of a GETGEN request (nfgenmsg, family unspecified, version 0)."""
+    return _NFGEN.pack(socket.AF_UNSPEC, 0, 0)
+
+
+def parse(body: bytes) -> int | None:
+    """The generation id in a NFT_MSG_NEWGEN answer's body."""
+    raw = parse_attrs(body, _NFGEN_SIZE).get(NFTA_GEN_ID)
+    return struct.unpack("!I", raw)[0] if raw is not None and len(raw) == 4 else None
+
+
+def generation() -> int | None:
+    """The current generation id, or None where nftables is not there (no nf_tables)."""
+    try:
+        with Netlink(NETLINK_NETFILTER) as sock:
+            body = sock.get(GETGEN, request(), "nftables generation")
+    except OSError:
+        return None
+    return parse(body) if body else None
