@@ -331,13 +331,12 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
         addrs = {a.ip for a in links.addresses(sock)}
         route = links.default_route(sock)
     enter = f"nsenter --net={sandbox}"
-    for i, ep in enumerate(eps):
+    for ep in eps:
         net = engine.store.network_by_id(ep.network_id)
         link = inside.get(ep.ifname)
         if link is None:
             out.append(Check(FAIL, f"{name}: {ep.ifname} (network {net.name}) is missing",
-                             f"shoal network disconnect {net.name} {name} && "
-                             f"shoal network connect {net.name} {name}"))
+                             "shoal system reconcile (it creates the endpoint again)"))
             continue
         if not link.up:
             out.append(Check(FAIL, f"{name}: {ep.ifname} is down",
@@ -349,7 +348,8 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
                              f"dev {ep.ifname}"))
         else:
             out.append(Check(OK, f"{name}: {ep.ifname} is up with {ep.ip} (network {net.name})"))
-        if i == 0 and not net.internal:
+        if ep is next((e for e in eps
+                       if not engine.store.network_by_id(e.network_id).internal), None):
             if route is None or route[0] != net.gateway:
                 out.append(Check(FAIL, f"{name}: no default route through the gateway "
                                        f"{net.gateway}",
@@ -361,8 +361,7 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
         veth = host_veth_name(ep.id)
         if peer is None:
             out.append(Check(FAIL, f"{name}: the host end {veth} of {ep.ifname} is missing",
-                             f"shoal network disconnect {net.name} {name} && "
-                             f"shoal network connect {net.name} {name}"))
+                             "shoal system reconcile (it creates the endpoint again)"))
         elif bridge is None or peer.master != bridge.index:
             out.append(Check(FAIL, f"{name}: {veth} is not plugged into bridge {net.bridge}",
                              f"ip link set {veth} master {net.bridge} up"))

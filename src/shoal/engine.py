@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .kernel.netlink import Netlink
     from .netfilter import Netfilter
     from .runtime import pids
+    from .runtime.cgroup import Cgroups
     from .runtime.process import Child, Namespaces
 else:  # what only changes of state need, imported on first use
     drivers = LazyModule("shoal.drivers")
@@ -137,6 +138,8 @@ class Engine:
         # container id -> the sockets holding its published host ports, while this process
         # answers for the container (see kernel/hostports.py)
         self.held: dict[str, list[socket.socket]] = {}
+        self._cgroups: Cgroups | None = None
+        self._handling: set[str] = set()  # containers this command finishes itself
         self._firewall_args = (firewall_backend, ip_forward, other_firewalls)
         if (firewall_backend or ip_forward or other_firewalls
                 or os.environ.get("SHOAL_FIREWALL_BACKEND") or os.environ.get("SHOAL_IP_FORWARD")
@@ -145,6 +148,7 @@ class Engine:
         if self.store.get_meta("builtins") is None:
             self._create_builtin_networks()
         self.store.on_interrupted = self._repair_interrupted
+        self.store.on_locked = self._reap_orphans
         if self.store.interrupted():
             with self.store.locked():  # repairs, see _repair_interrupted
                 pass
@@ -179,6 +183,80 @@ class Engine:
         if self._netfilter is None:
             self._netfilter = netfilter_module.Netfilter(self.store, *self._firewall_args)
         return self._netfilter
+
+    @property
+    def cgroups(self) -> Cgroups:
+        """The containers' cgroups (see runtime/cgroup.py: why a cgroup, and where)."""
+        if self._cgroups is None:
+            from .runtime.cgroup import Cgroups
+
+            self._cgroups = Cgroups(self.run_dir)
+        return self._cgroups
+
+    def _reap_orphans(self) -> None:
+        """At the first lock of every mutating command: containers whose supervisor died
+        (killed, OOM; a foreground `run` whose CLI was killed) are finished now rather than
+        at the next `system reconcile`, so that their addresses and ports are free for this
+        very command. Cheap: one query for the distinct supervisors of running and created
+        containers and one read of the supervisors' cgroup (the live `run -d` supervisors);
+        only a supervisor not in it (a foreground `run`, a creating command, or a dead one)
+        is looked up in /proc, by its pid. (A signal 0 would not do: a dead supervisor may
+        stay a zombie for a while, and a pid can be reused.)"""
+        rows = self.store.db.execute(
+            "SELECT DISTINCT supervisor_pid, supervisor_start FROM containers "
+            "WHERE status IN ('running', 'created') AND supervisor_pid IS NOT NULL").fetchall()
+        me = os.getpid()
+        rows = [(pid, start) for pid, start in rows if pid != me]
+        if not rows:
+            return
+        live = self.cgroups.supervisors()
+        dead = [pid for pid, start in rows if pid not in live and not pids.alive(pid, start)]
+        for pid in dead:
+            for row in self.store.db.execute(
+                    "SELECT id FROM containers WHERE supervisor_pid=? "
+                    "AND status IN ('running', 'created')", (pid,)).fetchall():
+                ctr = self.store.container_by_id(row[0])
+                if ctr is not None and ctr.id not in self._handling:
+                    if line := self._reap(ctr):
+                        self.repairs.append(line)
+
+    def _reap(self, ctr: Container) -> str:
+        """Finish a container whose supervisor is gone (checked by the caller); one line
+        saying what was done, or "" if it is supervised after all.
+
+        Nobody would record its exit, honour --rm, or hold its published ports' sockets, so
+        a container whose main process still runs is killed (everything in its cgroup) and
+        marked exited 137, as Docker does with its containers when the daemon goes without
+        live-restore."""
+        if pids.alive(ctr.supervisor_pid, ctr.supervisor_start):
+            return ""
+        if ctr.status == CREATED:
+            if ctr.has_own_sandbox:  # a command may have started in it, its pid unrecorded
+                pids.kill_all_in(self.sandbox_path(ctr.id))
+            self._finish(ctr.id, None, 255, error="its creation was interrupted")
+            self._delete_container(ctr)
+            return f"container {ctr.name}: its creation was interrupted; rolled back"
+        if ctr.status != RUNNING:
+            return ""
+        if pids.alive(ctr.pid, ctr.pid_start):
+            self._kill_main(ctr)
+            self._finish(ctr.id, ctr.pid, 137, error="its supervisor died; killed")
+            what = "its supervisor died; killed and marked exited"
+        else:
+            self._finish(ctr.id, ctr.pid, 255, error="process exited while unsupervised")
+            what = "its process is gone; marked exited"
+        gone = self.store.container_by_id(ctr.id) is None
+        return f"container {ctr.name}: {what}" + (" and removed (--rm)" if gone else "")
+
+    def _kill_main(self, ctr: Container) -> None:
+        import signal
+
+        if ctr.pid and pids.alive(ctr.pid, ctr.pid_start):
+            try:
+                os.kill(ctr.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            pids.wait_gone(ctr.pid, ctr.pid_start, 5.0)
 
     @property
     def warnings(self) -> list[str]:
@@ -741,14 +819,18 @@ class Engine:
             current = self.store.container_by_id(ctr.id)
             if current is None or current.status != CREATED:
                 raise NotFound(f"container {ctr.name} was removed before it started")
+            procs_fd = self.cgroups.create(ctr.id)
             try:
                 proc = process.spawn(
                     ctr.cmd, self._namespaces(ctr), self._process_env(ctr), ctr.workdir,
-                    stdin, stdout, stderr, new_session,
+                    stdin, stdout, stderr, new_session, procs_fd,
                 )
             except process.CommandError as e:
                 self._finish(ctr.id, None, e.exit_code, error=str(e))
                 raise
+            finally:
+                if procs_fd is not None:
+                    os.close(procs_fd)
             crashpoint("run:spawned")
             me = os.getpid()
             with self.store.transaction():
@@ -767,6 +849,12 @@ class Engine:
         ctr = self.store.container_by_id(container_id)
         if ctr is None or ctr.status == EXITED or (pid is not None and ctr.pid != pid):
             return
+        # Everything that runs in the container ends with it (its cgroup is killed), before
+        # its network is released: no process of it may keep an address handed out again.
+        self.cgroups.kill(ctr.id)
+        # A sandbox that other running containers share (--network container:NAME) lives
+        # until the last of them stops, and its addresses with it; its ports go now.
+        keep = ctr.has_own_sandbox and bool(self.store.sharing_sandbox(ctr.id))
         # The rules go in the same transaction that releases the ports and addresses (a backend
         # that rewrites whole chains reads the state inside it); if the firewall refuses,
         # nothing is released. The sandbox goes last: a DNAT rule never outlives its address.
@@ -774,26 +862,52 @@ class Engine:
                           in self.store.port_rows(ctr.id)]
         released_ips: list[str] = []
         with self.store.transaction():
-            removed = self.netfilter.container_elements(ctr)
+            removed = self.netfilter.container_elements(ctr, ports_only=keep)
             self.store.delete_ports(ctr.id)
-            for ep in self.store.endpoints(container_id=ctr.id):
-                if ep.ip is not None:
-                    released_ips.append(str(ep.ip))
-                self.store.update_endpoint(ep.id, ip=None, mac=None)
+            if not keep:
+                for ep in self.store.endpoints(container_id=ctr.id):
+                    if ep.ip is not None:
+                        released_ips.append(str(ep.ip))
+                    self.store.update_endpoint(ep.id, ip=None, mac=None)
             self.store.update_container(
                 ctr.id, status=EXITED, exit_code=exit_code, finished_at=now(), error=error
             )
             self.netfilter.apply(removed=removed)
         crashpoint("stop:released")
-        self._destroy_sandbox(ctr)
+        if not keep:
+            self._destroy_sandbox(ctr)
         # connections tracked to its addresses and ports would otherwise keep going there,
         # and reach the next container given the address
         self._flush_conntrack(released_ips, released_ports)
         self._release_held(ctr.id)
+        if keep:
+            return
         if ctr.auto_remove:
             self._delete_container(ctr)
+        if ctr.shares_sandbox_of:
+            self._release_shared(ctr.shares_sandbox_of)
+
+    def _release_shared(self, owner_id: str) -> bool:
+        """Release the sandbox of an exited container once no running container shares it
+        any more (its addresses, then its namespace; --rm is honoured then). True if it was
+        released."""
+        owner = self.store.container_by_id(owner_id)
+        if owner is None or owner.status != EXITED or self.store.sharing_sandbox(owner.id):
+            return False
+        held = [ep for ep in self.store.endpoints(container_id=owner.id) if ep.ip is not None]
+        with self.store.transaction():
+            removed = self.netfilter.container_elements(owner)
+            for ep in held:
+                self.store.update_endpoint(ep.id, ip=None, mac=None)
+            self.netfilter.apply(removed=removed)
+        self._destroy_sandbox(owner)
+        self._flush_conntrack([str(ep.ip) for ep in held], [])
+        if owner.auto_remove:
+            self._delete_container(owner)
+        return bool(held)
 
     def _delete_container(self, ctr: Container) -> None:
+        self.cgroups.kill(ctr.id)  # (gone already, unless it never started)
         with self.store.transaction():
             self.store.delete_container(ctr.id)
         self._remove_container_dir(ctr.id)
@@ -904,13 +1018,21 @@ class Engine:
 
         ctr = self.store.container(ref)
         if ctr.status == RUNNING:
-            process.terminate(ctr.pid or 0, ctr.pid_start, timeout)
-            self._await_supervisor(ctr)
+            self._handling.add(ctr.id)
+            try:
+                sig = process.terminate(ctr.pid or 0, ctr.pid_start, timeout)
+                self._await_supervisor(ctr, sig)
+            finally:
+                self._handling.discard(ctr.id)
         return self.store.container_by_id(ctr.id) or ctr
 
-    def _await_supervisor(self, ctr: Container) -> None:
+    def _await_supervisor(self, ctr: Container, sig: int | None) -> None:
         """After the process is gone, give its supervisor a moment to record the exit; finish
-        the container here if the supervisor is gone too."""
+        the container here if the supervisor is gone too. Its exit status is then not ours to
+        read (it is not our child): 128 + the signal that ended it, as far as shoal knows
+        (SIGTERM: 143, SIGKILL: 137; a process that handled SIGTERM and exited with a code of
+        its own is recorded as 143 too), or 255 if it was gone before shoal signalled it."""
+        code = 128 + sig if sig else 255
         deadline = 50
         while deadline:
             cur = self.store.container_by_id(ctr.id)
@@ -925,20 +1047,31 @@ class Engine:
             if cur is not None and cur.status == RUNNING and not pids.alive(
                 cur.pid, cur.pid_start
             ):
-                self._finish(cur.id, cur.pid, 137)
+                self._finish(cur.id, cur.pid, code,
+                             error="" if sig else "process exited while unsupervised")
 
     def remove_container(self, ref: str, force: bool = False) -> None:
         from .runtime import process
 
         ctr = self.store.container(ref)
+        users = self.store.sharing_sandbox(ctr.id) if ctr.has_own_sandbox else []
+        if users:  # before anything is stopped
+            raise Conflict(
+                f"container {ctr.name} shares its network with running containers "
+                f"({', '.join(users)}); remove those first"
+            )
         if ctr.status == RUNNING:
             if not force and pids.alive(ctr.pid, ctr.pid_start):
                 raise Conflict(
                     f"container {ctr.name} is running: stop it first (shoal stop {ctr.name}) "
                     "or remove it with -f"
                 )
-            process.terminate(ctr.pid or 0, ctr.pid_start, 0)
-            self._await_supervisor(ctr)
+            self._handling.add(ctr.id)
+            try:
+                sig = process.terminate(ctr.pid or 0, ctr.pid_start, 0)
+                self._await_supervisor(ctr, sig)
+            finally:
+                self._handling.discard(ctr.id)
         with self.store.locked():
             cur = self.store.container_by_id(ctr.id)
             if cur is None:
@@ -966,7 +1099,14 @@ class Engine:
             raise Conflict(f"container {ctr.name} is not running")
         assert ctr.pid is not None
         proc_env = self._process_env(ctr.replace(env=ctr.env + _parse_env(env or [])))
-        return process.exec_in(ctr.pid, cmd, proc_env, ctr.workdir, stdin, stdout, stderr)
+        # the command joins the container's cgroup: what it leaves running ends with it
+        procs_fd = self.cgroups.join_fd(ctr.id)
+        try:
+            return process.exec_in(ctr.pid, cmd, proc_env, ctr.workdir, stdin, stdout, stderr,
+                                   procs_fd)
+        finally:
+            if procs_fd is not None:
+                os.close(procs_fd)
 
     def log_path(self, ref: str) -> str:
         return os.path.join(self.container_dir(self.store.container(ref).id), "log")
@@ -1120,6 +1260,8 @@ class Engine:
                     requested_ip=requested,
                 )
                 self.store.add_endpoint(ep)
+                if running:  # cleared once the kernel has the endpoint: see reconcile step 3
+                    self.store.set_meta(self.pending_key(ep.id), "connect")
             crashpoint("connect:row")
             if running:
                 first = not any(e.ip for e in existing)
@@ -1138,8 +1280,17 @@ class Engine:
                         bridge_driver.detach(sandbox, ep)
                     with self.store.transaction():
                         self.store.delete_endpoint(ep.id)
+                        self.store.delete_meta(self.pending_key(ep.id))
                     raise
+                with self.store.transaction():
+                    self.store.delete_meta(self.pending_key(ep.id))
             return ep
+
+    @staticmethod
+    def pending_key(endpoint_id: str) -> str:
+        """The meta row that marks an endpoint whose kernel side `network connect` is making:
+        if it is still there when the veth is missing, the connect was interrupted."""
+        return f"pending-connect:{endpoint_id}"
 
     def disconnect(self, net_ref: str, ctr_ref: str) -> None:
         from .drivers import bridge as bridge_driver
@@ -1164,11 +1315,28 @@ class Engine:
             if ctr.status == RUNNING and ep.ip is not None:
                 with self._sandbox(ctr.id) as sandbox:
                     bridge_driver.detach(sandbox, ep)
+                    self._ensure_default_route(sandbox, ctr)
                 self._flush_conntrack([str(ep.ip)], [(proto, host_ip, int(port)) for
                                                      proto, host_ip, port, _d, _p in rows])
             if rows:
                 self._release_elsewhere(ctr, [(proto, host_ip, int(port))
                                               for proto, host_ip, port, _d, _p in rows])
+
+    def _ensure_default_route(self, sandbox: Netlink, ctr: Container) -> None:
+        """A sandbox that lost its default route (its network was disconnected) gets one
+        through the first of its remaining networks that is not internal, as Docker does."""
+        from .kernel import links
+
+        if links.default_route(sandbox) is not None:
+            return
+        for ep in self.store.endpoints(container_id=ctr.id):
+            net = self.store.network_by_id(ep.network_id)
+            if ep.ip is None or net.internal or net.gateway is None:
+                continue
+            link = links.get_link(sandbox, ep.ifname)
+            if link is not None:
+                links.add_default_route(sandbox, net.gateway, link.index)
+                return
 
 
 class _UsedAddresses:

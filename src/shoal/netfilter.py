@@ -143,13 +143,13 @@ class Netfilter:
             return []
         return (self.store.get_meta("host_links") or "").split()
 
-    def container_elements(self, ctr: Container) -> Elements:
-        """The elements a running container contributes: its published ports and its ports
-        on networks with icc off."""
+    def container_elements(self, ctr: Container, ports_only: bool = False) -> Elements:
+        """The elements a running container contributes: its published ports and (unless
+        `ports_only`) its ports on networks with icc off."""
         entries = [port_entry(*row) for row in self.store.port_rows(ctr.id)]
         parts: list[Elements] = [{"ports_any": {e for n, e in entries if n == "ports_any"},
                                   "ports_ip": {e for n, e in entries if n == "ports_ip"}}]
-        for ep in self.store.endpoints(container_id=ctr.id):
+        for ep in [] if ports_only else self.store.endpoints(container_id=ctr.id):
             if ep.ip is not None and not net_rule(self.store.network_by_id(ep.network_id)).icc:
                 parts.append(no_icc_port_elements(host_veth_name(ep.id)))
         return merge(*parts)

@@ -15,9 +15,9 @@ from contextlib import suppress
 from .drivers import bridge as bridge_driver
 from .errors import ShoalError
 from .kernel import links, ns
-from .model import CREATED, RUNNING
+from .model import CREATED, EXITED, RUNNING
 from .names import BRIDGE_PREFIX, HOST_VETH_PREFIX, host_veth_name, is_id, marked_root
-from .runtime import pids
+from .runtime import cgroup, pids
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,20 +29,17 @@ def reconcile(engine: Engine) -> list[str]:
     done: list[str] = []
     store = engine.store
     engine.check_namespace_owner()  # another root's objects: change nothing at all
-    # 1. containers whose process died while nobody watched; half-made ones are rolled back
+    # 1. containers whose supervisor is gone: those whose process died while nobody watched
+    #    are marked exited, those still running are killed (nobody would record their exit),
+    #    half-made ones are rolled back (see Engine._reap)
     for ctr in store.containers():
-        supervised = pids.alive(ctr.supervisor_pid, ctr.supervisor_start)
-        if ctr.status == RUNNING and not pids.alive(ctr.pid, ctr.pid_start) and not supervised:
-            engine._finish(ctr.id, ctr.pid, 255, error="process exited while unsupervised")
-            gone = store.container_by_id(ctr.id) is None
-            done.append(f"container {ctr.name}: its process is gone; marked exited"
-                        + (" and removed (--rm)" if gone else ""))
-        elif ctr.status == CREATED and not supervised:
-            if ctr.has_own_sandbox:  # a command may have started in it, its pid unrecorded
-                pids.kill_all_in(engine.sandbox_path(ctr.id))
-            engine._finish(ctr.id, None, 255, error="its creation was interrupted")
-            engine._delete_container(ctr)
-            done.append(f"container {ctr.name}: its creation was interrupted; rolled back")
+        if ctr.status in (RUNNING, CREATED) and (line := engine._reap(ctr)):
+            done.append(line)
+    #    sandboxes kept for the containers that shared them, once none of those runs
+    for ctr in store.containers():
+        if ctr.status == EXITED and ctr.has_own_sandbox and engine._release_shared(ctr.id):
+            done.append(f"container {ctr.name}: no running container shares its sandbox; "
+                        "its addresses were released")
     # 2. running containers whose namespace mount is gone (the run directory was deleted):
     #    mounted again from their process, which still holds the namespace
     for ctr in store.containers():
@@ -59,21 +56,37 @@ def reconcile(engine: Engine) -> list[str]:
         engine._write_container_files(ctr)
         done.append(f"container {ctr.name}: its namespace mount was gone; mounted again "
                     "from its process")
-    # 3. connections half-made by an interrupted `network connect`: rolled back
+    # 3. endpoints whose veth is missing. The state is the truth: the veth is made again
+    #    (deleted by hand, or by a host-side mishap), unless its `network connect` was
+    #    interrupted (its pending marker is still there): that half-made connection is
+    #    rolled back
     for ctr in store.containers():
         if ctr.status != RUNNING or not ctr.has_own_sandbox:
             continue
         for ep in store.endpoints(container_id=ctr.id):
-            if ep.ip is None or links.get_link(engine.host, host_veth_name(ep.id)):
+            pending = store.get_meta(engine.pending_key(ep.id)) is not None
+            if ep.ip is None or (links.get_link(engine.host, host_veth_name(ep.id))
+                                 and not pending):
+                if pending and ep.ip is None:
+                    with store.transaction():
+                        store.delete_meta(engine.pending_key(ep.id))
                 continue
             net = store.network_by_id(ep.network_id)
             with suppress(ShoalError, OSError), engine._sandbox(ctr.id) as sandbox:
                 links.delete_link(sandbox, ep.ifname)
-            with store.transaction():
-                store.delete_ports(ctr.id, net.id)
-                store.delete_endpoint(ep.id)
-            done.append(f"container {ctr.name}: its connection to network {net.name} was "
-                        "half-made; rolled back")
+            if pending:
+                with store.transaction():
+                    store.delete_ports(ctr.id, net.id)
+                    store.delete_endpoint(ep.id)
+                    store.delete_meta(engine.pending_key(ep.id))
+                done.append(f"container {ctr.name}: its connection to network {net.name} was "
+                            "half-made; rolled back")
+                continue
+            with engine._sandbox(ctr.id) as sandbox:
+                first = links.default_route(sandbox) is None
+                bridge_driver.attach(sandbox, engine.host, engine.host_fd, net, ep, first)
+            done.append(f"container {ctr.name}: its endpoint {ep.ifname} on network {net.name} "
+                        "was missing; created again")
     # 4. networks: bridges missing (host restart, deleted by hand) are made again
     known_bridges = set()
     for net in store.networks():
@@ -83,6 +96,8 @@ def reconcile(engine: Engine) -> list[str]:
         if links.get_link(engine.host, net.bridge) is None:
             bridge_driver.ensure(engine.host, net, engine.mark)
             done.append(f"network {net.name}: bridge {net.bridge} was missing; created again")
+        else:  # a bridge made before bridges had a fixed MAC: fixed now (idempotent)
+            bridge_driver.fix_mac(engine.host, net)
     # 5. kernel objects with shoal's names that the store does not know
     live_veths = {host_veth_name(ep.id) for ep in store.endpoints() if ep.ip is not None}
     for link in links.list_links(engine.host):
@@ -101,8 +116,19 @@ def reconcile(engine: Engine) -> list[str]:
                 done.append(f"removed {'veth' if stale_veth else 'bridge'} {name}: "
                             "no container or network of shoal's has it")
     wanted = {c.id for c in store.containers()
-              if c.has_own_sandbox and c.status in (RUNNING, CREATED)}
+              if c.has_own_sandbox and (c.status in (RUNNING, CREATED)
+                                        or store.sharing_sandbox(c.id))}
     done += _remove_stale_namespaces(engine, wanted)
+    #    cgroups of containers that no longer run (their processes are killed)
+    alive = {c.id for c in store.containers() if c.status in (RUNNING, CREATED)}
+    for cid in engine.cgroups.leftovers(alive):
+        path = engine.cgroups.path(cid)
+        assert path is not None
+        had = cgroup.populated(path)
+        if cgroup.kill_path(path):
+            done.append(f"removed cgroup {cid[:12]}" + (" and killed its processes" if had
+                                                        else "") + ": no running container "
+                        "of shoal's has it")
     # 6. the firewall, from the state
     engine.netfilter.ensure_forwarding()
     engine.netfilter.reload()

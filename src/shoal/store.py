@@ -209,6 +209,8 @@ class Store:
         self._lock_depth = 0
         # called with the lock held when a previous mutating command did not finish
         self.on_interrupted: Callable[[], None] | None = None
+        # called at every first acquisition of the lock, after on_interrupted
+        self.on_locked: Callable[[], None] | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -241,6 +243,8 @@ class Store:
                 if interrupted and self.on_interrupted is not None:
                     self.on_interrupted()
                     self.db.execute("DELETE FROM ops WHERE pid != ?", (os.getpid(),))
+                if self.on_locked is not None:
+                    self.on_locked()
         except BaseException:
             self._release()
             raise
@@ -275,6 +279,9 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key=?", (key,))
 
     # -- generic ----------------------------------------------------------------------------
 

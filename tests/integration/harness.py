@@ -31,6 +31,31 @@ def _ns_inode(path: str) -> int | None:
         return None
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _cgroup_scope(run_dir: str) -> str | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.startswith("cgroup2 "):
+                root = left.split()[4]
+                break
+        else:
+            own = os.path.join(run_dir, "cgroup2")  # shoal's own mount, where none is
+            if not os.path.ismount(own):
+                return None
+            root = own
+    h = 0xCBF29CE484222325  # FNV-1a, 64 bits, of the run directory's path
+    for byte in os.fsencode(os.path.abspath(run_dir)):
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return os.path.join(root, "shoal", f"{h:016x}")
+
+
 class Host:
     def __init__(self, base: Path, backend: str | None = None) -> None:
         self.base = base
@@ -201,7 +226,43 @@ class Host:
                     pass
             time.sleep(0.1)
 
+    def cgroups(self) -> list[str]:
+        """The cgroups this host's shoal made: <cgroup2>/shoal/<hash of its run dir>/*
+        (the naming of shoal/runtime/cgroup.py, computed here without importing shoal)."""
+        scope = _cgroup_scope(self.run_dir)
+        if scope is None or not os.path.isdir(scope):
+            return []
+        return [os.path.join(scope, e) for e in os.listdir(scope)
+                if os.path.isdir(os.path.join(scope, e))]
+
+    def kill_cgroups(self) -> None:
+        """Kill every process of this host's cgroups and remove them (also after a failure)."""
+        for path in self.cgroups():
+            try:
+                Path(path, "cgroup.kill").write_text("1")
+            except OSError:
+                pass
+            deadline = time.monotonic() + 10
+            while "populated 1" in _read(Path(path, "cgroup.events")) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.02)
+            for _ in range(50):
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        scope = _cgroup_scope(self.run_dir)
+        if scope is not None:
+            try:
+                os.rmdir(scope)
+            except OSError:
+                pass
+
     def cleanup(self) -> None:
+        self.kill_cgroups()
         self.kill_processes()
         for point in sorted(self.mounts(), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)

@@ -16,17 +16,35 @@ from ..names import host_veth_name
 MAX_PORTS = 1023
 
 
+def bridge_mac(net: Network) -> str:
+    """The bridge's own, fixed MAC: derived from the gateway address as the endpoints' are
+    from theirs (02:42 and the address's four bytes), so no endpoint has it. Docker fixes its
+    bridges' MAC too: without it, a bridge takes its ports' lowest MAC, and when that
+    container stops, the gateway's MAC changes under the other containers' ARP caches."""
+    from ..ipam import mac_for
+
+    assert net.gateway is not None
+    return mac_for(net.gateway)
+
+
 def create(host: Netlink, net: Network, mark: str | None = None) -> None:
     """The network's bridge, carrying `mark` (names.owner_mark: which root made it)."""
     assert net.bridge is not None
-    links.create_bridge(host, net.bridge, net.gateway_interface, mark)
+    links.create_bridge(host, net.bridge, net.gateway_interface, mark, bridge_mac(net))
 
 
 def ensure(host: Netlink, net: Network, mark: str | None = None) -> int:
     """The bridge's index, re-creating the bridge if it went missing (deleted by hand, or a
     host restart)."""
     assert net.bridge is not None
-    return links.ensure_bridge_up(host, net.bridge, net.gateway_interface, mark)
+    return links.ensure_bridge_up(host, net.bridge, net.gateway_interface, mark,
+                                  bridge_mac(net))
+
+
+def fix_mac(host: Netlink, net: Network) -> None:
+    """Give an existing bridge its fixed MAC (one made by an older shoal)."""
+    assert net.bridge is not None
+    links.set_mac(host, net.bridge, bridge_mac(net))
 
 
 def delete(host: Netlink, net: Network) -> None:

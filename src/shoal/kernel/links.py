@@ -73,15 +73,20 @@ def _set_up(index: int = 0, name: str | None = None, master: int | None = None) 
 
 
 def create_bridge(sock: Netlink, name: str, gateway: IPv4Interface,
-                  alias: str | None = None) -> int:
+                  alias: str | None = None, mac: str | None = None) -> int:
     """A bridge holding the gateway address, up, without IPv6 autoconfiguration and without
     multicast snooping, its alias set to `alias` (shoal's mark of its root).
 
     With snooping on, the kernel re-arms the multicast timers of every port each time a port
     is added (br_port_state_selection), so each attach costs more the more containers the
     bridge has: 2 ms more at 1,000 here. Without it, multicast is flooded to the ports like
-    broadcast, which is what a bridge without a multicast querier does anyway."""
+    broadcast, which is what a bridge without a multicast querier does anyway.
+
+    With `mac`, the bridge's address is fixed (the kernel marks it as set): otherwise a bridge
+    takes the lowest MAC of its ports, and the gateway's MAC changes when that port goes."""
     body = ifinfomsg() + attr_str(nl.IFLA_IFNAME, name)
+    if mac is not None:
+        body += attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
     body += nested(nl.IFLA_LINKINFO, attr_str(nl.IFLA_INFO_KIND, "bridge"),
                    nested(nl.IFLA_INFO_DATA, attr_u8(nl.IFLA_BR_MCAST_SNOOPING, 0)))
     sock.call((nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body, f"create bridge {name}"))
@@ -108,13 +113,13 @@ def set_alias(sock: Netlink, index: int, alias: str) -> None:
 
 
 def ensure_bridge_up(sock: Netlink, name: str, gateway: IPv4Interface,
-                     alias: str | None = None) -> int:
+                     alias: str | None = None, mac: str | None = None) -> int:
     """The bridge's index; (re)creates it if missing, and if it was found down brings it up
     and restores its gateway address. A bridge without an alias (made by an older shoal)
     gets `alias`."""
     link = get_link(sock, name)
     if link is None:
-        return create_bridge(sock, name, gateway, alias)
+        return create_bridge(sock, name, gateway, alias, mac)
     if alias is not None and link.alias is None:
         set_alias(sock, link.index, alias)
     if not link.up:
@@ -122,6 +127,16 @@ def ensure_bridge_up(sock: Netlink, name: str, gateway: IPv4Interface,
             sock.call(_addr_request(link.index, gateway, f"add {gateway} to {name}"))
         sock.call((nl.RTM_SETLINK, 0, _set_up(link.index), f"bring up {name}"))
     return link.index
+
+
+def set_mac(sock: Netlink, name: str, mac: str) -> None:
+    body = ifinfomsg() + attr_str(nl.IFLA_IFNAME, name) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
+    sock.call((nl.RTM_SETLINK, 0, body, f"set the address of {name}"))
+
+
+def add_default_route(sock: Netlink, gateway: IPv4Address, oif: int) -> None:
+    route = nl.rtmsg() + attr(nl.RTA_GATEWAY, gateway.packed) + attr_u32(nl.RTA_OIF, oif)
+    sock.call((nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_EXCL, route, "default route"))
 
 
 def delete_link(sock: Netlink, name: str) -> bool:

@@ -119,6 +119,7 @@ def spawn(
     stdout: int | None,
     stderr: int | None,
     new_session: bool,
+    cgroup_fd: int | None = None,
 ) -> Child:
     """Fork, enter the sandbox in the child and exec the command. A fork of our own rather
     than subprocess.Popen: importing subprocess (with threading, selectors, locale and re)
@@ -133,7 +134,8 @@ def spawn(
     try:
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            _child(cmd, env, workdir, (stdin, stdout, stderr), new_session, enter, report_w)
+            _child(cmd, env, workdir, (stdin, stdout, stderr), new_session, enter, report_w,
+                   cgroup_fd)
     except BaseException:
         os.close(report_r)
         raise
@@ -158,11 +160,15 @@ def spawn(
 
 
 def _child(cmd: list[str], env: dict[str, str], cwd: str, streams: tuple[int | None, ...],
-           new_session: bool, enter: Callable[[], None], report: int) -> None:
-    """In the forked child: wire the standard streams, enter the namespaces, exec. Whatever
+           new_session: bool, enter: Callable[[], None], report: int,
+           cgroup_fd: int | None = None) -> None:
+    """In the forked child: join the container's cgroup (first, so that whatever it starts
+    is the container's too), wire the standard streams, enter the namespaces, exec. Whatever
     fails is written to `report` ("enter" or "exec", a tab, the message)."""
     stage = "enter"
     try:
+        if cgroup_fd is not None:
+            os.write(cgroup_fd, b"0")
         for target, fd in enumerate(streams):
             if fd == DEVNULL:
                 fd = os.open(os.devnull, os.O_RDWR)
@@ -206,8 +212,10 @@ def exec_in(
     stdin: int | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
+    cgroup_fd: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Run a command inside the namespaces of a running container's process."""
+    """Run a command inside the namespaces of a running container's process, and in its
+    cgroup: what it starts ends with the container."""
     fds = []
     try:
         for kind in ("net", "uts", "mnt"):
@@ -218,6 +226,8 @@ def exec_in(
         raise ShoalError(f"the container's process {pid} is gone") from None
 
     def enter() -> None:
+        if cgroup_fd is not None:
+            os.write(cgroup_fd, b"0")
         for fd, flag in zip(fds, (ns.CLONE_NEWNET, ns.CLONE_NEWUTS, ns.CLONE_NEWNS), strict=True):
             ns.setns(fd, flag)
         os.chdir(cwd if os.path.isdir(cwd) else "/")
@@ -243,14 +253,20 @@ def wait_status(proc: Child | subprocess.Popen[bytes]) -> int:
     return _exit_status(proc.wait())
 
 
-def terminate(pid: int, started: int | None, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop` does."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+def terminate(pid: int, started: int | None, timeout: float) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout` seconds, as `docker stop` does (with no timeout,
+    SIGKILL at once, as `docker rm -f` does). The signal after which the process was gone, or
+    None if it was gone before the first."""
+    steps = ((signal.SIGTERM, timeout),) if timeout > 0 else ()
+    sent = None
+    for sig, wait in (*steps, (signal.SIGKILL, 5.0)):
         if not alive(pid, started):
-            return
+            return sent
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
-            return
+            return sent
+        sent = sig
         if wait_gone(pid, started, wait):
-            return
+            return sent
+    return sent

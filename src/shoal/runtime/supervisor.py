@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         engine = Engine(root, run_dir)
+        engine.cgroups.join_supervisors()
         if held:
             engine.held[cid] = held
         # before the start records this process as the container's: from then on a
