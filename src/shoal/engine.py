@@ -951,7 +951,7 @@ class Engine:
             # nor the script's on sys.path), started in "/", with only the variables shoal
             # itself reads: nothing of the caller's directory or environment runs as root.
             # The package that runs now is the one the supervisor imports.
-            subprocess.Popen(
+            supervisor = subprocess.Popen(
                 [sys.executable, "-I", "-c", SUPERVISOR_BOOT, _package_parent(), self.root,
                  self.run_dir, ctr.id, str(write_end), log],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -965,6 +965,13 @@ class Engine:
             raise
         os.close(write_end)
         self._release_held(ctr.id)  # this process's copies: the supervisor holds the ports
+        # the supervisor answers for the container from now on, even if this command dies
+        # before the start (the orphan check of the next command must not roll it back)
+        with self.store.transaction():
+            self.store.db.execute(
+                "UPDATE containers SET supervisor_pid=?, supervisor_start=? "
+                "WHERE id=? AND status=?",
+                (supervisor.pid, pids.start_time(supervisor.pid), ctr.id, CREATED))
         with os.fdopen(read_end) as pipe:
             report = pipe.read()
         status, _, detail = report.partition("\t")
@@ -1084,6 +1091,8 @@ class Engine:
                 )
             if cur.status != EXITED:  # created but never started: release what it holds
                 self._finish(cur.id, None, 0)
+            elif cur.has_own_sandbox:  # a sandbox kept for containers that shared it
+                self._release_shared(cur.id)
             if self.store.container_by_id(cur.id) is not None:
                 self._delete_container(cur)
 

@@ -135,6 +135,7 @@ def test_main_process_exit_releases_the_network_while_a_child_ignores_sigterm(ho
 # -- item 7: orphans are repaired by the next mutating command ---------------------------------
 
 def test_a_killed_foreground_run_is_repaired_by_the_next_command(host: Host) -> None:
+    host.shoal("network", "ls")  # the state exists before the polling below starts
     cmd = ["nsenter", f"--net={host.ns}", PY, "-m", "shoal", "--root", host.root,
            "--run-dir", host.run_dir, "run", "--rm", "--name", "fg", "-p", "8080:7000", "--",
            "sh", "-c", f"{BG} exec {PY} -m http.server 7000"]
@@ -148,6 +149,7 @@ def test_a_killed_foreground_run_is_repaired_by_the_next_command(host: Host) -> 
         veth = _veth(host, "fg", "bridge")
         cli.kill()  # the CLI is the foreground container's supervisor
     finally:
+        cli.kill()
         cli.wait(timeout=30)
     # no `system reconcile`: the next command takes the port
     host.shoal("run", "-d", "--name", "web", "-p", "8080:7000", "--", PY, "-c", TCP, "7000")

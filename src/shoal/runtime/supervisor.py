@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
         # before the start records this process as the container's: from then on a
         # disconnect asks it (SIGUSR1) to close the sockets of the ports it unpublished
         engine.handle_port_releases()
+        engine._handling.add(cid)  # this process starts it, whoever created it
         ctr = engine.store.container_by_id(cid)
         if ctr is None:
             raise ShoalError(f"container {cid[:12]} was removed before it started")
