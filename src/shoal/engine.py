@@ -854,7 +854,8 @@ class Engine:
         self.cgroups.kill(ctr.id)
         # A sandbox that other running containers share (--network container:NAME) lives
         # until the last of them stops, and its addresses with it; its ports go now.
-        keep = ctr.has_own_sandbox and bool(self.store.sharing_sandbox(ctr.id))
+        keep = (ctr.has_own_sandbox and ctr.status == RUNNING
+                and bool(self.store.sharing_sandbox(ctr.id)))
         # The rules go in the same transaction that releases the ports and addresses (a backend
         # that rewrites whole chains reads the state inside it); if the firewall refuses,
         # nothing is released. The sandbox goes last: a DNAT rule never outlives its address.
@@ -1061,8 +1062,10 @@ class Engine:
         from .runtime import process
 
         ctr = self.store.container(ref)
-        users = self.store.sharing_sandbox(ctr.id) if ctr.has_own_sandbox else []
-        if users:  # before anything is stopped
+        # before anything is stopped (only a running container can be joined)
+        users = (self.store.sharing_sandbox(ctr.id)
+                 if ctr.has_own_sandbox and ctr.status == RUNNING else [])
+        if users:
             raise Conflict(
                 f"container {ctr.name} shares its network with running containers "
                 f"({', '.join(users)}); remove those first"
