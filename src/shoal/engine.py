@@ -694,6 +694,11 @@ class Engine:
             except BaseException:
                 self._release_held(cid)
                 self._destroy_sandbox(ctr)
+                if endpoint is not None:  # the kernel would remove its veth only later
+                    from contextlib import suppress
+
+                    with suppress(ShoalError, OSError):
+                        links.delete_link(self.host, host_veth_name(endpoint.id))
                 with self.store.transaction():
                     self.store.delete_container(cid)
                 self._remove_container_dir(cid)
