@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from common import Breakdown, ms, netns_id, unmount_all
+from common import Breakdown, ms, netns_id, remove_cgroups, unmount_all
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -128,6 +128,8 @@ def outer(args: argparse.Namespace) -> int:
         if child is not None and child.poll() is None:
             child.kill()  # only the process this script started, by its pid
             child.wait()
+        for path in remove_cgroups(SRC, os.path.join(tmp, "run")):
+            print(f"WARNING: cgroup left: {path}", file=sys.stderr)
         left = unmount_all(tmp)
         if left:
             print(f"WARNING: still mounted: {' '.join(left)}", file=sys.stderr)

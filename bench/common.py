@@ -36,6 +36,43 @@ def mounts_under(prefix: str) -> list[str]:
     return sorted(set(found), key=lambda p: (p.count("/"), p), reverse=True)
 
 
+def remove_cgroups(src: str, run_dir: str) -> list[str]:
+    """Remove the cgroups the benchmark's shoal made for `run_dir` (shoal/runtime/cgroup.py
+    names them <cgroup2>/shoal/<hash of the run dir>/...), killing what is left in them;
+    returns the ones that could not be removed."""
+    import sys
+
+    sys.path.insert(0, src)
+    from shoal.runtime.cgroup import TOP, mount_point, scope_name
+
+    root = mount_point()
+    if root is None:
+        return []
+    scope = os.path.join(root, TOP, scope_name(run_dir))
+    if not os.path.isdir(scope):
+        return []
+    left = []
+    for path in [os.path.join(scope, e) for e in os.listdir(scope)] + [scope]:
+        if not os.path.isdir(path):
+            continue
+        try:
+            with open(os.path.join(path, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError:
+            pass
+        for _ in range(100):
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # (still emptying)
+                time.sleep(0.02)
+        else:
+            left.append(path)
+    return left
+
+
 def unmount_all(prefix: str) -> list[str]:
     """`umount -l` every mount under `prefix`; returns what could not be unmounted."""
     for _ in range(5):

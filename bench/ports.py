@@ -47,7 +47,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from common import Breakdown, mounts_under, ms, netns_id, unescape, unmount_all
+from common import (
+    Breakdown,
+    mounts_under,
+    ms,
+    netns_id,
+    remove_cgroups,
+    unescape,
+    unmount_all,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -283,6 +291,8 @@ def run_phase(phase: str, args: argparse.Namespace) -> dict[str, Any]:
         killed = kill_leftovers(tmp)
         if killed:
             result["notes"].append(f"{phase}: killed leftover processes {' '.join(killed)}")
+        for path in remove_cgroups(SRC, os.path.join(tmp, "run")):
+            result["notes"].append(f"{phase}: WARNING cgroup left: {path}")
         left = unmount_all(tmp)
         if left:
             result["notes"].append(f"{phase}: WARNING still mounted: {' '.join(left)}")

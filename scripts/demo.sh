@@ -23,6 +23,15 @@ cleanup() {
   for p in /proc/[0-9]*; do
     [ "$(readlink "$p/ns/net" 2>/dev/null)" = "net:[$ino]" ] && kill -9 "${p#/proc/}" 2>/dev/null
   done
+  # the (now empty) cgroups shoal made for the demo's run directory: <cgroup2>/shoal/<hash>/
+  scope=$(python3 -c 'import os, sys
+from shoal.runtime.cgroup import TOP, mount_point, scope_name
+root = mount_point()
+print(os.path.join(root, TOP, scope_name(sys.argv[1])) if root else "")' "$base/run" 2>/dev/null)
+  if [ -n "$scope" ] && [ -d "$scope" ]; then
+    for d in "$scope"/*/; do [ -d "$d" ] && rmdir "$d"; done
+    rmdir "$scope"
+  fi
   grep -F " $base" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
   rm -rf "$base"
 }

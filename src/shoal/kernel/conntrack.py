@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from ..errors import KernelError
 from . import netlink as nl
-from .netlink import Netlink, attr, attr_u32, parse_attrs
+from .netlink import attr, attr_u32, parse_attrs, shared
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
@@ -186,13 +186,14 @@ def stale(entries: Iterable[Entry], addresses: set[bytes], ports: set[PortKey],
 
 
 class Conntrack:
-    """A ctnetlink socket in the namespace it was opened in."""
+    """ctnetlink in the current namespace, over the process's one NETLINK_NETFILTER socket
+    (netlink.shared: closing one after nf_tables changes waits for an RCU grace period)."""
 
     def __init__(self) -> None:
-        self.nl = Netlink(NETLINK_NETFILTER)
+        self.nl = shared(NETLINK_NETFILTER)
 
     def close(self) -> None:
-        self.nl.close()
+        pass  # the socket is kept for the process
 
     def __enter__(self) -> Conntrack:
         return self

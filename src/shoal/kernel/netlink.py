@@ -131,6 +131,21 @@ def mac_bytes(mac: str) -> bytes:
     return bytes(int(part, 16) for part in mac.split(":"))
 
 
+_SHARED: dict[tuple[int, int], Netlink] = {}
+
+
+def shared(protocol: int) -> Netlink:
+    """A socket of this netlink family in the current network namespace, opened once per
+    process and kept open. For NETLINK_NETFILTER that matters: closing such a socket waits
+    for nf_tables' pending destroy work (an RCU grace period, 6 ms here after shoal's own
+    element changes), so a socket per request would cost every published port that much."""
+    key = (protocol, os.stat("/proc/thread-self/ns/net").st_ino)
+    sock = _SHARED.get(key)
+    if sock is None:
+        sock = _SHARED[key] = Netlink(protocol)
+    return sock
+
+
 class Netlink:
     """One rtnetlink socket (or, given another protocol, a socket of that netlink family).
     It stays in the network namespace it was opened in, so a socket opened while the thread

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from .netlink import Netlink, parse_attrs
+from .netlink import parse_attrs, shared
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -32,9 +32,8 @@ def parse(body: bytes) -> int | None:
 
 def generation() -> int | None:
     """The current generation id, or None where nftables is not there (no nf_tables)."""
-    try:
-        with Netlink(NETLINK_NETFILTER) as sock:
-            body = sock.get(GETGEN, request(), "nftables generation")
+    try:  # (one socket kept for the process: see netlink.shared)
+        body = shared(NETLINK_NETFILTER).get(GETGEN, request(), "nftables generation")
     except OSError:
         return None
     return parse(body) if body else None
