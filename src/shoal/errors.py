@@ -22,4 +22,9 @@ class Conflict(ShoalError):
 
 
 class KernelError(ShoalError):
-    """The kernel refused an operation."""
+    """The kernel refused an operation; `errno` is the kernel's error number (compare it with
+    the `errno` module's names), or None where the kernel gave none."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno

@@ -131,13 +131,13 @@ class FakeNetlink:
         self.gone = gone
         self.sock = self
 
-    def _frame(self, kind: int, flags: int, body: bytes) -> tuple[int, bytes]:
-        return nl.Netlink._frame(self, kind, flags, body)  # type: ignore[arg-type]
+    def frame(self, kind: int, flags: int, body: bytes) -> tuple[int, bytes]:
+        return nl.Netlink.frame(self, kind, flags, body)  # type: ignore[arg-type]
 
     def sendall(self, data: bytes) -> None:
         self.sent.append(data)
 
-    def _messages(self):  # type: ignore[no-untyped-def]
+    def receive(self):  # type: ignore[no-untyped-def]
         data = self.sent[-1]
         offset = 0
         while offset < len(data):

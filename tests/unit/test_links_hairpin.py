@@ -24,6 +24,10 @@ class Recorder:
     def call(self, *requests: tuple[int, int, bytes, str]) -> None:
         self.calls.append(requests)
 
+    def batch(self, requests: list[tuple[int, int, bytes, str]]) -> list[None]:
+        self.call(*requests)
+        return [None] * len(requests)
+
 
 def test_the_host_end_is_plugged_then_put_in_hairpin_mode(monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:

@@ -76,7 +76,7 @@ def attach(
             alias=mark,
         )
     except KernelError as e:
-        if getattr(e, "errno", None) == errno.EXFULL:  # ports someone else plugged in count too
+        if e.errno == errno.EXFULL:  # ports someone else plugged in count too
             raise Conflict(full_message(net)) from None
         raise
 

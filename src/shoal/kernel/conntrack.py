@@ -22,15 +22,12 @@ from collections.abc import Callable, Iterable
 
 from ..errors import KernelError
 from . import netlink as nl
-from .netlink import attr, attr_u32, parse_attrs, shared
+from .netlink import NETLINK_NETFILTER, NFGENMSG, attr, attr_u32, parse_attrs, shared
 
-NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_GET = 1
 IPCTNL_MSG_CT_DELETE = 2
-NFNETLINK_V0 = 0
 NLA_F_NESTED = 0x8000
-NLM_F_DUMP_INTR = 0x10
 
 CTA_TUPLE_ORIG = 1
 CTA_TUPLE_REPLY = 2
@@ -57,12 +54,11 @@ DELETE = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
 # a netlink message larger than the socket's send buffer is refused: send in chunks
 CHUNK = 32 * 1024
 
-_NFGEN = struct.Struct("=BBH")  # family, version, resource id (big-endian, 0)
 _PORT = struct.Struct("!H")
 
 
 def nfgenmsg(family: int = socket.AF_INET) -> bytes:
-    return _NFGEN.pack(family, NFNETLINK_V0, 0)
+    return nl.nfgenmsg(family)
 
 
 def _nest(kind: int, *attrs: bytes) -> bytes:
@@ -107,9 +103,9 @@ def _tuple(raw: bytes) -> tuple[bytes, bytes, int, int, int]:
 def parse_entry(body: bytes) -> Entry | None:
     """An IPCTNL_MSG_CT_NEW message of a dump (its body after the netlink header); None if
     it is not an IPv4 entry."""
-    if len(body) < _NFGEN.size or body[0] != socket.AF_INET:
+    if len(body) < NFGENMSG.size or body[0] != socket.AF_INET:
         return None
-    attrs = parse_attrs(body, _NFGEN.size)
+    attrs = parse_attrs(body, NFGENMSG.size)
     orig = attrs.get(CTA_TUPLE_ORIG)
     if not orig:
         return None
@@ -222,7 +218,7 @@ class Conntrack:
                 flags = nl.NLM_F_REQUEST | nl.NLM_F_ACK
             else:
                 flags = nl.NLM_F_REQUEST  # only failures are answered
-            seq, frame = self.nl._frame(DELETE, flags, body)
+            seq, frame = self.nl.frame(DELETE, flags, body)
             frames.append(frame)
             size += len(frame)
             if flags & nl.NLM_F_ACK:
@@ -235,12 +231,12 @@ class Conntrack:
         self.nl.sock.sendall(b"".join(frames))
         failed = 0
         while True:
-            for kind, _flags, seq, body in self.nl._messages():
+            for kind, flags, seq, body in self.nl.receive():
                 if kind != nl.NLMSG_ERROR:
                     continue
-                code = -struct.unpack_from("=i", body)[0]
+                code = nl.error_code(body)
                 if code and code != errno.ENOENT:
-                    raise self.nl._error(body, "delete conntrack entries")
+                    raise nl.kernel_error(kind, flags, body, "delete conntrack entries")
                 if code:
                     failed += 1
                 if seq == last_seq:
@@ -285,7 +281,7 @@ def flush(addresses: Iterable[str], ports: Iterable[tuple[str, str, int]],
             else:
                 entries = ct.entries()
         except KernelError as e:
-            if getattr(e, "errno", 0) in (errno.EOPNOTSUPP, errno.ENOENT, errno.EPROTONOSUPPORT):
+            if e.errno in (errno.EOPNOTSUPP, errno.ENOENT, errno.EPROTONOSUPPORT):
                 return 0  # conntrack is not loaded: nothing is tracked
             raise
         doomed = stale(entries, addrs, keys,

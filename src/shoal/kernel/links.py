@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
-import struct
 from functools import cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from ..errors import KernelError
 from ..records import Record
 from . import netlink as nl
 from . import sysctl
@@ -34,33 +35,34 @@ class Link(Record):
     alias: str | None = None  # IFLA_IFALIAS: shoal's links carry their root's mark there
 
 
-def _parse_link(body: bytes) -> Link:
-    _fam, _type, index, flags, _change = nl._IFINFO.unpack_from(body)
-    attrs = nl.parse_attrs(body, nl._IFINFO.size)
+def parse_link(body: bytes) -> Link:
+    """A Link from an RTM_NEWLINK message's body."""
+    msg = nl.IfInfo(body)
+    attrs = msg.attrs
     master = attrs.get(nl.IFLA_MASTER)
     alias = attrs.get(nl.IFLA_IFALIAS)
     kind = None
     if nl.IFLA_LINKINFO in attrs:
         info = nl.parse_attrs(attrs[nl.IFLA_LINKINFO])
         if nl.IFLA_INFO_KIND in info:
-            kind = info[nl.IFLA_INFO_KIND].rstrip(b"\0").decode()
+            kind = nl.text(info[nl.IFLA_INFO_KIND])
     return Link(
-        index=index,
-        name=attrs.get(nl.IFLA_IFNAME, b"").rstrip(b"\0").decode(),
-        up=bool(flags & nl.IFF_UP),
-        master=struct.unpack("=I", master)[0] if master else None,
+        index=msg.index,
+        name=nl.text(attrs.get(nl.IFLA_IFNAME, b"")),
+        up=bool(msg.flags & nl.IFF_UP),
+        master=nl.u32(master) if master else None,
         kind=kind,
-        alias=alias.rstrip(b"\0").decode(errors="replace") if alias else None,
+        alias=nl.text(alias) if alias else None,
     )
 
 
 def get_link(sock: Netlink, name: str) -> Link | None:
     body = sock.get(nl.RTM_GETLINK, ifinfomsg() + attr_str(nl.IFLA_IFNAME, name), f"find {name}")
-    return _parse_link(body) if body else None
+    return parse_link(body) if body else None
 
 
 def list_links(sock: Netlink) -> list[Link]:
-    return [_parse_link(b) for b in sock.dump(nl.RTM_GETLINK, ifinfomsg(), "list links")]
+    return [parse_link(b) for b in sock.dump(nl.RTM_GETLINK, ifinfomsg(), "list links")]
 
 
 def _set_up(index: int = 0, name: str | None = None, master: int | None = None) -> bytes:
@@ -134,9 +136,13 @@ def set_mac(sock: Netlink, name: str, mac: str) -> None:
     sock.call((nl.RTM_SETLINK, 0, body, f"set the address of {name}"))
 
 
-def add_default_route(sock: Netlink, gateway: IPv4Address, oif: int) -> None:
+def _route_request(gateway: IPv4Address, oif: int) -> tuple[int, int, bytes, str]:
     route = nl.rtmsg() + attr(nl.RTA_GATEWAY, gateway.packed) + attr_u32(nl.RTA_OIF, oif)
-    sock.call((nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_EXCL, route, "default route"))
+    return (nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_EXCL, route, "default route")
+
+
+def add_default_route(sock: Netlink, gateway: IPv4Address, oif: int) -> None:
+    sock.call(_route_request(gateway, oif))
 
 
 def delete_link(sock: Netlink, name: str) -> bool:
@@ -145,7 +151,7 @@ def delete_link(sock: Netlink, name: str) -> bool:
     err = sock.batch([(nl.RTM_DELLINK, 0, body, f"delete {name}")])[0]
     if err is None:
         return True
-    if getattr(err, "errno", 0) in (19, 2):  # ENODEV, ENOENT
+    if err.errno in (errno.ENODEV, errno.ENOENT):
         return False
     raise err
 
@@ -160,16 +166,7 @@ def _addr_request(index: int, iface: IPv4Interface, desc: str) -> tuple[int, int
 
 def addresses(sock: Netlink, index: int | None = None) -> list[IPv4Interface]:
     """IPv4 addresses of one link, or of every link in the namespace."""
-    out = []
-    for body in sock.dump(nl.RTM_GETADDR, nl.ifaddrmsg(0, 0), "list addresses"):
-        _fam, prefix, _flags, _scope, idx = nl._IFADDR.unpack_from(body)
-        if index is not None and idx != index:
-            continue
-        attrs = nl.parse_attrs(body, nl._IFADDR.size)
-        raw = attrs.get(nl.IFA_LOCAL) or attrs.get(nl.IFA_ADDRESS)
-        if raw and len(raw) == 4:
-            out.append(IPv4Interface(f"{IPv4Address(raw)}/{prefix}"))
-    return out
+    return [a for a, idx in address_entries(sock) if index is None or idx == index]
 
 
 def routes(sock: Netlink) -> list[IPv4Network]:
@@ -182,14 +179,13 @@ def route_entries(sock: Netlink) -> list[tuple[IPv4Network, int | None]]:
     routes excluded."""
     out = []
     for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
-        _f, dst_len, _s, _t, _tab, _p, _sc, rtype, _fl = nl._RTMSG.unpack_from(body)
-        if rtype != nl.RTN_UNICAST or dst_len == 0:
+        msg = nl.RtMsg(body)
+        if msg.type != nl.RTN_UNICAST or msg.dst_len == 0:
             continue
-        attrs = nl.parse_attrs(body, nl._RTMSG.size)
-        dst, oif = attrs.get(nl.RTA_DST), attrs.get(nl.RTA_OIF)
+        dst, oif = msg.attrs.get(nl.RTA_DST), msg.attrs.get(nl.RTA_OIF)
         if dst and len(dst) == 4:
-            out.append((IPv4Network(f"{IPv4Address(dst)}/{dst_len}", strict=False),
-                        struct.unpack("=I", oif)[0] if oif else None))
+            out.append((IPv4Network(f"{IPv4Address(dst)}/{msg.dst_len}", strict=False),
+                        nl.u32(oif) if oif else None))
     return out
 
 
@@ -197,15 +193,61 @@ def address_entries(sock: Netlink) -> list[tuple[IPv4Interface, int]]:
     """(address, link index) of the IPv4 addresses of every link in the namespace."""
     out = []
     for body in sock.dump(nl.RTM_GETADDR, nl.ifaddrmsg(0, 0), "list addresses"):
-        _fam, prefix, _flags, _scope, idx = nl._IFADDR.unpack_from(body)
-        attrs = nl.parse_attrs(body, nl._IFADDR.size)
-        raw = attrs.get(nl.IFA_LOCAL) or attrs.get(nl.IFA_ADDRESS)
-        if raw and len(raw) == 4:
-            out.append((IPv4Interface(f"{IPv4Address(raw)}/{prefix}"), idx))
+        msg = nl.IfAddr(body)
+        raw = msg.attrs.get(nl.IFA_LOCAL) or msg.attrs.get(nl.IFA_ADDRESS)
+        if msg.family == socket.AF_INET and raw and len(raw) == 4:
+            out.append((IPv4Interface(f"{IPv4Address(raw)}/{msg.prefixlen}"), msg.index))
     return out
 
 
 FRESH_INDEX = 2  # the first link made in a new network namespace, after lo
+# what the kernel answers a create asking for an index another link holds: EEXIST from
+# rtnl_newlink's lookup of the index (seen on 6.18), EBUSY from the index's reservation
+INDEX_TAKEN = (errno.EEXIST, errno.EBUSY)
+
+Request = tuple[int, int, bytes, str]
+
+
+def _veth_create(index: int, inside: str, outside: str, mac: str, host_ns_fd: int) -> Request:
+    peer = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + attr_u32(nl.IFLA_NET_NS_FD, host_ns_fd)
+    linkinfo = nested(
+        nl.IFLA_LINKINFO,
+        attr_str(nl.IFLA_INFO_KIND, "veth"),
+        nested(nl.IFLA_INFO_DATA, attr(nl.VETH_INFO_PEER, peer)),
+    )
+    body = attr_str(nl.IFLA_IFNAME, inside) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
+    return (nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, ifinfomsg(index) + body + linkinfo,
+            f"create veth {inside}")
+
+
+def _inside_requests(index: int, inside: str, iface: IPv4Interface,
+                     gateway: IPv4Address | None, first: bool, six: bool) -> list[Request]:
+    """What is done to the sandbox's end once it exists. The links are named, not numbered,
+    wherever the kernel allows it, so that in a batch whose create failed these find no link
+    rather than another one; an address and a route can only be given an index."""
+    reqs = []
+    if six:
+        reqs.append((nl.RTM_SETLINK, 0, ifinfomsg() + attr_str(nl.IFLA_IFNAME, inside)
+                     + _no_autoconf(), "no autoconf"))
+    if first:
+        reqs.append((nl.RTM_SETLINK, 0, _set_up(1), "bring up lo"))
+    reqs.append((nl.RTM_SETLINK, 0, _set_up(0, inside), f"bring up {inside}"))
+    reqs.append(_addr_request(index, iface, f"add {iface} to {inside}"))
+    if gateway is not None:
+        reqs.append(_route_request(gateway, index))
+    return reqs
+
+
+def _take_back(sandbox: Netlink, sent: list[Request], results: list[KernelError | None]) -> None:
+    """After a numbered create failed because another link holds the index: delete the
+    route and the address the rest of its batch gave that link (the link was not brought up,
+    being asked for by name, so a route through it is normally refused already)."""
+    undo = [(nl.RTM_DELROUTE if kind == nl.RTM_NEWROUTE else nl.RTM_DELADDR, 0, body,
+             f"take back '{desc}' from the link at index {FRESH_INDEX}")
+            for (kind, _flags, body, desc), err in zip(sent, results, strict=True)
+            if err is None and kind in (nl.RTM_NEWADDR, nl.RTM_NEWROUTE)]
+    if undo:
+        sandbox.call(*reversed(undo))  # the route before the address it goes through
 
 
 def add_veth_endpoint(
@@ -230,37 +272,29 @@ def add_veth_endpoint(
     off on both ends before they come up, so attaching does not flood the bridge with
     multicast (which makes each attach slower the more containers a bridge has).
 
-    In a `fresh` sandbox (only lo, index 1) the veth is created with index 2, so everything
-    done inside goes to the kernel in one batch with its creation."""
-    peer = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + attr_u32(nl.IFLA_NET_NS_FD, host_ns_fd)
-    linkinfo = nested(
-        nl.IFLA_LINKINFO,
-        attr_str(nl.IFLA_INFO_KIND, "veth"),
-        nested(nl.IFLA_INFO_DATA, attr(nl.VETH_INFO_PEER, peer)),
-    )
-    body = attr_str(nl.IFLA_IFNAME, inside) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
-    create = (nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL,
-              ifinfomsg(FRESH_INDEX if fresh else 0) + body + linkinfo, f"create veth {inside}")
-    reqs = []
+    In a `fresh` sandbox (a new namespace) the veth is created with index 2, so everything
+    done inside goes to the kernel in one batch with its creation: one round trip instead of
+    three (create, look its index up, the rest). Where ipip or sit is loaded, a new
+    namespace already holds tunl0 or sit0 at index 2: the create is refused, what the rest of
+    the batch did to that link is taken back, and the veth is created unnumbered."""
+    six = ipv6_enabled()
     if fresh:
-        idx = FRESH_INDEX
-        reqs.append(create)
-    else:
-        sandbox.call(create)
+        rest = _inside_requests(FRESH_INDEX, inside, iface, gateway, first, six)
+        create = _veth_create(FRESH_INDEX, inside, outside, mac, host_ns_fd)
+        results = sandbox.batch([create, *rest])
+        err = results[0]
+        if err is not None and err.errno in INDEX_TAKEN:
+            _take_back(sandbox, rest, results[1:])
+            fresh = False
+        else:
+            for err in results:
+                if err is not None:
+                    raise err
+    if not fresh:
+        sandbox.call(_veth_create(0, inside, outside, mac, host_ns_fd))
         link = get_link(sandbox, inside)
         assert link is not None
-        idx = link.index
-    six = ipv6_enabled()
-    if six:
-        reqs.append((nl.RTM_SETLINK, 0, ifinfomsg(idx) + _no_autoconf(), "no autoconf"))
-    if first:
-        reqs.append((nl.RTM_SETLINK, 0, _set_up(1), "bring up lo"))
-    reqs.append((nl.RTM_SETLINK, 0, _set_up(idx), f"bring up {inside}"))
-    reqs.append(_addr_request(idx, iface, f"add {iface} to {inside}"))
-    if gateway is not None:
-        route = nl.rtmsg() + attr(nl.RTA_GATEWAY, gateway.packed) + attr_u32(nl.RTA_OIF, idx)
-        reqs.append((nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_EXCL, route, "default route"))
-    sandbox.call(*reqs)
+        sandbox.call(*_inside_requests(link.index, inside, iface, gateway, first, six))
     if six:
         # the bridge port needs no IPv6 at all: with it, bringing the port up adds a multicast
         # route to the host's IPv6 table, one per port in one list, which makes every attach
@@ -286,12 +320,10 @@ def bring_up_lo(sandbox: Netlink) -> None:
 def default_route(sock: Netlink) -> tuple[IPv4Address | None, int | None] | None:
     """(gateway, output link index) of the main table's IPv4 default route, if any."""
     for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
-        _f, dst_len, _s, _t, table, _p, _sc, rtype, _fl = nl._RTMSG.unpack_from(body)
-        if rtype != nl.RTN_UNICAST or dst_len != 0 or table != nl.RT_TABLE_MAIN:
+        msg = nl.RtMsg(body)
+        if msg.type != nl.RTN_UNICAST or msg.dst_len != 0 or msg.table != nl.RT_TABLE_MAIN:
             continue
-        attrs = nl.parse_attrs(body, nl._RTMSG.size)
-        gw = attrs.get(nl.RTA_GATEWAY)
-        oif = attrs.get(nl.RTA_OIF)
-        return (IPv4Address(gw) if gw else None,
-                struct.unpack("=I", oif)[0] if oif else None)
+        gw = msg.attrs.get(nl.RTA_GATEWAY)
+        oif = msg.attrs.get(nl.RTA_OIF)
+        return (IPv4Address(gw) if gw else None, nl.u32(oif) if oif else None)
     return None

@@ -8,25 +8,22 @@ from __future__ import annotations
 import socket
 import struct
 
-from .netlink import parse_attrs, shared
+from .netlink import NETLINK_NETFILTER, NFGENMSG, nfgenmsg, parse_attrs, shared
 
-NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETGEN = 16
 NFTA_GEN_ID = 1
 GETGEN = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN
-_NFGEN = struct.Struct("=BBH")  # family, version, resource id
-_NFGEN_SIZE = _NFGEN.size
 
 
 def request() -> bytes:
     """The body of a GETGEN request (nfgenmsg, family unspecified, version 0)."""
-    return _NFGEN.pack(socket.AF_UNSPEC, 0, 0)
+    return nfgenmsg(socket.AF_UNSPEC)
 
 
 def parse(body: bytes) -> int | None:
     """The generation id in a NFT_MSG_NEWGEN answer's body."""
-    raw = parse_attrs(body, _NFGEN_SIZE).get(NFTA_GEN_ID)
+    raw = parse_attrs(body, NFGENMSG.size).get(NFTA_GEN_ID)
     return struct.unpack("!I", raw)[0] if raw is not None and len(raw) == 4 else None
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # typing costs `shoal run` 5 ms to import
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         code = ctypes.get_errno()
-        raise KernelError(f"{what}: {os.strerror(code)}")
+        raise KernelError(f"{what}: {os.strerror(code)}", code)
 
 
 def unshare(flags: int) -> None:
@@ -66,7 +66,7 @@ def umount(target: str, flags: int = MNT_DETACH) -> bool:
         code = ctypes.get_errno()
         if code in (errno.EINVAL, errno.ENOENT):
             return False
-        raise KernelError(f"unmount {target}: {os.strerror(code)}")
+        raise KernelError(f"unmount {target}: {os.strerror(code)}", code)
     return True
 
 
