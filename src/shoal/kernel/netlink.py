@@ -146,8 +146,10 @@ def nfgenmsg(family: int = socket.AF_UNSPEC) -> bytes:
 
 
 def message(kind: int, flags: int, seq: int, body: bytes, pid: int = 0) -> bytes:
-    """One netlink message: its header and body."""
-    return HEADER.pack(HEADER.size + len(body), kind, flags, seq, pid) + body
+    """One netlink message: its header and body, padded to 4 bytes so that a message after
+    it in the same send starts where the kernel looks for it (NLMSG_ALIGN)."""
+    return (HEADER.pack(HEADER.size + len(body), kind, flags, seq, pid) + body
+            + b"\0" * (-len(body) % 4))
 
 
 def mac_bytes(mac: str) -> bytes:
