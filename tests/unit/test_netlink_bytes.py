@@ -232,6 +232,29 @@ def test_done_with_an_error_ends_a_conntrack_dump_with_that_error() -> None:
     assert fs.sent == [[(conntrack.GET, REQUEST | DUMP, 1, b"\x02\x00\x00\x00")]]
 
 
+def ct_entry(port: int) -> conntrack.Entry:
+    src, dst = socket.inet_aton("198.51.100.1"), socket.inet_aton("198.51.100.2")
+    tuple_ = a(1 | 0x8000, a(1, src) + a(2, dst)) + a(2 | 0x8000, a(1, b"\x11")
+                                                      + a(3, struct.pack("!H", port)))
+    return conntrack.Entry(17, src, dst, 4000, port, dst, src, tuple_, struct.pack("!I", port))
+
+
+def test_conntrack_deletes_count_only_their_own_answers() -> None:
+    """The NETLINK_NETFILTER socket is the process's: an error left from an earlier request
+    (sequence 99) is not one of these deletions failing."""
+    def answer(sent: list[Frame]) -> list[bytes]:
+        assert [f[1] & ACK for f in sent] == [0, 0, ACK]
+        return [err(99, errno.ENOENT) + err(sent[1][2], errno.ENOENT) + ok(sent[2][2])]
+
+    ct = conntrack.Conntrack.__new__(conntrack.Conntrack)
+    ct.nl, fs = fake(answer)
+    assert ct.delete([ct_entry(1), ct_entry(2), ct_entry(3)]) == 2
+    kind, _flags, _seq, body = fs.sent[0][0]
+    assert kind == conntrack.DELETE
+    assert body == (b"\x02\x00\x00\x00" + a(1 | 0x8000, ct_entry(1).tuple)
+                    + a(12, struct.pack("!I", 1)))  # nfgenmsg, CTA_TUPLE_ORIG, CTA_ID
+
+
 def test_an_interrupted_dump_is_read_again() -> None:
     def answer(sent: list[Frame]) -> list[bytes]:
         seq = sent[0][2]

@@ -227,12 +227,14 @@ class Conntrack:
         return deleted
 
     def _send(self, frames: list[bytes], last_seq: int) -> int:
-        """Send frames whose last one asks for an ack; the number of failed deletions."""
+        """Send frames whose last one asks for an ack; the number of failed deletions. (The
+        socket is the process's: an answer to an earlier request is not counted.)"""
         self.nl.sock.sendall(b"".join(frames))
+        first_seq = last_seq - len(frames) + 1
         failed = 0
         while True:
             for kind, flags, seq, body in self.nl.receive():
-                if kind != nl.NLMSG_ERROR:
+                if kind != nl.NLMSG_ERROR or not first_seq <= seq <= last_seq:
                     continue
                 code = nl.error_code(body)
                 if code and code != errno.ENOENT:
