@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 BUILTIN_NETWORKS = ("bridge", "host", "none")
-DRIVERS = ("bridge", "host", "null")
 
 # Container states, as Docker names them.
 CREATED, RUNNING, EXITED = "created", "running", "exited"

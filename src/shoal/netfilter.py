@@ -367,8 +367,7 @@ class Netfilter:
         for b in fixed:
             assert b.host_port is not None
             holders = held.setdefault((b.proto, b.host_port), {})
-            clash = [ip for ip in holders
-                     if ip == b.host_ip or portspec.ANY in (ip, b.host_ip)]
+            clash = [ip for ip in holders if portspec.overlap(ip, b.host_ip)]
             if clash:
                 owner_id = holders[clash[0]]
                 if owner_id is mine:

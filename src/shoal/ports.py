@@ -22,10 +22,6 @@ class Binding(Record):
     host_ip: IPv4Address = ANY
     host_port: int | None = None
 
-    @property
-    def key(self) -> str:
-        return f"{self.container_port}/{self.proto}"
-
 
 def _port(text: str, what: str) -> int:
     if not (text.isascii() and text.isdigit()):  # str.isdigit alone takes '²' and '١'
@@ -108,10 +104,10 @@ def parse_expose(spec: str) -> list[tuple[int, str]]:
     return [(p, proto) for p in _range(body, "exposed port")]
 
 
-def conflicts(a: Binding, b: Binding) -> bool:
-    """Two bindings clash if they take the same host port and protocol on a common address."""
-    return (a.proto == b.proto and a.host_port == b.host_port
-            and (a.host_ip == b.host_ip or ANY in (a.host_ip, b.host_ip)))
+def overlap(a: IPv4Address, b: IPv4Address) -> bool:
+    """Whether one host port and protocol published on host addresses `a` and `b` clash: the
+    same address, or one of them is ANY (0.0.0.0 takes the port on every address)."""
+    return a == b or ANY in (a, b)
 
 
 def parse_port_range(text: str) -> tuple[int, int]:

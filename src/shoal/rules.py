@@ -221,12 +221,6 @@ def nft_remove() -> str:
     return "".join(f"add table {f} {TABLE}\ndelete table {f} {TABLE}\n" for f in ("ip", "bridge"))
 
 
-def diff(old: Elements, new: Elements) -> tuple[Elements, Elements]:
-    added = {k: new.get(k, set()) - old.get(k, set()) for k in SETS}
-    removed = {k: old.get(k, set()) - new.get(k, set()) for k in SETS}
-    return added, removed
-
-
 # -- iptables ------------------------------------------------------------------------------------
 
 IPT_CHAINS = {

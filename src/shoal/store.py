@@ -406,14 +406,6 @@ class Store:
             "SELECT 1 FROM containers WHERE name=?", (name,)
         ).fetchone() is not None
 
-    def used_ips(self, network_id: str) -> list[IPv4Address]:
-        rows = self.db.execute(
-            "SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL", (network_id,)
-        )
-        from ipaddress import IPv4Address
-
-        return [IPv4Address(r[0]) for r in rows]
-
     # -- published ports --------------------------------------------------------------------
 
     def add_ports(self, ports: list[PublishedPort]) -> None:

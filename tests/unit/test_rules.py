@@ -1,4 +1,4 @@
-"""Unit tests for shoal.rules: the set elements of a state, their diff, the nftables
+"""Unit tests for shoal.rules: the set elements of a state, the nftables
 transactions and the iptables chains."""
 
 from __future__ import annotations
@@ -96,58 +96,6 @@ def test_merge_does_not_alias_its_parts() -> None:
     merged = rules.merge(part)
     merged["bridges"].add('"other"')
     assert part["bridges"] == {'"shoal0"'}
-
-
-# -- diff --------------------------------------------------------------------------------------
-
-
-def test_diff_of_two_states() -> None:
-    old = rules.desired([DEFAULT, VAULT], [WEB, DNS], [])
-    other = port("tcp", ANY, 8081, "172.17.0.4", 80)
-    new = rules.desired([DEFAULT, QUIET], [WEB, other], ["vsh0123456789ab"])
-    added, removed = rules.diff(old, new)
-    assert set(added) == set(removed) == set(SETS)
-    assert added == {
-        **{name: set() for name in SETS},
-        "bridges": {'"sh-bbbbbbbbbbbb"'},
-        "masq_subnets": {"172.19.0.0/16"},
-        "ports_any": {"tcp . 8081 : 172.17.0.4 . 80"},
-        "no_icc_ports": {'"vsh0123456789ab"'},
-    }
-    assert removed == {
-        **{name: set() for name in SETS},
-        "bridges": {'"sh-aaaaaaaaaaaa"'},
-        "internal": {'"sh-aaaaaaaaaaaa"'},
-        "icc": {'"sh-aaaaaaaaaaaa" . "sh-aaaaaaaaaaaa"'},
-        "ports_ip": {"127.0.0.1 . udp . 5353 : 172.17.0.3 . 53"},
-    }
-
-
-def test_diff_of_a_state_with_itself_is_empty() -> None:
-    state = rules.desired([DEFAULT, VAULT, QUIET], [WEB, DNS], ["vsh0123456789ab"])
-    added, removed = rules.diff(state, state)
-    assert not any(added.values()) and not any(removed.values())
-
-
-def test_diff_takes_missing_sets_as_empty() -> None:
-    added, removed = rules.diff({}, {"bridges": {'"x"'}})
-    assert added["bridges"] == {'"x"'} and not any(removed.values())
-    added, removed = rules.diff({"bridges": {'"x"'}}, {})
-    assert removed["bridges"] == {'"x"'} and not any(added.values())
-
-
-elements = st.fixed_dictionaries(
-    {name: st.sets(st.sampled_from(["a", "b", "c", "d", "e"])) for name in SETS})
-
-
-@given(elements, elements)
-def test_diff_applied_to_old_gives_new(old: dict[str, set[str]], new: dict[str, set[str]]
-                                       ) -> None:
-    added, removed = rules.diff(old, new)
-    for name in SETS:
-        assert (old[name] - removed[name]) | added[name] == new[name]
-        assert not added[name] & old[name]
-        assert removed[name] <= old[name]
 
 
 # -- nftables ----------------------------------------------------------------------------------

@@ -106,7 +106,9 @@ IPT_DELTA_FILE = "iptables/delta-add-tcp-8081-remove-udp-127.0.0.1-5353.rules"
 def _delta() -> tuple[rules.Elements, rules.Elements]:
     old = rules.desired([DEFAULT], DELTA_BEFORE, [])
     new = rules.desired([DEFAULT], DELTA_AFTER, [])
-    return rules.diff(old, new)
+    added = {k: new[k] - old[k] for k in rules.SETS}
+    removed = {k: old[k] - new[k] for k in rules.SETS}
+    return added, removed
 
 
 def render_delta() -> str:
