@@ -28,3 +28,8 @@ class KernelError(ShoalError):
     def __init__(self, message: str, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class FirewallError(ShoalError):
+    """A firewall tool or library (nft, libnftables, iptables-restore...) refused shoal's
+    rules or is missing."""

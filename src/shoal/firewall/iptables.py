@@ -7,7 +7,7 @@ created once and never flushed."""
 from __future__ import annotations
 
 from .. import systools
-from ..errors import ShoalError
+from ..errors import FirewallError
 from ..rules import (
     EBT_CHAIN,
     EBT_JUMP,
@@ -20,10 +20,6 @@ from ..rules import (
     iptables_restore,
 )
 from . import Backend, FirewallState
-
-
-class FirewallError(ShoalError):
-    pass
 
 
 def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from .. import systools
-from ..errors import ShoalError
+from ..errors import FirewallError, ShoalError
 from ..neighbours import (
     ACCEPT_CHAIN,
     IptChains,
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
     from .nftables import Nftables
 
 LEGACY_NAMES = "/proc/net/ip_tables_names"  # the legacy tables of this network namespace
-
-
-class NeighbourError(ShoalError):
-    pass
 
 
 def iptables_variant() -> str | None:
@@ -69,11 +65,11 @@ def _restore(kind: str, script: str) -> None:
     tool = f"{kind}-restore"
     path = systools.find(tool)
     if path is None:
-        raise NeighbourError(f"{tool} is missing: apt-get install iptables")
+        raise FirewallError(f"{tool} is missing: apt-get install iptables")
     res = systools.run(path, ["--noflush"], script)
     if res.returncode != 0:
         first = (res.stderr.strip().splitlines() or ["failed"])[0]
-        raise NeighbourError(f"{tool} refused shoal's accepts: {first}")
+        raise FirewallError(f"{tool} refused shoal's accepts: {first}")
 
 
 class Neighbours:

@@ -8,14 +8,9 @@ import ctypes
 import os
 
 from .. import systools
-from ..errors import ShoalError
+from ..errors import FirewallError
 from ..rules import TABLE, Elements, desired, nft_delta, nft_full, nft_remove
 from . import Backend, FirewallState
-
-
-class FirewallError(ShoalError):
-    pass
-
 
 NFT_CTX_OUTPUT_HANDLE = 1 << 3  # libnftables.h
 
