@@ -26,6 +26,23 @@ def _print_json_list(items: list[Any]) -> None:
     print(json.dumps(items, indent=4))
 
 
+def _print_rows(rows: list[dict[str, str]], args: Args, columns: list[tuple[str, str]]) -> None:
+    """A listing as `-q` (the IDs), `--format json` (one object a line) or a table of
+    `columns` (title, key) asks."""
+    if args.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif args.format == "json":
+        import json
+
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        from ..render import table
+
+        print(table(rows, columns))
+
+
 def _each(names: list[str], action: Any) -> int:
     """Apply an action to each name as Docker does: report failures, go on, exit 1."""
     from ..errors import ShoalError
@@ -43,7 +60,6 @@ def _each(names: list[str], action: Any) -> int:
 
 def cmd_network(engine: Any, args: Args) -> int:
     from ..engine import inspect_network
-    from ..render import table
 
     sub = args.network_command
     if sub == "create":
@@ -62,17 +78,8 @@ def cmd_network(engine: Any, args: Args) -> int:
                  "Scope": "local", "Internal": str(n.internal).lower(),
                  "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items()),
                  "CreatedAt": n.created} for n in nets]
-        if args.quiet:
-            for r in rows:
-                print(r["ID"])
-        elif args.format == "json":
-            import json
-
-            for r in rows:
-                print(json.dumps(r))
-        else:
-            print(table(rows, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"),
-                               ("SCOPE", "Scope")]))
+        _print_rows(rows, args, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"),
+                                 ("SCOPE", "Scope")])
     elif sub == "inspect":
         return _inspect(engine, args.names, inspect_network, "network")
     elif sub in ("rm", "remove"):
@@ -120,24 +127,15 @@ def cmd_run(engine: Any, args: Args) -> int:
 
 
 def cmd_ps(engine: Any, args: Args) -> int:
-    from ..render import ps_row, table
+    from ..render import ps_row
 
     rows = []
     for ctr in engine.containers(all_=args.all):
         rows.append(ps_row(ctr, engine.effective_status(ctr), engine.store.ports(ctr.id),
                            trunc=not args.no_trunc))
-    if args.quiet:
-        for r in rows:
-            print(r["ID"])
-    elif args.format == "json":
-        import json
-
-        for r in rows:
-            print(json.dumps(r))
-    else:
-        print(table(rows, [("CONTAINER ID", "ID"), ("COMMAND", "Command"),
-                           ("CREATED", "RunningFor"), ("STATUS", "Status"), ("PORTS", "Ports"),
-                           ("NAMES", "Names")]))
+    _print_rows(rows, args, [("CONTAINER ID", "ID"), ("COMMAND", "Command"),
+                             ("CREATED", "RunningFor"), ("STATUS", "Status"),
+                             ("PORTS", "Ports"), ("NAMES", "Names")])
     return 0
 
 

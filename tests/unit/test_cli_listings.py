@@ -1,0 +1,104 @@
+"""Unit tests for the CLI's listings: `network ls` and `ps` print -q, --format json and the
+table through one helper, with a stand-in engine (no kernel, no store)."""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Network
+
+import pytest
+
+from shoal.cli import main as cli
+from shoal.model import CREATED, Container, Network
+
+T0 = "2024-05-01T10:00:00.123456000Z"
+NETS = [
+    Network(id="1" * 64, name="bridge", driver="bridge", created=T0,
+            subnet=IPv4Network("172.17.0.0/16")),
+    Network(id="2" * 64, name="back", driver="bridge", created=T0, internal=True,
+            labels={"team": "db"}),
+]
+CTRS = [
+    Container(id="a" * 64, name="web", created=T0, hostname="h", cmd=["sleep", "100"], env=[],
+              network_mode="bridge"),
+]
+
+
+class FakeEngine:
+    """The calls `network ls` and `ps` make."""
+
+    class store:  # noqa: N801 (stands in for engine.store)
+        @staticmethod
+        def ports(container_id: str) -> list[object]:
+            return []
+
+    def networks(self, filters: dict[str, list[str]]) -> list[Network]:
+        return NETS
+
+    def containers(self, all_: bool = False) -> list[Container]:
+        return CTRS
+
+    def effective_status(self, ctr: Container) -> str:
+        return CREATED
+
+
+def listing(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    args = cli.build_parser().parse_args(list(argv))
+    assert cli.dispatch(FakeEngine(), args) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(("argv", "ids"), [
+    (("network", "ls", "-q"), ["1" * 12, "2" * 12]),
+    (("network", "ls", "-q", "--no-trunc"), ["1" * 64, "2" * 64]),
+    (("ps", "-a", "-q"), ["a" * 12]),
+    (("ps", "-a", "-q", "--no-trunc"), ["a" * 64]),
+])
+def test_quiet_prints_the_ids(capsys: pytest.CaptureFixture[str], argv: tuple[str, ...],
+                              ids: list[str]) -> None:
+    assert listing(capsys, *argv) == ids
+
+
+def test_network_ls_json_is_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [json.loads(line) for line in listing(capsys, "network", "ls", "--format", "json")]
+    assert rows == [
+        {"ID": "1" * 12, "Name": "bridge", "Driver": "bridge", "Scope": "local",
+         "Internal": "false", "Labels": "", "CreatedAt": T0},
+        {"ID": "2" * 12, "Name": "back", "Driver": "bridge", "Scope": "local",
+         "Internal": "true", "Labels": "team=db", "CreatedAt": T0},
+    ]
+
+
+def test_ps_json_is_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = listing(capsys, "ps", "-a", "--format", "json")
+    row = json.loads(line)
+    assert (row["ID"], row["Names"], row["Command"], row["Status"], row["State"]) == (
+        "a" * 12, "web", "sleep 100", "Created", "created")
+
+
+def test_network_ls_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert listing(capsys, "network", "ls") == [
+        "NETWORK ID     NAME     DRIVER   SCOPE",
+        f"{'1' * 12}   bridge   bridge   local",
+        f"{'2' * 12}   back     bridge   local",
+    ]
+
+
+def test_ps_table(capsys: pytest.CaptureFixture[str]) -> None:
+    head, row = listing(capsys, "ps", "-a")
+    assert [t.strip() for t in head.split("   ") if t] == [
+        "CONTAINER ID", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert head.index("COMMAND") == row.index("sleep 100") == 12 + 3
+    assert row.startswith("a" * 12) and row.endswith("web")
+    assert head.index("STATUS") == row.index("Created") and head.index("NAMES") == row.index("web")
+
+
+def test_both_listings_print_through_one_helper(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(cli, "_print_rows",
+                        lambda rows, args, columns: seen.append([t for t, _ in columns]))
+    listing(capsys, "network", "ls")
+    listing(capsys, "ps")
+    assert seen == [["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+                    ["CONTAINER ID", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
