@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import os
 import platform
-import pstats
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,9 +31,20 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
-from common import Breakdown, ms, netns_id, remove_cgroups, unmount_all
+from common import (
+    Breakdown,
+    Figure,
+    check_in,
+    cli_env,
+    figure_table,
+    make_host_ns,
+    ms,
+    profile_text,
+    remove_cgroups,
+    remove_tmp,
+    run,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -54,16 +62,6 @@ def p90(values: list[float]) -> float:
     if len(values) < 2:
         return values[0]
     return statistics.quantiles(values, n=10, method="inclusive")[8]
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run a command to completion (killed after CMD_TIMEOUT), raising if it fails."""
-    proc = subprocess.run(cmd, env=env, capture_output=True, timeout=CMD_TIMEOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')}"
-        )
-    return proc
 
 
 def progress(label: str, done: int, total: int) -> None:
@@ -104,17 +102,9 @@ def outer(args: argparse.Namespace) -> int:
         print("bench/attach.py needs root (network namespaces, mounts)", file=sys.stderr)
         return 1
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="shoal-bench-"))
-    nsfile = os.path.join(tmp, "hostns")
     child: subprocess.Popen[bytes] | None = None
     try:
-        open(nsfile, "x").close()
-        run(["unshare", f"--net={nsfile}", "true"])
-        # shoal's run directory defaults to /run/shoal, on the tmpfs /run is on Debian:
-        # give the benchmark's run directory the same kind of filesystem
-        os.mkdir(os.path.join(tmp, "run"), 0o700)
-        run(["mount", "-t", "tmpfs", "-o", "mode=0700", "shoal-bench", os.path.join(tmp, "run")])
-        if netns_id(nsfile) == netns_id("/proc/self/ns/net"):
-            raise RuntimeError("the throwaway namespace is the current one; refusing to go on")
+        nsfile = make_host_ns(tmp)
         inner_cmd = [
             "nsenter", f"--net={nsfile}", "--", sys.executable, os.path.abspath(__file__),
             "--inner", tmp, "--count", str(args.count), "--baseline-count",
@@ -130,26 +120,12 @@ def outer(args: argparse.Namespace) -> int:
             child.wait()
         for path in remove_cgroups(SRC, os.path.join(tmp, "run")):
             print(f"WARNING: cgroup left: {path}", file=sys.stderr)
-        left = unmount_all(tmp)
+        left = remove_tmp(tmp)
         if left:
             print(f"WARNING: still mounted: {' '.join(left)}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- inner run: inside the throwaway host namespace ---------------------------------------------
-
-
-@dataclass
-class Figure:
-    name: str
-    value: str
-    target: str = ""
-    ok: bool | None = None
-
-    @property
-    def mark(self) -> str:
-        return "" if self.ok is None else ("OK" if self.ok else "MISS")
 
 
 class Inner:
@@ -170,9 +146,7 @@ class Inner:
         sys.path.insert(0, SRC)
 
     def check_ns(self) -> None:
-        """Refuse to touch anything unless this thread is in the throwaway namespace."""
-        if netns_id("/proc/thread-self/ns/net") != netns_id(self.nsfile):
-            raise RuntimeError("not inside the throwaway host namespace; refusing to go on")
+        check_in(self.nsfile)
 
     @contextmanager
     def maybe_profiled(self, label: str) -> Iterator[None]:
@@ -404,8 +378,7 @@ class Inner:
                     "    sys.argv[0] = sys.argv[0].removesuffix('.exe')\n"
                     "    sys.exit(main())\n")
         os.chmod(script, 0o755)
-        clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        clean_env.update(PYTHONPATH=SRC, PYTHONPYCACHEPREFIX=os.path.join(self.tmp, "pycache"))
+        clean_env = cli_env(SRC, self.tmp)
         session_env = {**os.environ, "PYTHONPATH": SRC}
         enter = ["nsenter", f"--net={self.nsfile}", "--"]
         state = ["--root", self.root, "--run-dir", self.run_dir]
@@ -470,12 +443,8 @@ class Inner:
         print(f"count {self.args.count}, baseline {self.args.baseline_count}, "
               f"cli runs {self.args.runs}" + (", UNDER cProfile" if self.args.profile else ""))
         print()
-        width = max(len(f.name) for f in self.figures)
-        vwidth = max(len(f.value) for f in self.figures)
-        twidth = max(len(f.target) for f in self.figures)
-        print(f"{'figure':<{width}}  {'measured':<{vwidth}}  {'target':<{twidth}}  ")
-        for f in self.figures:
-            print(f"{f.name:<{width}}  {f.value:<{vwidth}}  {f.target:<{twidth}}  {f.mark}")
+        for line in figure_table(self.figures):
+            print(line)
         for note in self.notes:
             print(f"note: {note}")
         w = min(self.args.window, self.args.count)
@@ -490,10 +459,8 @@ class Inner:
                 print(f"{name:<{width}}  {len(times):>6}  {first * 1e3:>6.3f} ms  "
                       f"{last * 1e3:>6.3f} ms  {sum(times):>6.2f} s")
         for label, prof in self.profiles:
-            out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
             print(f"\n--- cProfile of {label}, by own time ---")
-            print(out.getvalue())
+            print(profile_text(prof, "tottime", 25))
 
     def main(self) -> int:
         steps: list[tuple[str, Callable[[], None]]] = [

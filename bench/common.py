@@ -1,23 +1,104 @@
-"""Helpers both benchmarks use: formatting figures, the mounts of a throwaway namespace, and
-per-call timing of shoal's functions."""
+"""Helpers both benchmarks use: the figures and their table, running commands, the throwaway
+host namespace and its mounts, profiles as text, and per-call timing of shoal's functions."""
 
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import cProfile
+
+CMD_TIMEOUT = 300.0
 
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
+@dataclass
+class Figure:
+    """One measured figure; `ok` is None where there is no target to meet."""
+
+    name: str
+    value: str
+    target: str = ""
+    ok: bool | None = None
+    phase: str = ""  # bench/ports.py: baseline, nftables or iptables
+
+    @property
+    def mark(self) -> str:
+        return "" if self.ok is None else ("OK" if self.ok else "MISS")
+
+
+def figure_table(figures: list[Figure]) -> list[str]:
+    """The figures as aligned columns (figure, measured, target, OK/MISS), with a phase column
+    first and a blank line between phases when they have phases."""
+    if not figures:
+        return []
+    phased = any(f.phase for f in figures)
+    pw = max(len(f.phase) for f in figures)
+    nw = max(max(len(f.name) for f in figures), len("figure"))
+    vw = max(max(len(f.value) for f in figures), len("measured"))
+    tw = max(max(len(f.target) for f in figures), len("target"))
+
+    def line(phase: str, name: str, value: str, target: str, mark: str) -> str:
+        cells = [f"{name:<{nw}}", f"{value:<{vw}}", f"{target:<{tw}}", mark]
+        return "  ".join(([f"{phase:<{pw}}"] if phased else []) + cells).rstrip()
+
+    out = [line("phase", "figure", "measured", "target", "")]
+    for i, f in enumerate(figures):
+        if i and f.phase != figures[i - 1].phase:
+            out.append("")
+        out.append(line(f.phase, f.name, f.value, f.target, f.mark))
+    return out
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None,
+        timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion (killed after `timeout`), raising if it fails."""
+    proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])} exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[:500]}")
+    return proc
+
+
+def cli_env(src: str, tmp: str) -> dict[str, str]:
+    """The environment the CLI is timed in, as an installed shoal runs: shoal from `src`,
+    bytecode cached (under `tmp`, since this session may set PYTHONDONTWRITEBYTECODE)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=src, PYTHONPYCACHEPREFIX=os.path.join(tmp, "pycache"))
+    return env
+
+
+def profile_text(prof: cProfile.Profile, sort: str, limit: int) -> str:
+    """The top `limit` functions of a profile, sorted by `sort` (tottime, cumulative)."""
+    import pstats
+
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats(sort).print_stats(limit)
+    return out.getvalue()
+
+
 def netns_id(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_dev, st.st_ino
+
+
+def ns_key(path: str) -> str:
+    """A namespace's identity as one string, "dev:inode" (as --outer-ns passes it)."""
+    dev, ino = netns_id(path)
+    return f"{dev}:{ino}"
 
 
 def unescape(field: str) -> str:
@@ -82,6 +163,38 @@ def unmount_all(prefix: str) -> list[str]:
         for point in points:
             subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
     return mounts_under(prefix)
+
+
+def make_host_ns(tmp: str) -> str:
+    """The throwaway host namespace, bound at TMP/hostns, and its run directory TMP/run on a
+    tmpfs (shoal's default /run/shoal is on the tmpfs /run is on Debian). Returns the
+    namespace file; refuses to go on if it is the namespace this process is in."""
+    nsfile = os.path.join(tmp, "hostns")
+    open(nsfile, "x").close()
+    run(["unshare", f"--net={nsfile}", "true"])
+    os.mkdir(os.path.join(tmp, "run"), 0o700)
+    run(["mount", "-t", "tmpfs", "-o", "mode=0700", "shoal-bench", os.path.join(tmp, "run")])
+    if netns_id(nsfile) == netns_id("/proc/self/ns/net"):
+        raise RuntimeError("the throwaway namespace is the current one; refusing to go on")
+    return nsfile
+
+
+def remove_tmp(tmp: str) -> list[str]:
+    """Unmount everything under `tmp` and delete it; what is still mounted is returned (and
+    `tmp` then kept)."""
+    left = unmount_all(tmp)
+    if not left:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return left
+
+
+def check_in(nsfile: str, not_ns: str | None = None) -> None:
+    """Refuse to touch anything unless this thread is in the throwaway namespace at `nsfile`
+    (and not in the namespace "dev:inode" `not_ns`, where the benchmark was started)."""
+    if netns_id("/proc/thread-self/ns/net") != netns_id(nsfile):
+        raise RuntimeError("not inside the throwaway host namespace; refusing to go on")
+    if ns_key("/proc/thread-self/ns/net") == not_ns:
+        raise RuntimeError("this is the namespace the script started in; refusing to go on")
 
 
 class Breakdown:

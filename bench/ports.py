@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
 import os
 import platform
-import pstats
 import select
-import shutil
 import signal
 import statistics
 import subprocess
@@ -44,17 +41,26 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from common import (
+    CMD_TIMEOUT,
     Breakdown,
+    Figure,
+    check_in,
+    cli_env,
+    figure_table,
+    make_host_ns,
     mounts_under,
     ms,
     netns_id,
+    ns_key,
+    profile_text,
     remove_cgroups,
+    remove_tmp,
+    run,
     unescape,
-    unmount_all,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,7 +68,6 @@ TOP = os.path.dirname(HERE)
 SRC = os.path.join(TOP, "src")
 VENV_PY = os.path.join(TOP, ".venv", "bin", "python")
 
-CMD_TIMEOUT = 300.0
 SMALL, BIG = 1000, 10000
 SMALL_RANGE = f"{20000}-{20000 + SMALL - 1}"
 BIG_RANGE = f"{20000}-{20000 + BIG - 1}"
@@ -133,22 +138,6 @@ def us(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} us"
 
 
-def ns_key(path: str) -> str:
-    dev, ino = netns_id(path)
-    return f"{dev}:{ino}"
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None,
-        timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion (killed after `timeout`), raising if it fails."""
-    proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:6])} exited {proc.returncode}: "
-                           f"{proc.stderr.strip()[:500]}")
-    return proc
-
-
 def timed_run(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None
               ) -> tuple[float, subprocess.CompletedProcess[str]]:
     start = time.perf_counter()
@@ -162,19 +151,6 @@ def version_of(cmd: list[str]) -> str:
                               timeout=10).stdout.splitlines()[0].strip()
     except (OSError, IndexError, subprocess.SubprocessError):
         return "?"
-
-
-@dataclass
-class Figure:
-    phase: str
-    name: str
-    value: str
-    target: str = ""
-    ok: bool | None = None
-
-    @property
-    def mark(self) -> str:
-        return "" if self.ok is None else ("OK" if self.ok else "MISS")
 
 
 # -- outer run: the throwaway namespaces, one inner run per phase, cleanup -----------------------
@@ -250,17 +226,10 @@ def root_snapshot() -> dict[str, list[str]]:
 def run_phase(phase: str, args: argparse.Namespace) -> dict[str, Any]:
     """One fresh throwaway namespace, the inner run in it, then cleanup."""
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="shoal-ports-"))
-    nsfile = os.path.join(tmp, "hostns")
     child: subprocess.Popen[bytes] | None = None
     result: dict[str, Any] = {"figures": [], "notes": [], "profiles": []}
     try:
-        open(nsfile, "x").close()
-        run(["unshare", f"--net={nsfile}", "true"])
-        os.mkdir(os.path.join(tmp, "run"), 0o700)
-        run(["mount", "-t", "tmpfs", "-o", "mode=0700", "shoal-bench",
-             os.path.join(tmp, "run")])
-        if netns_id(nsfile) == netns_id("/proc/self/ns/net"):
-            raise RuntimeError("the throwaway namespace is the current one; refusing to go on")
+        nsfile = make_host_ns(tmp)
         inner_cmd = ["nsenter", f"--net={nsfile}", "--", sys.executable,
                      os.path.abspath(__file__), "--inner", tmp, "--phase", phase,
                      "--runs", str(args.runs), "--big-runs", str(args.big_runs),
@@ -293,11 +262,9 @@ def run_phase(phase: str, args: argparse.Namespace) -> dict[str, Any]:
             result["notes"].append(f"{phase}: killed leftover processes {' '.join(killed)}")
         for path in remove_cgroups(SRC, os.path.join(tmp, "run")):
             result["notes"].append(f"{phase}: WARNING cgroup left: {path}")
-        left = unmount_all(tmp)
+        left = remove_tmp(tmp)
         if left:
             result["notes"].append(f"{phase}: WARNING still mounted: {' '.join(left)}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
@@ -325,19 +292,8 @@ def outer(args: argparse.Namespace) -> int:
           f"{args.big_runs} (10,000 ports), {args.cycles} create/remove cycles, "
           f"{args.connects} connects per port" + (", UNDER cProfile" if args.profile else ""))
     print()
-    if figures:
-        pw = max(len(f.phase) for f in figures)
-        nw = max(len(f.name) for f in figures)
-        vw = max(len(f.value) for f in figures)
-        tw = max(max(len(f.target) for f in figures), len("target"))
-        print(f"{'phase':<{pw}}  {'figure':<{nw}}  {'measured':<{vw}}  {'target':<{tw}}")
-        last = ""
-        for f in figures:
-            if f.phase != last and last:
-                print()
-            last = f.phase
-            print(f"{f.phase:<{pw}}  {f.name:<{nw}}  {f.value:<{vw}}  {f.target:<{tw}}  "
-                  f"{f.mark}".rstrip())
+    for line in figure_table(figures):
+        print(line)
     for note in notes:
         print(f"note: {note}")
     for r in results:
@@ -392,21 +348,14 @@ class Inner:
         self.profiles: list[tuple[str, str]] = []
         self.check_ns()
         sys.path.insert(0, SRC)
-        # The CLI as an installed shoal runs: bytecode cached (here under the temp dir, since
-        # this session may set PYTHONDONTWRITEBYTECODE), shoal from src/.
-        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        self.env.update(PYTHONPATH=SRC, PYTHONPYCACHEPREFIX=os.path.join(self.tmp, "pycache"))
+        self.env = cli_env(SRC, self.tmp)  # the CLI as an installed shoal runs
         self.session_env = {**os.environ, "PYTHONPATH": SRC}
 
     def check_ns(self) -> None:
-        """Refuse to touch anything unless this thread is in the throwaway namespace."""
-        if netns_id("/proc/thread-self/ns/net") != netns_id(self.nsfile):
-            raise RuntimeError("not inside the throwaway host namespace; refusing to go on")
-        if ns_key("/proc/thread-self/ns/net") == self.args.outer_ns:
-            raise RuntimeError("this is the namespace the script started in; refusing to go on")
+        check_in(self.nsfile, self.args.outer_ns)
 
     def fig(self, name: str, value: str, target: str = "", ok: bool | None = None) -> None:
-        self.figures.append(Figure(self.phase, name, value, target, ok))
+        self.figures.append(Figure(name, value, target, ok, self.phase))
 
     def save(self) -> None:
         with open(os.path.join(self.tmp, "results.json"), "w") as f:
@@ -770,12 +719,9 @@ class BackendBench:
             engine.close()
 
     def profiles_add(self, label: str, prof: cProfile.Profile) -> None:
-        out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(20)
-        self.inner.profiles.append((label + ", by own time", out.getvalue()))
-        out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
-        self.inner.profiles.append((label + ", cumulative", out.getvalue()))
+        self.inner.profiles.append((label + ", by own time", profile_text(prof, "tottime", 20)))
+        self.inner.profiles.append((label + ", cumulative",
+                                    profile_text(prof, "cumulative", 25)))
 
     # -- 3: connect time to the first and the last published port
 
