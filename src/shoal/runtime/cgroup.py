@@ -175,15 +175,11 @@ def kill_path(path: str, timeout: float = KILL_TIMEOUT) -> bool:
         if populated(path):
             import select  # here: a group is empty by the time most containers finish
 
+            from .pids import poll_until
+
             _write(path, "cgroup.kill", "1")
-            poller = select.poll()
-            poller.register(fd, select.POLLPRI)
-            deadline = time.monotonic() + timeout
-            while populated(path):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                poller.poll(min(left, 0.05) * 1000)
+            if not poll_until(fd, select.POLLPRI, lambda: not populated(path), timeout):
+                return False
     finally:
         os.close(fd)
     for _ in range(50):

@@ -6,6 +6,10 @@ import os
 import select
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def start_time(pid: int) -> int | None:
     """The process's start time (clock ticks since boot), or None if it is gone or a zombie."""
@@ -35,17 +39,23 @@ def wait_gone(pid: int, started: int | None, timeout: float) -> bool:
     except OSError:
         return not alive(pid, started)
     try:
-        deadline = time.monotonic() + timeout
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while alive(pid, started):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            poller.poll(min(left, 0.05) * 1000)
-        return True
+        return poll_until(fd, select.POLLIN, lambda: not alive(pid, started), timeout)
     finally:
         os.close(fd)
+
+
+def poll_until(fd: int, events: int, done: Callable[[], bool], timeout: float) -> bool:
+    """Wait up to `timeout` seconds for `done()`, woken by `events` on `fd` (a pidfd, a
+    cgroup.events file) and every 50 ms at the latest. True if it came true in time."""
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(fd, events)
+    while not done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        poller.poll(min(left, 0.05) * 1000)
+    return True
 
 
 def kill_all_in(netns_path: str) -> None:
