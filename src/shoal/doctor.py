@@ -293,13 +293,14 @@ def _neighbour_fix(engine: Engine, place: Place, bridges: list[str]) -> str:
                      for b in bridges for d in ("i", "o"))
 
 
-def _port_rule_present(engine: Engine, entry: tuple[str, str], port: int) -> bool:
+def _port_rule_present(backend: str, rules: str, entry: tuple[str, str], port: int) -> bool:
+    """Whether the port's element (nftables) or DNAT rule (iptables) is in `rules`: the whole
+    ruleset, or the iptables backend's listing of its chains, read once per container."""
     name, element = entry
-    if engine.netfilter.backend_name == "nftables":
-        text = _ruleset_text(engine)
+    if backend == "nftables":
         key, _, target = element.partition(" : ")
-        return key in text and target in text
-    return f"--dport {port} " in engine.netfilter.backend.show()
+        return key in rules and target in rules
+    return f"--dport {port} " in rules
 
 
 def _shadowing(text: str, proto: str, port: int, backend: str) -> list[str]:
@@ -374,7 +375,9 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
             out.append(Check(NOTE, f"{name}: network {net.name} has icc off: its containers "
                                    "can't reach each other"))
     ports = engine.store.port_rows(ctr.id)
+    backend = engine.netfilter.backend_name
     text = _ruleset_text(engine) if ports else ""
+    own = text if backend == "nftables" or not ports else engine.netfilter.backend.show()
     # the sockets that hold the ports, in the process answering for the container, are
     # shoal's own: any other one is a host process's
     held = (hostports.socket_inodes(ctr.supervisor_pid or 0)
@@ -382,11 +385,11 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
     for proto, host_ip, host_port, dest_ip, dest_port in ports:
         label = f"{host_ip}:{host_port}/{proto} -> {dest_port}"
         entry = port_entry(proto, host_ip, host_port, dest_ip, dest_port)
-        if not _port_rule_present(engine, entry, host_port):
+        if not _port_rule_present(backend, own, entry, host_port):
             out.append(Check(FAIL, f"{name}: published port {label} has no rule",
                              "shoal system reload-firewall"))
             continue
-        for rule in _shadowing(text, proto, host_port, engine.netfilter.backend_name):
+        for rule in _shadowing(text, proto, host_port, backend):
             out.append(Check(FAIL, f"{name}: published port {label} is shadowed by {rule}",
                              "remove that rule, or publish another host port"))
         if hostports.listened_on_elsewhere(proto, host_port, held):

@@ -42,3 +42,43 @@ def test_one_port_given_twice_in_one_run(host: Host) -> None:
                      "--", "sleep", "60", check=False)
     assert res.returncode == 125 and "host port 8080/tcp is given twice" in res.stderr
     assert _names(host) == []
+
+
+COUNT_LISTINGS = """
+import json
+from shoal.doctor import FAIL, doctor
+from shoal.engine import Engine
+from shoal.firewall import iptables, nftables
+
+calls = []
+def counted(cls, name):
+    original = getattr(cls, name)
+    def wrapper(self, *a, **kw):
+        if name == "show" or a[0].startswith("list ruleset"):
+            calls.append(f"{cls.__name__}.{name}")
+        return original(self, *a, **kw)
+    setattr(cls, name, wrapper)
+counted(nftables.Nftables, "_run")
+counted(nftables.Nftables, "show")
+counted(iptables.Iptables, "show")
+engine = Engine(ROOT, RUN)
+try:
+    checks = doctor(engine, "web")
+finally:
+    engine.close()
+print(json.dumps({"calls": calls, "failed": [c.what for c in checks if c.status == FAIL],
+                  "ports ok": sum("published port" in c.what and "in place" in c.what
+                                  for c in checks)}))
+"""
+
+
+def test_doctor_reads_the_ruleset_once_per_container_not_once_per_port(fw_host: Host
+                                                                         ) -> None:
+    host = fw_host
+    host.shoal("run", "-d", "--name", "web", "-p", "9000-9019:9000-9019", "--", "sleep", "60")
+    code = COUNT_LISTINGS.replace("ROOT", repr(host.root)).replace("RUN", repr(host.run_dir))
+    out = json.loads(host.python(code).stdout.strip().splitlines()[-1])
+    assert out["failed"] == [] and out["ports ok"] == 20
+    # the host checks read the ruleset once, the container's ports once more (and the
+    # iptables backend's chains once each time): not once for each of the 20 ports
+    assert len(out["calls"]) <= 4, out["calls"]
