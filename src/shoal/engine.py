@@ -1287,8 +1287,8 @@ class Engine:
                         bridge_driver.attach(sandbox, self.host, self.host_fd, net, ep, first,
                                              mark=self.mark)
                     crashpoint("connect:attached")
-                    if not netfilter_module.net_rule(net).icc:
-                        self.netfilter.apply(added=rules.no_icc_port_elements(host_veth_name(ep.id)))
+                    if added := self.netfilter.endpoint_elements(net, ep.id):
+                        self.netfilter.apply(added=added)
                 except BaseException:
                     # undo the half-made endpoint; the error worth reporting is the first one
                     from contextlib import suppress
@@ -1320,14 +1320,12 @@ class Engine:
             if ep is None:
                 raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
             rows = self.store.port_rows(ctr.id, net.id)
-            entries = [rules.port_entry(*row) for row in rows]
-            removed = [{name: {element}} for name, element in entries]
-            if ep.ip is not None and not netfilter_module.net_rule(net).icc:
-                removed.append(rules.no_icc_port_elements(host_veth_name(ep.id)))
+            removed = self.netfilter.endpoint_elements(net, ep.id, rows,
+                                                       plugged=ep.ip is not None)
             with self.store.transaction():
                 self.store.delete_ports(ctr.id, net.id)
                 self.store.delete_endpoint(ep.id)
-                self.netfilter.apply(removed=rules.merge(*removed))
+                self.netfilter.apply(removed=removed)
             crashpoint("disconnect:row")
             if ctr.status == RUNNING and ep.ip is not None:
                 with self._sandbox(ctr.id) as sandbox:

@@ -155,6 +155,19 @@ class Netfilter:
         return merge(*parts)
 
     @staticmethod
+    def endpoint_elements(net: Network, endpoint_id: str,
+                          port_rows: list[tuple[str, str, int, str, int]] | None = None,
+                          plugged: bool = True) -> Elements:
+        """The elements one endpoint contributes: the given published ports (rows of
+        store.port_rows) and, if it is plugged into a network with icc off, its bridge
+        port."""
+        entries = [port_entry(*row) for row in port_rows or []]
+        parts: list[Elements] = [{name: {element}} for name, element in entries]
+        if plugged and not net_rule(net).icc:
+            parts.append(no_icc_port_elements(host_veth_name(endpoint_id)))
+        return merge(*parts)
+
+    @staticmethod
     def network_elements(net: Network) -> Elements:
         return merge(network_elements(net_rule(net)))
 
