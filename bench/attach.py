@@ -73,24 +73,24 @@ def progress(label: str, done: int, total: int) -> None:
 # What --breakdown times, by wrapping these functions (module or class attributes, looked up
 # at call time by the engine) for the attach and the detach loops.
 BREAKDOWN = (
-    "shoal.engine:Engine.create_container",
-    "shoal.engine:Engine._resolve_mode",
+    "shoal.controller.containers:Containers.create",
+    "shoal.controller.containers:Containers._resolve_mode",
     "shoal.store:Store.name_taken",
     "shoal.store:Store.add_container",
-    "shoal.engine:Engine._allocate",
+    "shoal.controller.sandboxes:Sandboxes.allocate",
     "shoal.store:Store.ip_in_use",
     "shoal.ipam:allocate",
     "shoal.store:Store.add_endpoint",
-    "shoal.engine:Engine._build_sandbox",
-    "shoal.engine:_write_hosts",
+    "shoal.controller.sandboxes:Sandboxes.make",
+    "shoal.controller.files:write_container_files",
     "shoal.kernel.ns:create_netns",
     "shoal.kernel.links:ensure_bridge_up",
     "shoal.kernel.links:add_veth_endpoint",
-    "shoal.engine:Engine.remove_container",
+    "shoal.controller.containers:Containers.remove",
     "shoal.store:Store.container",
     "shoal.store:Store.sharing_sandbox",
     "shoal.kernel.ns:remove_netns",
-    "shoal.engine:Engine._delete_container",
+    "shoal.controller.containers:Containers._delete",
 )
 
 
@@ -164,11 +164,11 @@ class Inner:
     # 1 + 2: attach and detach through the engine, in-process
 
     def engine_phase(self) -> None:
-        from shoal.engine import Engine, RunSpec
+        from shoal.controller import Engine, RunSpec
         from shoal.kernel import links
 
         n, w = self.args.count, min(self.args.window, self.args.count)
-        engine = Engine(self.root, self.run_dir)
+        engine = Engine.open(self.root, self.run_dir)
         try:
             self.check_ns()
             if self.breakdown:

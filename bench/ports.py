@@ -465,16 +465,16 @@ class Baseline:
 # What the one-port create/remove cycles are split into (module or class attributes, looked up
 # at call time by the engine); names missing from this version of shoal are skipped.
 BREAKDOWN = (
-    "shoal.engine:Engine.create_container",
+    "shoal.controller.containers:Containers.create",
     "shoal.netfilter:Netfilter.allocate_ports",
-    "shoal.engine:Engine._build_sandbox",
+    "shoal.controller.sandboxes:Sandboxes.make",
     "shoal.netfilter:Netfilter.ensure_forwarding",
-    "shoal.engine:Engine.remove_container",
-    "shoal.engine:Engine._finish",
+    "shoal.controller.containers:Containers.remove",
+    "shoal.controller.containers:Containers._finish",
     "shoal.netfilter:Netfilter.container_elements",
     "shoal.netfilter:Netfilter.apply",
-    "shoal.engine:Engine._destroy_sandbox",
-    "shoal.engine:Engine._delete_container",
+    "shoal.controller.sandboxes:Sandboxes.unmake",
+    "shoal.controller.containers:Containers._delete",
 )
 
 
@@ -498,10 +498,10 @@ class BackendBench:
         return timed_run(cmd, env or self.inner.env)
 
     def engine(self) -> Any:
-        from shoal.engine import Engine
+        from shoal.controller import Engine
 
         self.inner.check_ns()
-        return Engine(self.inner.root, self.inner.run_dir, firewall_backend=self.backend)
+        return Engine.open(self.inner.root, self.inner.run_dir, firewall_backend=self.backend)
 
     def rules(self) -> int:
         """Published ports live in the kernel: map elements (nftables) or DNAT rules
@@ -589,7 +589,7 @@ class BackendBench:
     def one_port(self) -> None:
         from ipaddress import IPv4Address
 
-        from shoal.engine import RunSpec
+        from shoal.controller import RunSpec
 
         inner = self.inner
         engine = self.engine()
@@ -815,7 +815,7 @@ class BackendBench:
     # -- the profile of the whole engine path of `run -d` / `rm -f`, in-process
 
     def profile_engine(self) -> None:
-        from shoal.engine import RunSpec
+        from shoal.controller import RunSpec
 
         engine = self.engine()
         prof = cProfile.Profile()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from .engine import Engine, RunSpec, inspect_container, inspect_network
+from .controller import Engine, RunSpec
 from .errors import InvalidArgument, ShoalError
 from .model import EXITED, RUNNING
 from .runtime import process
@@ -79,7 +79,7 @@ class Network(_Model):
         return [self.client.containers.get(cid) for cid in self.attrs["Containers"]]
 
     def reload(self) -> None:
-        self.attrs = inspect_network(self.client.engine, self.id)
+        self.attrs = self.client.engine.queries.network(self.id)
 
     def connect(self, container: Container | str, ipv4_address: str | None = None,
                 aliases: list[str] | None = None) -> None:
@@ -106,7 +106,7 @@ class Container(_Model):
         return str(self.attrs["State"]["Status"])
 
     def reload(self) -> None:
-        self.attrs = inspect_container(self.client.engine, self.id)
+        self.attrs = self.client.engine.queries.container(self.id)
 
     def exec_run(self, cmd: str | Sequence[str], environment: list[str] | None = None
                  ) -> ExecResult:
@@ -122,7 +122,7 @@ class Container(_Model):
         deadline = None if timeout is None else time.monotonic() + timeout
         engine = self.client.engine
         while True:
-            ctr = engine.store.container_by_id(self.id)
+            ctr = engine.queries.container_record(self.id)
             if ctr is None or ctr.status == EXITED:
                 break
             if ctr.status == RUNNING and ctr.pid:
@@ -174,7 +174,7 @@ class NetworkCollection:
         return self.get(net.id)
 
     def get(self, network_id: str) -> Network:
-        return Network(self.client, inspect_network(self.client.engine, network_id))
+        return Network(self.client, self.client.engine.queries.network(network_id))
 
     def list(self, names: list[str] | None = None, ids: list[str] | None = None,
              filters: dict[str, str | list[str]] | None = None) -> list[Network]:
@@ -222,7 +222,7 @@ class ContainerCollection:
         return output
 
     def get(self, container_id: str) -> Container:
-        return Container(self.client, inspect_container(self.client.engine, container_id))
+        return Container(self.client, self.client.engine.queries.container(container_id))
 
     def list(self, all: bool = False) -> list[Container]:  # noqa: A002 (docker-py's name)
         return [self.get(c.id) for c in self.client.engine.containers(all_=all)]
@@ -232,7 +232,7 @@ class Client:
     """shoal's Python client. It works in the network namespace it is created in."""
 
     def __init__(self, root: str | None = None, run_dir: str | None = None) -> None:
-        self.engine = Engine(root, run_dir)
+        self.engine = Engine.open(root, run_dir)
         self.networks = NetworkCollection(self)
         self.containers = ContainerCollection(self)
 

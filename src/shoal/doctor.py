@@ -13,10 +13,11 @@ import socket
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 
+from . import drivers
+from .checks import FAIL, NOTE, OK, Check
 from .errors import InvalidArgument, ShoalError
 from .kernel import hostports, links, ns, sysctl
 from .model import RUNNING, Container
-from .names import host_veth_name
 from .neighbours import (
     Place,
     Rule,
@@ -27,22 +28,16 @@ from .neighbours import (
     verdict,
 )
 from .netfilter import net_rule
-from .records import Record
 from .rules import IPT_CHAINS, SETS, TABLE, iptables_tables, port_entry
 from .rules import desired as rules_desired
 from .runtime import pids
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .engine import Engine
-
-OK, FAIL, NOTE = "ok", "FAIL", "note"
+    from .controller import Engine
 
 
-class Check(Record):
-    status: str
-    what: str
-    fix: str = ""
+
 
 
 def _rule_lines(ruleset: str) -> Iterator[tuple[str, str, str]]:
@@ -64,7 +59,8 @@ def _ruleset_text(engine: Engine) -> str:
 
 def check_host(engine: Engine) -> list[Check]:
     out: list[Check] = []
-    nets = [n for n in engine.store.networks() if n.driver == "bridge"]
+    nets = [n for n in engine.store.networks()
+            if drivers.sandbox_mode(n.driver) == drivers.ENDPOINTS]
     if any(not n.internal for n in nets):
         if sysctl.read(sysctl.IP_FORWARD) == "1":
             out.append(Check(OK, "IP forwarding is on (net.ipv4.ip_forward=1)"))
@@ -80,22 +76,7 @@ def check_host(engine: Engine) -> list[Check]:
                                "network also passes the host's forward chains, so a DROP "
                                "policy there blocks it too"))
     for net in nets:
-        assert net.bridge is not None
-        link = links.get_link(engine.host, net.bridge)
-        if link is None:
-            out.append(Check(FAIL, f"network {net.name}: its bridge {net.bridge} is missing",
-                             "shoal system reconcile"))
-            continue
-        if not link.up:
-            out.append(Check(FAIL, f"network {net.name}: bridge {net.bridge} is down",
-                             f"ip link set {net.bridge} up"))
-        elif net.gateway not in {a.ip for a in links.addresses(engine.host, link.index)}:
-            out.append(Check(FAIL, f"network {net.name}: bridge {net.bridge} lacks its gateway "
-                                   f"address {net.gateway_interface}",
-                             f"ip addr add {net.gateway_interface} dev {net.bridge}"))
-        else:
-            out.append(Check(OK, f"network {net.name}: bridge {net.bridge} is up with "
-                                 f"{net.gateway_interface}"))
+        out += drivers.get(net.driver).diagnose(engine.ctx, net, None, "")
     out += _check_rules(engine)
     return out
 
@@ -245,7 +226,7 @@ def _check_neighbours(engine: Engine, text: str) -> list[Check]:
     """Does every other firewall's forward chain let shoal's traffic through? Judged by
     walking its rules for a new packet of each direction (its policy alone says nothing:
     an accept before it may let shoal's bridges pass)."""
-    nets = [n for n in engine.store.networks() if n.driver == "bridge" and n.bridge]
+    nets = [n for n in engine.store.networks() if n.bridge]
     if not nets:
         return []
     try:
@@ -326,8 +307,8 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
         return [Check(FAIL, f"{name}: its network namespace {sandbox} is not mounted",
                       "shoal system reconcile, then run the container again")]
     out.append(Check(OK, f"{name}: namespace {sandbox} is mounted"))
-    eps = [ep for ep in engine.store.endpoints(container_id=ctr.id) if ep.ip is not None]
-    with engine._sandbox(ctr.id) as sock:
+    eps = [ep for ep in engine.store.endpoints(sandbox_id=ctr.id) if ep.ip is not None]
+    with engine.enter_sandbox(ctr.id) as sock:
         inside = {link.name: link for link in links.list_links(sock)}
         addrs = {a.ip for a in links.addresses(sock)}
         route = links.default_route(sock)
@@ -357,20 +338,7 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
                                  f"{enter} ip route replace default via {net.gateway}"))
             else:
                 out.append(Check(OK, f"{name}: default route via {net.gateway}"))
-        peer = links.get_link(engine.host, host_veth_name(ep.id))
-        bridge = links.get_link(engine.host, net.bridge or "")
-        veth = host_veth_name(ep.id)
-        if peer is None:
-            out.append(Check(FAIL, f"{name}: the host end {veth} of {ep.ifname} is missing",
-                             "shoal system reconcile (it creates the endpoint again)"))
-        elif bridge is None or peer.master != bridge.index:
-            out.append(Check(FAIL, f"{name}: {veth} is not plugged into bridge {net.bridge}",
-                             f"ip link set {veth} master {net.bridge} up"))
-        elif not peer.up:
-            out.append(Check(FAIL, f"{name}: {veth} (host end of {ep.ifname}) is down",
-                             f"ip link set {veth} up"))
-        else:
-            out.append(Check(OK, f"{name}: {veth} is up on bridge {net.bridge}"))
+        out += drivers.get(net.driver).diagnose(engine.ctx, net, ep, name)
         if not net_rule(net).icc:
             out.append(Check(NOTE, f"{name}: network {net.name} has icc off: its containers "
                                    "can't reach each other"))

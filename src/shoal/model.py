@@ -1,5 +1,6 @@
-"""The Container Network Model as plain records: networks, containers and their endpoints.
-No I/O here; the store persists these and the engine changes them."""
+"""The Container Network Model as plain records: networks, sandboxes, the endpoints that join
+sandboxes to networks, and containers (a sandbox plus processes). No I/O here; the store
+persists these and the controller changes them."""
 
 from __future__ import annotations
 
@@ -63,9 +64,25 @@ class Network(Record):
         return IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}")
 
 
-class Endpoint(Record):
+class Sandbox(Record):
+    """CNM's sandbox: a network namespace that endpoints join. A container's own sandbox is
+    made by shoal (`owned`), has the container's id and lives at netns/<id> under the run
+    directory (the deterministic name reconcile finds it by). One handed in by another
+    runtime (a CNI runtime, dockerd) is not owned: shoal joins and leaves endpoints in it,
+    but never creates or removes the namespace itself."""
+
     id: str
-    container_id: str
+    path: str  # the namespace file; '' for an owned one: netns/<id> under the run directory
+    owned: bool
+    created: str
+    owner: str = ""  # who holds it: the container's id, or e.g. "cni:<container id>"
+
+
+class Endpoint(Record):
+    """A sandbox's attachment to a network (for the bridge driver: a veth pair)."""
+
+    id: str
+    sandbox_id: str
     network_id: str
     ifname: str  # eth0, eth1, ... inside the sandbox
     ip: IPv4Address | None = Parsed(_address)  # None while the container is not running
@@ -106,12 +123,20 @@ class Container(Record):
     def has_own_sandbox(self) -> bool:
         return self.network_mode != "host" and self.shares_sandbox_of is None
 
+    @property
+    def sandbox_id(self) -> str | None:
+        """The sandbox the container's processes run in: its own (which has its id), the one
+        it shares (--network container:X), or None in the host's namespace."""
+        if self.network_mode == "host":
+            return None
+        return self.shares_sandbox_of or self.id
+
 
 class PublishedPort(Record):
-    """A host port published for a running container: (proto, host_ip, host_port) is DNATed
+    """A host port published for a running sandbox: (proto, host_ip, host_port) is DNATed
     to (dest_ip, container_port), dest_ip being its address on network_id."""
 
-    container_id: str
+    sandbox_id: str
     network_id: str
     proto: str
     host_ip: IPv4Address

@@ -149,7 +149,7 @@ class Netfilter:
         entries = [port_entry(*row) for row in self.store.port_rows(ctr.id)]
         parts: list[Elements] = [{"ports_any": {e for n, e in entries if n == "ports_any"},
                                   "ports_ip": {e for n, e in entries if n == "ports_ip"}}]
-        for ep in [] if ports_only else self.store.endpoints(container_id=ctr.id):
+        for ep in [] if ports_only else self.store.endpoints(sandbox_id=ctr.id):
             if ep.ip is not None and not net_rule(self.store.network_by_id(ep.network_id)).icc:
                 parts.append(no_icc_port_elements(host_veth_name(ep.id)))
         return merge(*parts)
@@ -440,7 +440,7 @@ class Netfilter:
                         raise portspec.no_free_port(proto, port_range)
         for b in fixed:
             assert b.host_port is not None
-            out.append(PublishedPort(container_id=ctr.id, network_id=net.id, proto=b.proto,
+            out.append(PublishedPort(sandbox_id=ctr.id, network_id=net.id, proto=b.proto,
                                      host_ip=b.host_ip, host_port=b.host_port,
                                      container_port=b.container_port, dest_ip=dest_ip))
         self.store.add_ports(out)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def network_json(net: Network, members: list[tuple[Endpoint, Container]]) -> dict[str, Any]:
+def network_json(net: Network, members: list[tuple[Endpoint, Container]],
+                 scope: str = "local") -> dict[str, Any]:
     config: list[dict[str, str]] = []
     if net.subnet is not None:
         entry = {"Subnet": str(net.subnet), "Gateway": str(net.gateway)}
@@ -32,7 +33,7 @@ def network_json(net: Network, members: list[tuple[Endpoint, Container]]) -> dic
         "Name": net.name,
         "Id": net.id,
         "Created": net.created,
-        "Scope": "local",
+        "Scope": scope,
         "Driver": net.driver,
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},

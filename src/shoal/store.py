@@ -15,7 +15,7 @@ except ImportError:  # an interpreter that has no separate C module
     import sqlite3  # type: ignore[no-redef]
 
 from .errors import Conflict, NotFound, ShoalError
-from .model import Container, Endpoint, Network, PublishedPort
+from .model import Container, Endpoint, Network, PublishedPort, Sandbox
 from .records import Parsed
 
 TYPE_CHECKING = False
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Address
     from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -41,24 +41,28 @@ CREATE TABLE IF NOT EXISTS containers (
     auto_remove INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', workdir TEXT,
     publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]'
 );
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id TEXT PRIMARY KEY, path TEXT NOT NULL DEFAULT '', owned INTEGER NOT NULL,
+    created TEXT NOT NULL, owner TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS endpoints (
     id TEXT PRIMARY KEY,
-    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
     network_id TEXT NOT NULL REFERENCES networks(id),
     ifname TEXT NOT NULL, ip TEXT, mac TEXT, aliases TEXT NOT NULL DEFAULT '[]',
     requested_ip TEXT,
-    UNIQUE (network_id, ip), UNIQUE (container_id, network_id), UNIQUE (container_id, ifname)
+    UNIQUE (network_id, ip), UNIQUE (sandbox_id, network_id), UNIQUE (sandbox_id, ifname)
 );
 CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints(network_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS ports (
-    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
     network_id TEXT NOT NULL REFERENCES networks(id),
     proto TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL,
     container_port INTEGER NOT NULL, dest_ip TEXT NOT NULL,
     UNIQUE (proto, host_ip, host_port)
 );
-CREATE INDEX IF NOT EXISTS ports_by_container ON ports(container_id);
+CREATE INDEX IF NOT EXISTS ports_by_sandbox ON ports(sandbox_id);
 CREATE INDEX IF NOT EXISTS ports_by_host_port ON ports(proto, host_port);
 -- one row per mutating command in progress (intent before action): a row left by a process
 -- that died means its command was interrupted, and the next command repairs the state
@@ -69,12 +73,42 @@ CREATE TABLE IF NOT EXISTS ops (pid INTEGER NOT NULL, pid_start INTEGER, started
 MIGRATIONS = {
     2: """ALTER TABLE containers ADD COLUMN publish TEXT NOT NULL DEFAULT '[]';
           ALTER TABLE containers ADD COLUMN expose TEXT NOT NULL DEFAULT '[]';""",
+    # sandboxes of their own: endpoints and ports belong to a sandbox, not to a container
+    # (a container's own sandbox has its id, so the rows keep their values)
+    4: """CREATE TABLE sandboxes (
+              id TEXT PRIMARY KEY, path TEXT NOT NULL DEFAULT '', owned INTEGER NOT NULL,
+              created TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '');
+          INSERT INTO sandboxes (id, path, owned, created, owner)
+              SELECT id, '', 1, created, id FROM containers
+              WHERE network_mode != 'host' AND network_mode NOT LIKE 'container:%';
+          CREATE TABLE endpoints4 (
+              id TEXT PRIMARY KEY,
+              sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+              network_id TEXT NOT NULL REFERENCES networks(id),
+              ifname TEXT NOT NULL, ip TEXT, mac TEXT, aliases TEXT NOT NULL DEFAULT '[]',
+              requested_ip TEXT,
+              UNIQUE (network_id, ip), UNIQUE (sandbox_id, network_id),
+              UNIQUE (sandbox_id, ifname));
+          INSERT INTO endpoints4 SELECT id, container_id, network_id, ifname, ip, mac, aliases,
+              requested_ip FROM endpoints;
+          DROP TABLE endpoints;
+          ALTER TABLE endpoints4 RENAME TO endpoints;
+          CREATE TABLE ports4 (
+              sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+              network_id TEXT NOT NULL REFERENCES networks(id),
+              proto TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL,
+              container_port INTEGER NOT NULL, dest_ip TEXT NOT NULL,
+              UNIQUE (proto, host_ip, host_port));
+          INSERT INTO ports4 SELECT container_id, network_id, proto, host_ip, host_port,
+              container_port, dest_ip FROM ports;
+          DROP TABLE ports;
+          ALTER TABLE ports4 RENAME TO ports;""",
 }
 
 _JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose"}
 _NETS = {"subnet", "ip_range"}
 _ADDRS = {"gateway", "last_ip", "ip", "requested_ip", "host_ip", "dest_ip"}
-_BOOLS = {"internal", "auto_remove"}
+_BOOLS = {"internal", "auto_remove", "owned"}
 
 
 def _to_db(name: str, value: Any) -> Any:
@@ -357,7 +391,34 @@ class Store:
         self._update("containers", id_, **changes)
 
     def delete_container(self, id_: str) -> None:
+        """The container's record, with its own sandbox (which has its id) and so that
+        sandbox's endpoints and ports."""
+        self.db.execute("DELETE FROM sandboxes WHERE id=? AND owned=1", (id_,))
         self.db.execute("DELETE FROM containers WHERE id=?", (id_,))
+
+    # -- sandboxes --------------------------------------------------------------------------
+
+    def add_sandbox(self, sandbox: Sandbox) -> None:
+        self._insert("sandboxes", sandbox)
+
+    def sandbox_by_id(self, id_: str) -> Sandbox | None:
+        row = self.db.execute("SELECT * FROM sandboxes WHERE id=?", (id_,)).fetchone()
+        return _row(Sandbox, row) if row else None
+
+    def sandboxes(self, owned: bool | None = None) -> list[Sandbox]:
+        sql, args = "SELECT * FROM sandboxes", []
+        if owned is not None:
+            sql += " WHERE owned=?"
+            args.append(int(owned))
+        return [_row(Sandbox, r) for r in self.db.execute(sql + " ORDER BY created", args)]
+
+    def sandbox_by_owner(self, owner: str) -> Sandbox | None:
+        row = self.db.execute("SELECT * FROM sandboxes WHERE owner=?", (owner,)).fetchone()
+        return _row(Sandbox, row) if row else None
+
+    def delete_sandbox(self, id_: str) -> None:
+        """The sandbox's record, with its endpoints and ports."""
+        self.db.execute("DELETE FROM sandboxes WHERE id=?", (id_,))
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -366,12 +427,12 @@ class Store:
             raise Conflict(f"address {ep.ip} is already in use")
         self._insert("endpoints", ep)
 
-    def endpoints(self, container_id: str | None = None, network_id: str | None = None
+    def endpoints(self, sandbox_id: str | None = None, network_id: str | None = None
                   ) -> list[Endpoint]:
         sql, args = "SELECT * FROM endpoints WHERE 1=1", []
-        if container_id is not None:
-            sql += " AND container_id=?"
-            args.append(container_id)
+        if sandbox_id is not None:
+            sql += " AND sandbox_id=?"
+            args.append(sandbox_id)
         if network_id is not None:
             sql += " AND network_id=?"
             args.append(network_id)
@@ -420,11 +481,11 @@ class Store:
         except sqlite3.IntegrityError as e:
             raise Conflict(f"a host port is already published: {e}") from None
 
-    def ports(self, container_id: str | None = None) -> list[PublishedPort]:
-        if container_id is None:
+    def ports(self, sandbox_id: str | None = None) -> list[PublishedPort]:
+        if sandbox_id is None:
             rows = self.db.execute("SELECT * FROM ports")
         else:
-            rows = self.db.execute("SELECT * FROM ports WHERE container_id=?", (container_id,))
+            rows = self.db.execute("SELECT * FROM ports WHERE sandbox_id=?", (sandbox_id,))
         return [_row(PublishedPort, r) for r in rows]
 
     def port_sample(self, limit: int) -> list[tuple[str, str, int, str, int]]:
@@ -433,28 +494,28 @@ class Store:
             "SELECT proto, host_ip, host_port, dest_ip, container_port FROM ports LIMIT ?",
             (limit,)).fetchall()
 
-    def port_rows(self, container_id: str, network_id: str | None = None
+    def port_rows(self, sandbox_id: str, network_id: str | None = None
                   ) -> list[tuple[str, str, int, str, int]]:
-        """(proto, host_ip, host_port, dest_ip, container_port) of a container's ports, as
+        """(proto, host_ip, host_port, dest_ip, container_port) of a sandbox's ports, as
         stored: building records for 10,000 ports would cost more than the firewall update."""
         sql = ("SELECT proto, host_ip, host_port, dest_ip, container_port FROM ports "
-               "WHERE container_id=?")
-        args: list[str] = [container_id]
+               "WHERE sandbox_id=?")
+        args: list[str] = [sandbox_id]
         if network_id is not None:
             sql += " AND network_id=?"
             args.append(network_id)
         return list(self.db.execute(sql, args))
 
     def holders(self, wanted: list[tuple[str, int]]) -> list[tuple[str, int, str, str]]:
-        """(proto, host_port, host_ip, container_id) of published ports among `wanted`."""
+        """(proto, host_port, host_ip, sandbox_id) of published ports among `wanted`."""
         if len(wanted) > 64:
-            rows = self.db.execute("SELECT proto, host_port, host_ip, container_id FROM ports")
+            rows = self.db.execute("SELECT proto, host_port, host_ip, sandbox_id FROM ports")
             keys = set(wanted)
             return [r for r in rows if (r[0], r[1]) in keys]
         out = []
         for proto, port in wanted:
             out += self.db.execute(
-                "SELECT proto, host_port, host_ip, container_id FROM ports "
+                "SELECT proto, host_port, host_ip, sandbox_id FROM ports "
                 "WHERE proto=? AND host_port=?", (proto, port)).fetchall()
         return out
 
@@ -463,12 +524,12 @@ class Store:
             "SELECT host_port, proto FROM ports WHERE host_port BETWEEN ? AND ?", (lo, hi))
         return {(r[0], r[1]) for r in rows}
 
-    def delete_ports(self, container_id: str, network_id: str | None = None) -> None:
+    def delete_ports(self, sandbox_id: str, network_id: str | None = None) -> None:
         if network_id is None:
-            self.db.execute("DELETE FROM ports WHERE container_id=?", (container_id,))
+            self.db.execute("DELETE FROM ports WHERE sandbox_id=?", (sandbox_id,))
         else:
-            self.db.execute("DELETE FROM ports WHERE container_id=? AND network_id=?",
-                            (container_id, network_id))
+            self.db.execute("DELETE FROM ports WHERE sandbox_id=? AND network_id=?",
+                            (sandbox_id, network_id))
 
 
 class _Locked:

@@ -47,7 +47,7 @@ def test_one_port_given_twice_in_one_run(host: Host) -> None:
 COUNT_LISTINGS = """
 import json
 from shoal.doctor import FAIL, doctor
-from shoal.engine import Engine
+from shoal.controller import Engine
 from shoal.firewall import iptables, nftables
 
 calls = []
@@ -61,7 +61,7 @@ def counted(cls, name):
 counted(nftables.Nftables, "_run")
 counted(nftables.Nftables, "show")
 counted(iptables.Iptables, "show")
-engine = Engine(ROOT, RUN)
+engine = Engine.open(ROOT, RUN)
 try:
     checks = doctor(engine, "web")
 finally:

@@ -369,14 +369,14 @@ def test_shoal_counts_a_bridges_ports_before_plugging_one(host: Host) -> None:
     (the limit lowered to 2 here, in-process, so that the test stays quick)."""
     host.shoal("network", "create", "small")
     code = f"""
-import shoal.drivers.bridge, shoal.engine
+import shoal.drivers.bridge, shoal.controller
 from shoal.errors import Conflict
 shoal.drivers.bridge.MAX_PORTS = 2
-engine = shoal.engine.Engine({host.root!r}, {host.run_dir!r})
+engine = shoal.controller.Engine.open({host.root!r}, {host.run_dir!r})
 for i in range(2):
-    engine.create_container(shoal.engine.RunSpec(cmd=["true"], network="small", name=f"c{{i}}"))
+    engine.create_container(shoal.controller.RunSpec(cmd=["true"], network="small", name=f"c{{i}}"))
 try:
-    engine.create_container(shoal.engine.RunSpec(cmd=["true"], network="small", name="c2"))
+    engine.create_container(shoal.controller.RunSpec(cmd=["true"], network="small", name="c2"))
 except Conflict as e:
     print(e)
 """

@@ -72,8 +72,8 @@ SCRIPT = textwrap.dedent("""
     @given(name=maybe, network=text, ip=maybe, publish=st.lists(text, max_size=2),
            env=st.lists(text, max_size=2))
     def containers(name, network, ip, publish, env):
-        spec = shoal.engine.RunSpec(cmd=["true"], name=name, network=network or "bridge",
-                                    ip=ip, publish=publish, env=env)
+        spec = shoal.controller.RunSpec(cmd=["true"], name=name, network=network or "bridge",
+                                        ip=ip, publish=publish, env=env)
         ctr = attempt(lambda: engine.create_container(spec))
         if ctr is not None:
             engine.remove_container(ctr.id, force=True)
@@ -96,7 +96,7 @@ SCRIPT = textwrap.dedent("""
             "stop": lambda: engine.stop(ctr, max(timeout, 0)),
             "rm": lambda: engine.remove_container(ctr),
             "exec": lambda: engine.exec(ctr, []),  # generated text is never run as a command
-            "inspect": lambda: shoal.engine.inspect_container(engine, ctr),
+            "inspect": lambda: engine.queries.container(ctr),
         }[op]
         attempt(call)
 
@@ -110,6 +110,6 @@ SCRIPT = textwrap.dedent("""
 def test_generated_input_either_works_or_changes_nothing(host: Host) -> None:
     script = (SCRIPT.replace("ROOT", repr(host.root)).replace("RUN", repr(host.run_dir))
               .replace("MAX", "60"))
-    res = host.python("import shoal.engine\n" + script)
+    res = host.python("import shoal.controller\n" + script)
     outcomes = json.loads(res.stdout.strip().splitlines()[-1])
     assert outcomes["error"] > 0 and outcomes["ok"] > 0, outcomes

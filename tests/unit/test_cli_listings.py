@@ -9,7 +9,9 @@ from ipaddress import IPv4Network
 import pytest
 
 from shoal.cli import main as cli
+from shoal.controller.queries import network_row
 from shoal.model import CREATED, Container, Network
+from shoal.render import ps_row
 
 T0 = "2024-05-01T10:00:00.123456000Z"
 NETS = [
@@ -24,22 +26,20 @@ CTRS = [
 ]
 
 
+class FakeQueries:
+    """The reads `network ls` and `ps` make (the query layer's, on fixed records)."""
+
+    @staticmethod
+    def network_rows(filters: dict[str, list[str]], trunc: bool = True) -> list[dict[str, str]]:
+        return [network_row(n, trunc) for n in NETS]
+
+    @staticmethod
+    def container_rows(all_: bool = False, trunc: bool = True) -> list[dict[str, str]]:
+        return [ps_row(c, CREATED, [], trunc=trunc) for c in CTRS]
+
+
 class FakeEngine:
-    """The calls `network ls` and `ps` make."""
-
-    class store:  # noqa: N801 (stands in for engine.store)
-        @staticmethod
-        def ports(container_id: str) -> list[object]:
-            return []
-
-    def networks(self, filters: dict[str, list[str]]) -> list[Network]:
-        return NETS
-
-    def containers(self, all_: bool = False) -> list[Container]:
-        return CTRS
-
-    def effective_status(self, ctr: Container) -> str:
-        return CREATED
+    queries = FakeQueries()
 
 
 def listing(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:

@@ -10,12 +10,12 @@ from shoal.cli.main import USAGE_EXIT, build_parser, main
 @pytest.fixture(autouse=True)
 def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """A command line that parsed must never reach the engine (root, kernel) from these tests."""
-    import shoal.engine
+    import shoal.controller
 
     def refuse(*args: object, **kw: object) -> None:
         raise AssertionError("main() got past argument parsing")
 
-    monkeypatch.setattr(shoal.engine, "Engine", refuse)
+    monkeypatch.setattr(shoal.controller, "Engine", refuse)
 
 
 def parse(line: str | list[str]):  # type: ignore[no-untyped-def]

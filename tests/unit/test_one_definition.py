@@ -22,8 +22,9 @@ def top_level_names() -> dict[str, list[str]]:
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.ClassDef | ast.FunctionDef):
                 out[node.name].append(where)
-            elif isinstance(node, ast.Assign):
-                for target in node.targets:
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
                     if isinstance(target, ast.Name) and target.id.isupper():
                         out[target.id].append(where)
     return out
@@ -44,7 +45,15 @@ def test_firewall_backends_raise_the_one_firewall_error() -> None:
 
 
 def test_the_driver_list_is_defined_once() -> None:
-    assert top_level_names()["DRIVERS"] == ["drivers/__init__.py"]
+    names = top_level_names()
+    assert names["REGISTRY"] == ["drivers/__init__.py"]
+    assert "DRIVERS" not in names
+
+
+def test_constants_are_defined_once() -> None:
+    twice = {name: where for name, where in top_level_names().items()
+             if name.isupper() and len(where) > 1 and name not in ("TYPE_CHECKING", "__all__")}
+    assert twice == {}
 
 
 def test_unused_functions_are_gone() -> None:

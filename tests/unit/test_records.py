@@ -10,13 +10,13 @@ from shoal.model import Endpoint, Network
 
 
 def test_records_parse_text_fields_on_read() -> None:
-    ep = Endpoint(id="e", container_id="c", network_id="n", ifname="eth0", ip="10.0.0.2",
+    ep = Endpoint(id="e", sandbox_id="c", network_id="n", ifname="eth0", ip="10.0.0.2",
                   mac=None)
     assert ep.ip == IPv4Address("10.0.0.2") and ep.requested_ip is None
     assert ep == Endpoint("e", "c", "n", "eth0", IPv4Address("10.0.0.2"), None)
     assert ep.replace(ip=None).ip is None
     with pytest.raises(TypeError):
-        Endpoint(id="e", container_id="c", network_id="n", ifname="eth0")  # type: ignore[call-arg]
+        Endpoint(id="e", sandbox_id="c", network_id="n", ifname="eth0")  # type: ignore[call-arg]
 
 
 def test_records_defaults_are_fresh_and_equality_is_by_fields() -> None:

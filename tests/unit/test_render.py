@@ -43,7 +43,7 @@ def make_ctr(**kw: object) -> Container:
 def make_ep(ip: str | None = "172.18.0.2", **kw: object) -> Endpoint:
     addr = IPv4Address(ip) if ip else None
     args: dict[str, object] = dict(
-        id=EP_ID, container_id=CTR_ID, network_id=NET_ID, ifname="eth0", ip=addr,
+        id=EP_ID, sandbox_id=CTR_ID, network_id=NET_ID, ifname="eth0", ip=addr,
         mac="02:42:ac:12:00:02" if ip else None, aliases=["db"],
     )
     args.update(kw)
@@ -125,7 +125,7 @@ def test_network_json_copies_labels_and_options() -> None:
 
 def test_network_json_several_members() -> None:
     c2 = make_ctr(id="d" * 64, name="db")
-    e2 = make_ep("172.18.0.3", id="f" * 64, container_id="d" * 64, mac="02:42:ac:12:00:03")
+    e2 = make_ep("172.18.0.3", id="f" * 64, sandbox_id="d" * 64, mac="02:42:ac:12:00:03")
     data = render.network_json(make_net(), [(make_ep(), make_ctr()), (e2, c2)])
     assert set(data["Containers"]) == {CTR_ID, "d" * 64}
     assert data["Containers"]["d" * 64]["IPv4Address"] == "172.18.0.3/16"

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.errors import Conflict, NotFound, ShoalError
-from shoal.model import EXITED, RUNNING, Container, Endpoint, Network
+from shoal.model import EXITED, RUNNING, Container, Endpoint, Network, Sandbox
 from shoal.store import SCHEMA_VERSION, Store, decode_json
 
 T0 = "2024-05-01T10:00:00.000000000Z"
@@ -40,9 +40,14 @@ def make_ctr(id_: str, name: str, **kw: object) -> Container:
 
 
 def make_ep(id_: str, ctr: str, net: str, ip: str | None, ifname: str = "eth0") -> Endpoint:
+    """An endpoint of the container's own sandbox (which has the container's id)."""
     addr = IPv4Address(ip) if ip else None
-    return Endpoint(id=id_, container_id=ctr, network_id=net, ifname=ifname, ip=addr,
+    return Endpoint(id=id_, sandbox_id=ctr, network_id=net, ifname=ifname, ip=addr,
                     mac="02:42:00:00:00:01" if ip else None)
+
+
+def own_sandbox(store: Store, ctr_id: str) -> None:
+    store.add_sandbox(Sandbox(id=ctr_id, path="", owned=True, created=T0, owner=ctr_id))
 
 
 def addresses(store: Store, network_id: str) -> list[IPv4Address]:
@@ -198,6 +203,8 @@ def populated(store: Store) -> Store:
     store.add_network(make_net(NET_A, "mynet"))
     store.add_container(make_ctr(CTR_A, "web"))
     store.add_container(make_ctr(CTR_B, "db"))
+    own_sandbox(store, CTR_A)
+    own_sandbox(store, CTR_B)
     return store
 
 
@@ -206,16 +213,16 @@ def test_endpoint_roundtrip(populated: Store) -> None:
     ep.aliases = ["www", "front"]
     ep.requested_ip = IPv4Address("172.18.0.2")
     populated.add_endpoint(ep)
-    assert populated.endpoints(container_id=CTR_A) == [ep]
+    assert populated.endpoints(sandbox_id=CTR_A) == [ep]
     assert populated.endpoints(network_id=NET_A) == [ep]
-    assert populated.endpoints(container_id=CTR_B) == []
+    assert populated.endpoints(sandbox_id=CTR_B) == []
 
 
 def test_two_endpoints_cannot_share_an_address(populated: Store) -> None:
     populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
     with pytest.raises(Conflict, match="172.18.0.2 is already in use"):
         populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, "172.18.0.2"))
-    assert [e.container_id for e in populated.endpoints(network_id=NET_A)] == [CTR_A]
+    assert [e.sandbox_id for e in populated.endpoints(network_id=NET_A)] == [CTR_A]
 
 
 def test_same_address_on_different_networks_is_fine(populated: Store) -> None:
@@ -230,6 +237,7 @@ def test_address_conflict_inside_transaction_rolls_back(populated: Store) -> Non
     ctr = make_ctr(hexid("ce3"), "third")
     with pytest.raises(Conflict), populated.transaction():
         populated.add_container(ctr)
+        own_sandbox(populated, ctr.id)
         populated.add_endpoint(make_ep(hexid("e3"), ctr.id, NET_A, "172.18.0.2"))
     assert populated.container_by_id(ctr.id) is None
     assert not populated.db.in_transaction
@@ -247,7 +255,7 @@ def test_release_address_keeps_endpoint(populated: Store) -> None:
     populated.add_endpoint(ep)
     populated.update_endpoint(ep.id, ip=None, mac=None)
     assert addresses(populated, NET_A) == []
-    assert populated.endpoints(container_id=CTR_A)[0].ip is None
+    assert populated.endpoints(sandbox_id=CTR_A)[0].ip is None
     # the address is free for another endpoint now
     populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, "172.18.0.2"))
 
@@ -256,15 +264,15 @@ def test_endpoints_ordered_by_ifname(populated: Store) -> None:
     populated.add_network(make_net(NET_B, "other", "10.1.0.0/16"))
     populated.add_endpoint(make_ep(hexid("e2"), CTR_A, NET_B, "10.1.0.2", ifname="eth1"))
     populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2", ifname="eth0"))
-    assert [e.ifname for e in populated.endpoints(container_id=CTR_A)] == ["eth0", "eth1"]
+    assert [e.ifname for e in populated.endpoints(sandbox_id=CTR_A)] == ["eth0", "eth1"]
 
 
 def test_deleting_container_cascades_to_endpoints(populated: Store) -> None:
     populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
     populated.add_endpoint(make_ep(hexid("e2"), CTR_B, NET_A, "172.18.0.3"))
     populated.delete_container(CTR_A)
-    assert populated.endpoints(container_id=CTR_A) == []
-    assert [e.container_id for e in populated.endpoints(network_id=NET_A)] == [CTR_B]
+    assert populated.endpoints(sandbox_id=CTR_A) == []
+    assert [e.sandbox_id for e in populated.endpoints(network_id=NET_A)] == [CTR_B]
     assert addresses(populated, NET_A) == [IPv4Address("172.18.0.3")]
 
 
@@ -272,6 +280,7 @@ def test_cascade_survives_reopen(root: str) -> None:
     s = Store(root)
     s.add_network(make_net(NET_A, "mynet"))
     s.add_container(make_ctr(CTR_A, "web"))
+    own_sandbox(s, CTR_A)
     s.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
     s.close()
     s = Store(root)  # foreign keys are per connection
@@ -287,7 +296,27 @@ def test_deleting_network_deletes_its_endpoints(populated: Store) -> None:
     assert populated.container("web").name == "web"
 
 
-def test_endpoint_needs_existing_container(populated: Store) -> None:
+def test_deleting_a_sandbox_deletes_its_endpoints_not_its_container(populated: Store) -> None:
+    populated.add_endpoint(make_ep(hexid("e1"), CTR_A, NET_A, "172.18.0.2"))
+    populated.delete_sandbox(CTR_A)
+    assert populated.endpoints() == []
+    assert populated.sandbox_by_id(CTR_A) is None
+    assert populated.container("web").name == "web"
+
+
+def test_a_handed_in_sandbox_has_its_own_id_and_path(populated: Store) -> None:
+    sb = Sandbox(id=hexid("5b"), path="/run/netns/cni-1", owned=False, created=T0,
+                 owner="cni:abc")
+    populated.add_sandbox(sb)
+    assert populated.sandbox_by_id(sb.id) == sb
+    assert populated.sandbox_by_owner("cni:abc") == sb
+    assert [s.id for s in populated.sandboxes(owned=False)] == [sb.id]
+    populated.add_endpoint(make_ep(hexid("e1"), sb.id, NET_A, "172.18.0.2"))
+    populated.delete_container(CTR_A)  # another container's removal leaves it alone
+    assert [e.sandbox_id for e in populated.endpoints()] == [sb.id]
+
+
+def test_endpoint_needs_existing_sandbox(populated: Store) -> None:
     with pytest.raises(Conflict):
         populated.add_endpoint(make_ep(hexid("e1"), hexid("dead"), NET_A, "172.18.0.2"))
     assert populated.endpoints() == []

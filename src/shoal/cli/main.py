@@ -59,8 +59,6 @@ def _each(names: list[str], action: Any) -> int:
 
 
 def cmd_network(engine: Any, args: Args) -> int:
-    from ..engine import inspect_network
-
     sub = args.network_command
     if sub == "create":
         net = engine.create_network(
@@ -73,15 +71,11 @@ def cmd_network(engine: Any, args: Args) -> int:
         filters: dict[str, list[str]] = {}
         for key, value in args.filter:
             filters.setdefault(key, []).append(value)
-        nets = engine.networks(filters)
-        rows = [{"ID": n.id if args.no_trunc else n.id[:12], "Name": n.name, "Driver": n.driver,
-                 "Scope": "local", "Internal": str(n.internal).lower(),
-                 "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items()),
-                 "CreatedAt": n.created} for n in nets]
+        rows = engine.queries.network_rows(filters, trunc=not args.no_trunc)
         _print_rows(rows, args, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"),
                                  ("SCOPE", "Scope")])
     elif sub == "inspect":
-        return _inspect(engine, args.names, inspect_network, "network")
+        return _inspect(args.names, engine.queries.network)
     elif sub in ("rm", "remove"):
         return _each(args.names, engine.remove_network)
     elif sub == "prune":
@@ -96,13 +90,13 @@ def cmd_network(engine: Any, args: Args) -> int:
     return 0
 
 
-def _inspect(engine: Any, names: list[str], render: Any, what: str) -> int:
+def _inspect(names: list[str], query: Any) -> int:
     from ..errors import NotFound
 
     out, status = [], 0
     for name in names:
         try:
-            out.append(render(engine, name))
+            out.append(query(name))
         except NotFound as e:
             sys.stderr.write(f"shoal: {e}\n")
             status = 1
@@ -111,7 +105,7 @@ def _inspect(engine: Any, names: list[str], render: Any, what: str) -> int:
 
 
 def cmd_run(engine: Any, args: Args) -> int:
-    from ..engine import RunSpec
+    from ..controller import RunSpec
 
     spec = RunSpec(
         cmd=args.cmd, name=args.name, hostname=args.hostname,
@@ -127,12 +121,7 @@ def cmd_run(engine: Any, args: Args) -> int:
 
 
 def cmd_ps(engine: Any, args: Args) -> int:
-    from ..render import ps_row
-
-    rows = []
-    for ctr in engine.containers(all_=args.all):
-        rows.append(ps_row(ctr, engine.effective_status(ctr), engine.store.ports(ctr.id),
-                           trunc=not args.no_trunc))
+    rows = engine.queries.container_rows(all_=args.all, trunc=not args.no_trunc)
     _print_rows(rows, args, [("CONTAINER ID", "ID"), ("COMMAND", "Command"),
                              ("CREATED", "RunningFor"), ("STATUS", "Status"),
                              ("PORTS", "Ports"), ("NAMES", "Names")])
@@ -209,8 +198,6 @@ def cmd_system(engine: Any, args: Args) -> int:
 
 
 def dispatch(engine: Any, args: Args) -> int:
-    from ..engine import inspect_container
-
     match args.command:
         case "network":
             return cmd_network(engine, args)
@@ -219,7 +206,7 @@ def dispatch(engine: Any, args: Args) -> int:
         case "ps":
             return cmd_ps(engine, args)
         case "inspect":
-            return _inspect(engine, args.names, inspect_container, "container")
+            return _inspect(args.names, engine.queries.container)
         case "exec":
             return cmd_exec(engine, args)
         case "logs":
@@ -254,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..store import sqlite3
 
     try:
-        from ..engine import Engine
+        from ..controller import Engine
 
-        engine = Engine(args.root, args.run_dir, firewall_backend=args.firewall_backend,
+        engine = Engine.open(args.root, args.run_dir, firewall_backend=args.firewall_backend,
                         ip_forward=args.ip_forward, other_firewalls=args.other_firewalls)
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")

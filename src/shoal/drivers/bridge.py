@@ -1,19 +1,42 @@
-"""The bridge driver: a Linux bridge per network, a veth pair per endpoint."""
+"""The bridge driver: a Linux bridge per network, a veth pair per endpoint.
+
+Everything the bridge knows lives here: its option names, its device names (`shoal0` for the
+default network, `sh-<network id>` otherwise, `vsh<endpoint id>` for a veth's host end), its
+port limit, and how reconcile and doctor find and check its links."""
 
 from __future__ import annotations
 
 import errno
+from contextlib import suppress
 from ipaddress import IPv4Interface
 
-from ..errors import Conflict, KernelError
+from ..checks import FAIL, OK, Check
+from ..errors import Conflict, InvalidArgument, KernelError, ShoalError
 from ..kernel import links
-from ..kernel.netlink import Netlink
 from ..model import Endpoint, Network
-from ..names import host_veth_name
+from ..names import (
+    BRIDGE_PREFIX,
+    DEFAULT_BRIDGE,
+    HOST_VETH_PREFIX,
+    bridge_name,
+    check_user_bridge_name,
+    host_veth_name,
+    marked_root,
+    validate_ifname,
+)
+from .api import ENDPOINTS, LOCAL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..kernel.netlink import Netlink
+    from .api import HostHandles
 
 # A Linux bridge numbers its ports 1 to 1023 (BR_MAX_PORTS is 1024); one more is refused with
 # EXFULL ("Exchange full", the error Docker users meet on docker0).
 MAX_PORTS = 1023
+NAME_OPTION = "shoal.bridge.name"
+ICC_OPTION = "shoal.bridge.enable_icc"
+OPTIONS = {NAME_OPTION, ICC_OPTION}
 
 
 def bridge_mac(net: Network) -> str:
@@ -27,66 +50,167 @@ def bridge_mac(net: Network) -> str:
     return mac_for(net.gateway)
 
 
-def create(host: Netlink, net: Network, mark: str | None = None) -> None:
-    """The network's bridge, carrying `mark` (names.owner_mark: which root made it)."""
-    assert net.bridge is not None
-    links.create_bridge(host, net.bridge, net.gateway_interface, mark, bridge_mac(net))
-
-
-def ensure(host: Netlink, net: Network, mark: str | None = None) -> int:
-    """The bridge's index, re-creating the bridge if it went missing (deleted by hand, or a
-    host restart)."""
-    assert net.bridge is not None
-    return links.ensure_bridge_up(host, net.bridge, net.gateway_interface, mark,
-                                  bridge_mac(net))
-
-
-def fix_mac(host: Netlink, net: Network) -> None:
-    """Give an existing bridge its fixed MAC (one made by an older shoal)."""
-    assert net.bridge is not None
-    links.set_mac(host, net.bridge, bridge_mac(net))
-
-
-def delete(host: Netlink, net: Network) -> None:
-    assert net.bridge is not None
-    links.delete_link(host, net.bridge)
-
-
-def attach(
-    sandbox: Netlink, host: Netlink, host_ns_fd: int, net: Network, ep: Endpoint, first: bool,
-    fresh: bool = False, mark: str | None = None,
-) -> None:
-    """Plug an endpoint into the network. Only the first endpoint of a container gets the
-    default route, as in Docker, and an internal network gives none."""
-    assert ep.ip is not None and ep.mac is not None and net.subnet is not None
-    bridge_index = ensure(host, net, mark)
-    try:
-        links.add_veth_endpoint(
-            sandbox,
-            host,
-            host_ns_fd,
-            inside=ep.ifname,
-            outside=host_veth_name(ep.id),
-            mac=ep.mac,
-            iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
-            gateway=net.gateway if first and not net.internal else None,
-            bridge_index=bridge_index,
-            first=first,
-            fresh=fresh,
-            alias=mark,
-        )
-    except KernelError as e:
-        if e.errno == errno.EXFULL:  # ports someone else plugged in count too
-            raise Conflict(full_message(net)) from None
-        raise
-
-
 def full_message(net: Network) -> str:
     return (f"network {net.name} is full: its Linux bridge {net.bridge} holds at most "
             f"{MAX_PORTS} ports; put further containers on another network "
             "(shoal network create)")
 
 
-def detach(sandbox: Netlink, ep: Endpoint) -> None:
-    """Delete the endpoint's veth pair (deleting one end removes both)."""
-    links.delete_link(sandbox, ep.ifname)
+def _ensure(h: HostHandles, net: Network) -> int:
+    """The bridge's index, re-creating the bridge if it went missing (deleted by hand, or a
+    host restart)."""
+    assert net.bridge is not None
+    return links.ensure_bridge_up(h.host, net.bridge, net.gateway_interface, h.mark,
+                                  bridge_mac(net))
+
+
+class BridgeDriver:
+    name = "bridge"
+    scope = LOCAL
+    sandbox = ENDPOINTS
+    user_networks = True
+    addresses = True
+
+    def validate(self, h: HostHandles, net: Network, others: list[Network]) -> Network:
+        for key, value in net.options.items():
+            if key not in OPTIONS:
+                raise InvalidArgument(f"unknown bridge option {key!r}: known options are "
+                                      + ", ".join(sorted(OPTIONS)))
+            if key == ICC_OPTION and value not in ("true", "false"):
+                raise InvalidArgument(f"option {key} must be true or false, not {value!r}")
+        bridge = net.options.get(NAME_OPTION) or bridge_name(net.id)
+        validate_ifname(bridge, "bridge")
+        if NAME_OPTION in net.options:
+            check_user_bridge_name(bridge)
+        for other in others:
+            if other.bridge == bridge:
+                raise Conflict(f"bridge {bridge} is already used by network {other.name}")
+        if links.get_link(h.host, bridge) is not None:
+            raise Conflict(f"a link named {bridge} already exists on the host; "
+                           f"pick another -o {NAME_OPTION}")
+        return net.replace(bridge=bridge)
+
+    def builtin(self, net: Network) -> Network:
+        return net.replace(bridge=DEFAULT_BRIDGE,
+                           options={NAME_OPTION: DEFAULT_BRIDGE,
+                                    "shoal.bridge.default_bridge": "true"})
+
+    def create_network(self, h: HostHandles, net: Network) -> None:
+        """The network's bridge, carrying the root's mark (names.owner_mark)."""
+        assert net.bridge is not None
+        try:
+            links.create_bridge(h.host, net.bridge, net.gateway_interface, h.mark,
+                                bridge_mac(net))
+        except BaseException:
+            with suppress(ShoalError, OSError):
+                links.delete_link(h.host, net.bridge)
+            raise
+
+    def delete_network(self, h: HostHandles, net: Network) -> None:
+        assert net.bridge is not None
+        links.delete_link(h.host, net.bridge)
+
+    def max_endpoints(self, net: Network) -> tuple[int, str] | None:
+        return MAX_PORTS, full_message(net)
+
+    def join(self, h: HostHandles, sandbox: Netlink, net: Network, ep: Endpoint, first: bool,
+             fresh: bool = False) -> None:
+        """Only the first endpoint of a sandbox gets the default route, as in Docker, and an
+        internal network gives none."""
+        assert ep.ip is not None and ep.mac is not None and net.subnet is not None
+        bridge_index = _ensure(h, net)
+        try:
+            links.add_veth_endpoint(
+                sandbox, h.host, h.host_fd, inside=ep.ifname, outside=host_veth_name(ep.id),
+                mac=ep.mac, iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
+                gateway=net.gateway if first and not net.internal else None,
+                bridge_index=bridge_index, first=first, fresh=fresh, alias=h.mark,
+            )
+        except KernelError as e:
+            if e.errno == errno.EXFULL:  # ports someone else plugged in count too
+                raise Conflict(full_message(net)) from None
+            raise
+
+    def leave(self, h: HostHandles, sandbox: Netlink | None, net: Network,
+              ep: Endpoint) -> None:
+        """Delete the endpoint's veth pair (deleting one end removes both)."""
+        if sandbox is not None:
+            links.delete_link(sandbox, ep.ifname)
+        else:
+            links.delete_link(h.host, host_veth_name(ep.id))
+
+    def endpoint_present(self, h: HostHandles, net: Network, ep: Endpoint) -> bool:
+        return links.get_link(h.host, host_veth_name(ep.id)) is not None
+
+    def repair(self, h: HostHandles, net: Network) -> str | None:
+        assert net.bridge is not None
+        if links.get_link(h.host, net.bridge) is None:
+            _ensure(h, net)
+            return f"network {net.name}: bridge {net.bridge} was missing; created again"
+        # a bridge made before bridges had a fixed MAC: fixed now (idempotent)
+        links.set_mac(h.host, net.bridge, bridge_mac(net))
+        return None
+
+    def gc(self, h: HostHandles, nets: list[Network], live: list[Endpoint]) -> list[str]:
+        known_bridges = {n.bridge for n in nets if n.bridge}
+        live_veths = {host_veth_name(ep.id) for ep in live}
+        mine = marked_root(h.mark)
+        done = []
+        for link in links.list_links(h.host):
+            name = link.name
+            owner = marked_root(link.alias)
+            if owner is not None and owner != mine:
+                continue  # another root's (or that root was renamed): never ours to delete
+            if name in known_bridges and link.alias is None:  # an older shoal's: mark it now
+                links.set_alias(h.host, link.index, h.mark)
+            stale_veth = name.startswith(HOST_VETH_PREFIX) and name not in live_veths
+            stale_bridge = (name.startswith(BRIDGE_PREFIX) and name not in known_bridges
+                            and link.kind == "bridge")
+            if stale_veth or stale_bridge:
+                with suppress(ShoalError):
+                    links.delete_link(h.host, name)
+                    done.append(f"removed {'veth' if stale_veth else 'bridge'} {name}: "
+                                "no container or network of shoal's has it")
+        return done
+
+    def foreign_root(self, h: HostHandles) -> str | None:
+        """The default bridge carries the mark of the root that made it; an unmarked one (an
+        older shoal's) is taken as this root's."""
+        link = links.get_link(h.host, DEFAULT_BRIDGE)
+        other = marked_root(link.alias if link else None)
+        return other if other is not None and other != marked_root(h.mark) else None
+
+    def diagnose(self, h: HostHandles, net: Network, ep: Endpoint | None,
+                 who: str) -> list[Check]:
+        if ep is None:
+            return self._diagnose_bridge(h, net)
+        veth = host_veth_name(ep.id)
+        peer = links.get_link(h.host, veth)
+        bridge = links.get_link(h.host, net.bridge or "")
+        if peer is None:
+            return [Check(FAIL, f"{who}: the host end {veth} of {ep.ifname} is missing",
+                          "shoal system reconcile (it creates the endpoint again)")]
+        if bridge is None or peer.master != bridge.index:
+            return [Check(FAIL, f"{who}: {veth} is not plugged into bridge {net.bridge}",
+                          f"ip link set {veth} master {net.bridge} up")]
+        if not peer.up:
+            return [Check(FAIL, f"{who}: {veth} (host end of {ep.ifname}) is down",
+                          f"ip link set {veth} up")]
+        return [Check(OK, f"{who}: {veth} is up on bridge {net.bridge}")]
+
+    @staticmethod
+    def _diagnose_bridge(h: HostHandles, net: Network) -> list[Check]:
+        assert net.bridge is not None
+        link = links.get_link(h.host, net.bridge)
+        if link is None:
+            return [Check(FAIL, f"network {net.name}: its bridge {net.bridge} is missing",
+                          "shoal system reconcile")]
+        if not link.up:
+            return [Check(FAIL, f"network {net.name}: bridge {net.bridge} is down",
+                          f"ip link set {net.bridge} up")]
+        if net.gateway not in {a.ip for a in links.addresses(h.host, link.index)}:
+            return [Check(FAIL, f"network {net.name}: bridge {net.bridge} lacks its gateway "
+                                f"address {net.gateway_interface}",
+                          f"ip addr add {net.gateway_interface} dev {net.bridge}")]
+        return [Check(OK, f"network {net.name}: bridge {net.bridge} is up with "
+                          f"{net.gateway_interface}")]

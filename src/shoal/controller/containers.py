@@ -1,0 +1,721 @@
+"""Containers: a sandbox plus processes. Create (its record, its sandbox and endpoints, its
+ports), start its command, record its exit and release what it held, stop, remove, exec,
+and connect/disconnect it to networks (through the sandbox's endpoints)."""
+
+from __future__ import annotations
+
+import os
+
+from .. import drivers
+from ..errors import Conflict, InvalidArgument, NotFound, ShoalError
+from ..faults import crashpoint
+from ..lazy import LazyModule
+from ..model import CREATED, EXITED, RUNNING, Container, Endpoint, Network, PublishedPort, now
+from ..names import is_hostname, new_id, random_name, validate_name
+from ..records import Record
+from . import files, held
+from .supervise import DEFAULT_PATH
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    import subprocess
+
+    from .. import ipam
+    from .. import ports as portspec
+    from ..runtime import pids
+    from ..runtime.process import Child, Namespaces
+    from .context import Context
+    from .networks import Networks
+    from .sandboxes import Sandboxes
+else:  # what only changes of state need, imported on first use
+    ipam = LazyModule("shoal.ipam")
+    portspec = LazyModule("shoal.ports")
+    pids = LazyModule("shoal.runtime.pids")
+
+
+
+class RunSpec(Record):
+    """What `shoal run` asks for."""
+
+    cmd: list[str]
+    name: str | None = None
+    hostname: str | None = None
+    network: str = "bridge"
+    ip: str | None = None
+    aliases: list[str] = []
+    env: list[str] = []
+    auto_remove: bool = False
+    workdir: str = "/"
+    publish: list[str] = []  # -p specs
+    publish_all: bool = False  # -P
+    expose: list[str] = []  # --expose specs
+
+
+class Containers:
+    def __init__(self, ctx: Context, networks: Networks, sandboxes: Sandboxes) -> None:
+        self.ctx, self.networks, self.sandboxes = ctx, networks, sandboxes
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        return self.ctx.store.container(ref)
+
+    def list(self, all_: bool = False) -> list[Container]:
+        ctrs = self.ctx.store.containers()
+        return ctrs if all_ else [c for c in ctrs if self.effective_status(c) == RUNNING]
+
+    @staticmethod
+    def effective_status(ctr: Container) -> str:
+        """The status as the kernel sees it: a 'running' container whose process is gone is
+        reported as exited even before its supervisor has recorded it."""
+        if ctr.status == RUNNING and not pids.alive(ctr.pid, ctr.pid_start):
+            return EXITED
+        return ctr.status
+
+    def mode_name(self, ctr: Container) -> str:
+        if ctr.shares_sandbox_of:
+            other = self.ctx.store.container_by_id(ctr.shares_sandbox_of)
+            return f"container:{other.name if other else ctr.shares_sandbox_of}"
+        return ctr.network_mode
+
+    def log_path(self, ref: str) -> str:
+        return os.path.join(self.ctx.container_dir(self.get(ref).id), "log")
+
+    # -- create ----------------------------------------------------------------------------
+
+    def _resolve_mode(self, spec: RunSpec) -> tuple[str, Network | None, Container | None]:
+        """(network_mode, network to join or None, container whose sandbox to share)."""
+        store = self.ctx.store
+        if spec.network.startswith("container:"):
+            other = store.container(spec.network.split(":", 1)[1])
+            while other.shares_sandbox_of:
+                other = store.container(other.shares_sandbox_of)
+            if other.network_mode == "host":
+                return "host", None, None
+            if self.effective_status(other) != RUNNING:
+                raise Conflict(f"cannot join the network of container {other.name}: "
+                               "it is not running")
+            return f"container:{other.id}", None, other
+        net = store.network(spec.network)
+        mode = drivers.sandbox_mode(net.driver)
+        if mode == drivers.HOST:
+            return "host", None, None
+        if mode == drivers.NONE:
+            return "none", None, None
+        return net.name, net, None
+
+    def create(self, spec: RunSpec) -> Container:
+        if not spec.cmd:
+            raise InvalidArgument("no command given: shoal run [OPTIONS] -- CMD [ARG...]")
+        if spec.name is not None:
+            validate_name(spec.name, "container")
+        if spec.hostname is not None and not is_hostname(spec.hostname):
+            raise InvalidArgument(
+                f"invalid hostname {spec.hostname!r}: use letters, digits and '-', "
+                "at most 63 characters"
+            )
+        env = _parse_env(spec.env)
+        _check_workdir(spec.workdir)
+        bindings = [b for text in spec.publish for b in portspec.parse_publish(text)]
+        exposed = [e for text in spec.expose for e in portspec.parse_expose(text)]
+        exposed += [(b.container_port, b.proto) for b in bindings
+                    if (b.container_port, b.proto) not in exposed]
+        if spec.publish_all:
+            published = {(b.container_port, b.proto) for b in bindings}
+            bindings += [portspec.Binding(container_port=port, proto=proto)
+                         for port, proto in exposed if (port, proto) not in published]
+        requested = ipam.parse_address(spec.ip, "--ip") if spec.ip else None
+        for alias in spec.aliases:
+            validate_name(alias, "alias")
+        ctx, store = self.ctx, self.ctx.store
+        with store.locked():
+            mode, net, shared = self._resolve_mode(spec)
+            if net is None and (requested or spec.aliases):
+                raise InvalidArgument(
+                    f"--ip and --network-alias need a bridge network, not network mode {mode}"
+                )
+            if net is not None and net.name == "bridge" and (requested or spec.aliases):
+                raise InvalidArgument(
+                    "user-specified IP addresses and aliases are supported on user-defined "
+                    "networks only; create one with shoal network create"
+                )
+            if bindings and net is None:
+                raise InvalidArgument(
+                    f"ports can only be published on a bridge network, not network mode {mode}"
+                )
+            if spec.hostname and (mode == "host" or shared):
+                raise InvalidArgument(
+                    f"conflicting options: --hostname and network mode {spec.network}"
+                )
+            name = spec.name or self._unused_name()
+            if spec.name is not None and store.name_taken(spec.name):
+                raise Conflict(
+                    f"container name {spec.name} is already in use; remove that container "
+                    "(shoal rm) or pick another --name"
+                )
+            cid = new_id()
+            ctr = Container(
+                id=cid, name=name, created=now(),
+                hostname=spec.hostname or (os.uname().nodename if mode == "host" else cid[:12]),
+                cmd=list(spec.cmd), env=env, network_mode=mode, auto_remove=spec.auto_remove,
+                workdir=spec.workdir,
+                publish=[[b.container_port, b.proto, str(b.host_ip), b.host_port]
+                         for b in bindings],
+                expose=[[port, proto] for port, proto in exposed],
+                # until a supervisor takes over, the creating process answers for it: if that
+                # dies before the start, reconcile rolls the half-made container back
+                supervisor_pid=os.getpid(), supervisor_start=pids.start_time(os.getpid()),
+            )
+            endpoint = None
+            published: list[PublishedPort] = []
+            held_socks: list[socket.socket] = []
+            with store.transaction():
+                store.add_container(ctr)
+                if ctr.has_own_sandbox:  # a container's own sandbox has its id
+                    self.sandboxes.add(cid, owner=cid)
+                if net is not None:
+                    endpoint = self.sandboxes.create_endpoint(
+                        cid, net, requested, spec.aliases, plugged=True, ifname="eth0")
+                    if bindings:
+                        from ..kernel import links
+
+                        assert endpoint.ip is not None
+                        host_ips = ({a.ip for a in links.addresses(ctx.host)}
+                                    if any(b.host_ip != portspec.ANY for b in bindings) else set())
+                        published = ctx.netfilter.allocate_ports(ctr, net, endpoint.ip,
+                                                                 bindings, host_ips, held_socks)
+            if held_socks:
+                ctx.held[cid] = held_socks
+            crashpoint("run:rows")
+            try:
+                files.write_container_files(ctx, ctr, shared,
+                                            [endpoint.ip] if endpoint and endpoint.ip else [])
+                if ctr.has_own_sandbox:
+                    self.sandboxes.make(cid, [(endpoint, net)] if endpoint and net else [])
+                crashpoint("run:sandbox")
+                from ..netfilter import net_rule
+
+                netfilter = ctx.netfilter
+                if net is not None and netfilter.ensure_forwarding():
+                    netfilter.reload()
+                elif bindings or (net is not None and not net_rule(net).icc):
+                    # otherwise the container adds nothing to the firewall's sets
+                    netfilter.apply(added=netfilter.container_elements(ctr))
+                # a client already sending to a port now published keeps the entry that sent
+                # its packets to the host: flushed, its next packet is translated
+                ctx.flush_conntrack([], [(p.proto, str(p.host_ip), p.host_port)
+                                         for p in published])
+                crashpoint("run:firewall")
+            except BaseException:
+                ctx.release_held(cid)
+                if ctr.has_own_sandbox:
+                    self.sandboxes.unmake(cid)
+                if endpoint is not None and net is not None:
+                    # the kernel would remove its veth only later
+                    from contextlib import suppress
+
+                    with suppress(ShoalError, OSError):
+                        drivers.get(net.driver).leave(ctx, None, net, endpoint)
+                with store.transaction():
+                    store.delete_sandbox(cid)
+                    store.delete_container(cid)
+                files.remove_container_dir(ctx, cid)
+                raise
+            return ctr
+
+    def _unused_name(self) -> str:
+        attempt = 0
+        while self.ctx.store.name_taken(name := random_name(attempt)):
+            attempt += 1
+        return name
+
+    # -- processes -------------------------------------------------------------------------
+
+    def namespaces(self, ctr: Container) -> Namespaces:
+        from ..runtime.process import Namespaces
+
+        cdir = self.ctx.container_dir(ctr.id)
+        sandbox = ctr.sandbox_id
+        return Namespaces(
+            netns=self.sandboxes.path(sandbox) if sandbox else None,
+            hostname=None if ctr.network_mode == "host" else ctr.hostname,
+            files=[(os.path.join(cdir, "hosts"), "/etc/hosts"),
+                   (os.path.join(cdir, "hostname"), "/etc/hostname")],
+            # the container's processes see neither shoal's state nor its run directory
+            hidden=[self.ctx.root, self.ctx.run_dir],
+        )
+
+    @staticmethod
+    def process_env(ctr: Container) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOSTNAME": ctr.hostname,
+               "HOME": "/root"}
+        for item in ctr.env:
+            key, _, value = item.partition("=")
+            env[key] = value
+        return env
+
+    def start_process(self, ctr: Container, stdin: int | None, stdout: int | None,
+                      stderr: int | None, new_session: bool) -> Child:
+        """Start the container's command in its sandbox and record it as running. If it cannot
+        start, the container is finished with Docker's exit code (126/127) and the error is
+        raised."""
+        from ..runtime import process
+
+        store = self.ctx.store
+        with store.locked():
+            current = store.container_by_id(ctr.id)
+            if current is None or current.status != CREATED:
+                raise NotFound(f"container {ctr.name} was removed before it started")
+            procs_fd = self.ctx.cgroups.create(ctr.id)
+            try:
+                proc = process.spawn(
+                    ctr.cmd, self.namespaces(ctr), self.process_env(ctr), ctr.workdir,
+                    stdin, stdout, stderr, new_session, procs_fd,
+                )
+            except process.CommandError as e:
+                self._finish(ctr.id, None, e.exit_code, error=str(e))
+                raise
+            finally:
+                if procs_fd is not None:
+                    os.close(procs_fd)
+            crashpoint("run:spawned")
+            me = os.getpid()
+            with store.transaction():
+                store.update_container(
+                    ctr.id, status=RUNNING, pid=proc.pid, pid_start=pids.start_time(proc.pid),
+                    supervisor_pid=me, supervisor_start=pids.start_time(me), started_at=now(),
+                )
+            return proc
+
+    def run_detached(self, spec: RunSpec) -> Container:
+        """Create the container and hand it to a supervisor process that starts the command,
+        records its exit and, with --rm, removes it. Returns once the command runs."""
+        import subprocess
+        import sys
+
+        from ..runtime import process
+        from .supervise import BOOT, package_parent, supervisor_env
+
+        ctx = self.ctx
+        ctr = self.create(spec)
+        log = os.path.join(ctx.container_dir(ctr.id), "log")
+        read_end, write_end = os.pipe()
+        # the supervisor inherits the sockets holding the published ports and adopts them
+        held_fds = tuple(sock.fileno() for sock in ctx.held.get(ctr.id, ()))
+        try:
+            # Isolated (-I: no PYTHON* variables, no user site, neither the caller's directory
+            # nor the script's on sys.path), started in "/", with only the variables shoal
+            # itself reads: nothing of the caller's directory or environment runs as root.
+            # The package that runs now is the one the supervisor imports.
+            supervisor = subprocess.Popen(
+                [sys.executable, "-I", "-c", BOOT, package_parent(), ctx.root,
+                 ctx.run_dir, ctr.id, str(write_end), log],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(write_end, *held_fds), start_new_session=True, close_fds=True,
+                cwd="/", env=supervisor_env(os.environ),
+            )
+        except BaseException:
+            os.close(write_end)
+            os.close(read_end)
+            self.remove(ctr.id, force=True)
+            raise
+        os.close(write_end)
+        ctx.release_held(ctr.id)  # this process's copies: the supervisor holds the ports
+        # the supervisor answers for the container from now on, even if this command dies
+        # before the start (the orphan check of the next command must not roll it back)
+        with ctx.store.transaction():
+            ctx.store.db.execute(
+                "UPDATE containers SET supervisor_pid=?, supervisor_start=? "
+                "WHERE id=? AND status=?",
+                (supervisor.pid, pids.start_time(supervisor.pid), ctr.id, CREATED))
+        with os.fdopen(read_end) as pipe:
+            report = pipe.read()
+        status, _, detail = report.partition("\t")
+        if status == "ok":
+            return ctx.store.container_by_id(ctr.id) or ctr
+        if status == "cmd":
+            code, _, message = detail.partition("\t")
+            raise process.CommandError(int(code), message)
+        # the supervisor died (or failed) while starting the command: a process may run in
+        # the sandbox without its pid recorded, and would keep the namespace and veths alive
+        pids.kill_all_in(self.sandboxes.path(ctr.id))
+        self.remove(ctr.id, force=True)
+        raise ShoalError(detail or "the container's supervisor died before starting it")
+
+    def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
+        """Run the container attached to this terminal; returns the command's exit status."""
+        import signal
+
+        from ..runtime import process
+
+        # this process holds the container's published ports: a disconnect elsewhere asks
+        # it to let go of those no longer published
+        previous_usr1 = held.handle_port_releases(self.ctx)
+        try:
+            ctr = self.create(spec)
+            try:
+                proc = self.start_process(
+                    ctr, None if interactive else process.DEVNULL, None, None, new_session=False
+                )
+            except process.CommandError:
+                raise
+            except BaseException:
+                self.remove(ctr.id, force=True)
+                raise
+            forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+            previous = {s: signal.signal(s, lambda sig, _f: proc.send_signal(sig))
+                        for s in forwarded}
+            try:
+                code = process.wait_status(proc)
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+            self.finish(ctr.id, proc.pid, code)
+            return code
+        finally:
+            if previous_usr1 is not None:
+                signal.signal(signal.SIGUSR1, previous_usr1)
+
+    def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
+             stdin: int | None = None, stdout: int | None = None,
+             stderr: int | None = None) -> subprocess.Popen[bytes]:
+        from ..runtime import process
+
+        if not cmd:
+            raise InvalidArgument("no command given: shoal exec NAME -- CMD [ARG...]")
+        ctr = self.get(ref)
+        if self.effective_status(ctr) != RUNNING:
+            raise Conflict(f"container {ctr.name} is not running")
+        assert ctr.pid is not None
+        proc_env = self.process_env(ctr.replace(env=ctr.env + _parse_env(env or [])))
+        # the command joins the container's cgroup: what it leaves running ends with it
+        procs_fd = self.ctx.cgroups.join_fd(ctr.id)
+        try:
+            return process.exec_in(ctr.pid, cmd, proc_env, ctr.workdir, stdin, stdout, stderr,
+                                   procs_fd)
+        finally:
+            if procs_fd is not None:
+                os.close(procs_fd)
+
+    # -- exit and removal ------------------------------------------------------------------
+
+    def finish(self, container_id: str, pid: int | None, exit_code: int) -> None:
+        """Record that a container's process exited and release its sandbox."""
+        with self.ctx.store.locked():
+            self._finish(container_id, pid, exit_code)
+
+    def _finish(self, container_id: str, pid: int | None, exit_code: int,
+                error: str = "") -> None:
+        ctx, store = self.ctx, self.ctx.store
+        ctr = store.container_by_id(container_id)
+        if ctr is None or ctr.status == EXITED or (pid is not None and ctr.pid != pid):
+            return
+        # Everything that runs in the container ends with it (its cgroup is killed), before
+        # its network is released: no process of it may keep an address handed out again.
+        ctx.cgroups.kill(ctr.id)
+        # A sandbox that other running containers share (--network container:NAME) lives
+        # until the last of them stops, and its addresses with it; its ports go now.
+        keep = (ctr.has_own_sandbox and ctr.status == RUNNING
+                and bool(store.sharing_sandbox(ctr.id)))
+        # The rules go in the same transaction that releases the ports and addresses (a backend
+        # that rewrites whole chains reads the state inside it); if the firewall refuses,
+        # nothing is released. The sandbox goes last: a DNAT rule never outlives its address.
+        released_ports = [(proto, host_ip, int(host_port)) for proto, host_ip, host_port, _d, _p
+                          in store.port_rows(ctr.id)]
+        released_ips: list[str] = []
+        with store.transaction():
+            removed = ctx.netfilter.container_elements(ctr, ports_only=keep)
+            store.delete_ports(ctr.id)
+            if not keep:
+                released_ips = self.sandboxes.release_addresses(ctr.id)
+            store.update_container(
+                ctr.id, status=EXITED, exit_code=exit_code, finished_at=now(), error=error
+            )
+            ctx.netfilter.apply(removed=removed)
+        crashpoint("stop:released")
+        if not keep and ctr.has_own_sandbox:
+            self.sandboxes.unmake(ctr.id)
+        # connections tracked to its addresses and ports would otherwise keep going there,
+        # and reach the next container given the address
+        ctx.flush_conntrack(released_ips, released_ports)
+        ctx.release_held(ctr.id)
+        if keep:
+            return
+        if ctr.auto_remove:
+            self._delete(ctr)
+        if ctr.shares_sandbox_of:
+            self.release_shared(ctr.shares_sandbox_of)
+
+    def release_shared(self, owner_id: str) -> bool:
+        """Release the sandbox of an exited container once no running container shares it
+        any more (its addresses, then its namespace; --rm is honoured then). True if it was
+        released."""
+        ctx, store = self.ctx, self.ctx.store
+        owner = store.container_by_id(owner_id)
+        if owner is None or owner.status != EXITED or not owner.has_own_sandbox \
+                or store.sharing_sandbox(owner.id):
+            return False
+        if not any(ep.ip is not None for ep in store.endpoints(sandbox_id=owner.id)):
+            released: list[str] = []
+        else:
+            with store.transaction():
+                removed = ctx.netfilter.container_elements(owner)
+                released = self.sandboxes.release_addresses(owner.id)
+                ctx.netfilter.apply(removed=removed)
+        self.sandboxes.unmake(owner.id)
+        ctx.flush_conntrack(released, [])
+        if owner.auto_remove:
+            self._delete(owner)
+        return bool(released)
+
+    def _delete(self, ctr: Container) -> None:
+        self.ctx.cgroups.kill(ctr.id)  # (gone already, unless it never started)
+        with self.ctx.store.transaction():
+            self.ctx.store.delete_sandbox(ctr.id)
+            self.ctx.store.delete_container(ctr.id)
+        files.remove_container_dir(self.ctx, ctr.id)
+
+    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+        from ..runtime import process
+
+        ctr = self.get(ref)
+        if ctr.status == RUNNING:
+            self.ctx.handling.add(ctr.id)
+            try:
+                sig = process.terminate(ctr.pid or 0, ctr.pid_start, timeout)
+                self._await_supervisor(ctr, sig)
+            finally:
+                self.ctx.handling.discard(ctr.id)
+        return self.ctx.store.container_by_id(ctr.id) or ctr
+
+    def _await_supervisor(self, ctr: Container, sig: int | None) -> None:
+        """After the process is gone, give its supervisor a moment to record the exit; finish
+        the container here if the supervisor is gone too. Its exit status is then not ours to
+        read (it is not our child): 128 + the signal that ended it, as far as shoal knows
+        (SIGTERM: 143, SIGKILL: 137; a process that handled SIGTERM and exited with a code of
+        its own is recorded as 143 too), or 255 if it was gone before shoal signalled it."""
+        store = self.ctx.store
+        code = 128 + sig if sig else 255
+        deadline = 50
+        while deadline:
+            cur = store.container_by_id(ctr.id)
+            if cur is None or cur.status != RUNNING:
+                return
+            if not pids.alive(cur.supervisor_pid, cur.supervisor_start):
+                break
+            pids.wait_gone(cur.supervisor_pid or 0, cur.supervisor_start, 0.05)
+            deadline -= 1
+        with store.locked():
+            cur = store.container_by_id(ctr.id)
+            if cur is not None and cur.status == RUNNING and not pids.alive(
+                cur.pid, cur.pid_start
+            ):
+                self._finish(cur.id, cur.pid, code,
+                             error="" if sig else "process exited while unsupervised")
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        from ..runtime import process
+
+        store = self.ctx.store
+        ctr = self.get(ref)
+        # before anything is stopped (only a running container can be joined)
+        users = (store.sharing_sandbox(ctr.id)
+                 if ctr.has_own_sandbox and ctr.status == RUNNING else [])
+        if users:
+            raise Conflict(
+                f"container {ctr.name} shares its network with running containers "
+                f"({', '.join(users)}); remove those first"
+            )
+        if ctr.status == RUNNING:
+            if not force and pids.alive(ctr.pid, ctr.pid_start):
+                raise Conflict(
+                    f"container {ctr.name} is running: stop it first (shoal stop {ctr.name}) "
+                    "or remove it with -f"
+                )
+            self.ctx.handling.add(ctr.id)
+            try:
+                sig = process.terminate(ctr.pid or 0, ctr.pid_start, 0)
+                self._await_supervisor(ctr, sig)
+            finally:
+                self.ctx.handling.discard(ctr.id)
+        with store.locked():
+            cur = store.container_by_id(ctr.id)
+            if cur is None:
+                return
+            users = store.sharing_sandbox(cur.id)
+            if users:
+                raise Conflict(
+                    f"container {cur.name} shares its network with running containers "
+                    f"({', '.join(users)}); remove those first"
+                )
+            if cur.status != EXITED:  # created but never started: release what it holds
+                self._finish(cur.id, None, 0)
+            elif cur.has_own_sandbox:  # a sandbox kept for containers that shared it
+                self.release_shared(cur.id)
+            if store.container_by_id(cur.id) is not None:
+                self._delete(cur)
+
+    def prune(self) -> list[str]:
+        """Remove stopped containers; their ids."""
+        removed = []
+        with self.ctx.store.locked():
+            for ctr in self.ctx.store.containers():
+                if self.effective_status(ctr) == EXITED:
+                    self.remove(ctr.id, force=True)
+                    removed.append(ctr.id)
+        return removed
+
+    # -- orphans ---------------------------------------------------------------------------
+
+    def reap_orphans(self) -> None:
+        """At the first lock of every mutating command: containers whose supervisor died
+        (killed, OOM; a foreground `run` whose CLI was killed) are finished now rather than
+        at the next `system reconcile`, so that their addresses and ports are free for this
+        very command. Cheap: one query for the distinct supervisors of running and created
+        containers and one read of the supervisors' cgroup (the live `run -d` supervisors);
+        only a supervisor not in it (a foreground `run`, a creating command, or a dead one)
+        is looked up in /proc, by its pid. (A signal 0 would not do: a dead supervisor may
+        stay a zombie for a while, and a pid can be reused.)"""
+        store = self.ctx.store
+        rows = store.db.execute(
+            "SELECT DISTINCT supervisor_pid, supervisor_start FROM containers "
+            "WHERE status IN ('running', 'created') AND supervisor_pid IS NOT NULL").fetchall()
+        me = os.getpid()
+        rows = [(pid, start) for pid, start in rows if pid != me]
+        if not rows:
+            return
+        live = self.ctx.cgroups.supervisors()
+        dead = [pid for pid, start in rows if pid not in live and not pids.alive(pid, start)]
+        for pid in dead:
+            for row in store.db.execute(
+                    "SELECT id FROM containers WHERE supervisor_pid=? "
+                    "AND status IN ('running', 'created')", (pid,)).fetchall():
+                ctr = store.container_by_id(row[0])
+                if ctr is not None and ctr.id not in self.ctx.handling:
+                    if line := self.reap(ctr):
+                        self.ctx.repairs.append(line)
+
+    def reap(self, ctr: Container) -> str:
+        """Finish a container whose supervisor is gone (checked here); one line saying what
+        was done, or "" if it is supervised after all.
+
+        Nobody would record its exit, honour --rm, or hold its published ports' sockets, so
+        a container whose main process still runs is killed (everything in its cgroup) and
+        marked exited 137, as Docker does with its containers when the daemon goes without
+        live-restore."""
+        if pids.alive(ctr.supervisor_pid, ctr.supervisor_start):
+            return ""
+        if ctr.status == CREATED:
+            if ctr.has_own_sandbox:  # a command may have started in it, its pid unrecorded
+                pids.kill_all_in(self.sandboxes.path(ctr.id))
+            self._finish(ctr.id, None, 255, error="its creation was interrupted")
+            self._delete(ctr)
+            return f"container {ctr.name}: its creation was interrupted; rolled back"
+        if ctr.status != RUNNING:
+            return ""
+        if pids.alive(ctr.pid, ctr.pid_start):
+            self._kill_main(ctr)
+            self._finish(ctr.id, ctr.pid, 137, error="its supervisor died; killed")
+            what = "its supervisor died; killed and marked exited"
+        else:
+            self._finish(ctr.id, ctr.pid, 255, error="process exited while unsupervised")
+            what = "its process is gone; marked exited"
+        gone = self.ctx.store.container_by_id(ctr.id) is None
+        return f"container {ctr.name}: {what}" + (" and removed (--rm)" if gone else "")
+
+    @staticmethod
+    def _kill_main(ctr: Container) -> None:
+        import signal
+
+        if ctr.pid and pids.alive(ctr.pid, ctr.pid_start):
+            try:
+                os.kill(ctr.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            pids.wait_gone(ctr.pid, ctr.pid_start, 5.0)
+
+    def _reap_if_orphaned(self, ctr: Container) -> Container:
+        """A running container whose process and supervisor are both gone (killed while no
+        shoal command ran) is marked exited; its exit code is unknown (Docker uses 255)."""
+        if (ctr.status == RUNNING and not pids.alive(ctr.pid, ctr.pid_start)
+                and not pids.alive(ctr.supervisor_pid, ctr.supervisor_start)):
+            self._finish(ctr.id, ctr.pid, 255, error="process exited while unsupervised")
+            return self.ctx.store.container_by_id(ctr.id) or ctr.replace(status=EXITED)
+        return ctr
+
+    # -- connect / disconnect --------------------------------------------------------------
+
+    def connect(self, net_ref: str, ctr_ref: str, ip: str | None = None,
+                aliases: list[str] | None = None) -> Endpoint:
+        """A new endpoint of the container's sandbox on a network, joined at once if the
+        container runs (else when it starts)."""
+        requested = ipam.parse_address(ip, "--ip") if ip else None
+        for alias in aliases or []:
+            validate_name(alias, "alias")
+        store = self.ctx.store
+        with store.locked():
+            net = store.network(net_ref)
+            ctr = self._reap_if_orphaned(store.container(ctr_ref))
+            if drivers.sandbox_mode(net.driver) != drivers.ENDPOINTS:
+                raise Conflict(f"containers cannot be connected to network {net.name}; "
+                               f"it is a network mode: use shoal run --network {net.name}")
+            if not ctr.network_mode or ctr.network_mode in ("host", "none") or \
+                    ctr.shares_sandbox_of:
+                raise Conflict(
+                    f"container {ctr.name} uses network mode {self.mode_name(ctr)}; "
+                    "it cannot be connected to other networks"
+                )
+            if net.name == "bridge" and (requested or aliases):
+                raise InvalidArgument("user-specified IP addresses and aliases are supported on "
+                                      "user-defined networks only")
+            if any(ep.network_id == net.id for ep in store.endpoints(sandbox_id=ctr.id)):
+                raise Conflict(f"container {ctr.name} is already connected to network {net.name}")
+            running = ctr.status == RUNNING
+            with store.transaction():
+                ep = self.sandboxes.create_endpoint(ctr.id, net, requested, aliases or [],
+                                                    plugged=running, pending=running)
+            crashpoint("connect:row")
+            if running:
+                self.sandboxes.join(ctr.id, ep, net)
+            return ep
+
+    def disconnect(self, net_ref: str, ctr_ref: str) -> None:
+        store = self.ctx.store
+        with store.locked():
+            net = store.network(net_ref)
+            ctr = self._reap_if_orphaned(store.container(ctr_ref))
+            ep = next((e for e in store.endpoints(sandbox_id=ctr.id)
+                       if e.network_id == net.id), None)
+            if ep is None:
+                raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
+            rows = store.port_rows(ctr.id, net.id)
+            self.sandboxes.leave(ctr.id, ep, net, in_sandbox=ctr.status == RUNNING)
+            if rows:
+                held.release_elsewhere(self.ctx, ctr, [(proto, host_ip, int(port))
+                                                       for proto, host_ip, port, _d, _p in rows])
+
+
+def _parse_env(items: list[str]) -> list[str]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or "\0" in item:
+            raise InvalidArgument(f"invalid environment variable {item!r}: use -e KEY=VALUE")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out.append(f"{key}={value}")
+    return out
+
+
+def _check_workdir(path: str) -> None:
+    """The command's working directory must exist: shoal runs host commands, there is no image
+    to make it in (Docker creates a missing -w in the container's filesystem)."""
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"the working directory {path!r} is invalid: -w needs an "
+                              "absolute path")
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"the working directory {path} does not exist (or is not a "
+                              "directory): create it, or give -w an existing one")

@@ -1,0 +1,339 @@
+"""The composition root: the one object the CLI, the Python client and the supervisor hold.
+It builds the controller's parts on one Context and gives each front end its operations:
+
+    networks.py    Networks    create, remove, prune, list; the built-in networks
+    sandboxes.py   Sandboxes   sandboxes and endpoints: CNM's create endpoint, join, leave
+    containers.py  Containers  a sandbox plus processes: create, start, finish, stop, rm, exec,
+                               connect, disconnect
+    reconcile.py   reconcile   make the kernel, the store and the allocations agree
+    queries.py     Queries     Docker-shaped reads for every front end
+
+`Engine(...)` only takes the settings; `bootstrap()` (or `Engine.open(...)`, both at once)
+checks privileges, opens the directories and the store, makes the built-in networks at a
+root's first use, and repairs what an interrupted command or a host restart left."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import InvalidArgument, ShoalError
+from .containers import Containers, RunSpec
+from .context import DEFAULT_ROOT, DEFAULT_RUN_DIR, Context
+from .networks import Networks
+from .queries import Queries
+from .sandboxes import Sandboxes, pending_key
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    import subprocess
+    from typing import Any
+
+    from ..kernel.netlink import Netlink
+    from ..model import Container, Endpoint, Network, PublishedPort
+    from ..netfilter import Netfilter
+    from ..runtime.cgroup import Cgroups
+    from ..runtime.process import Child
+    from ..store import Store
+
+__all__ = ["Engine", "RunSpec"]
+
+BOOT_MARKER = "boot-id"
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+
+
+def check_privileges() -> None:
+    """shoal needs CAP_NET_ADMIN and CAP_SYS_ADMIN (namespaces, links, mounts)."""
+    with open("/proc/self/status") as f:
+        caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    missing = [n for n, bit in (("CAP_NET_ADMIN", CAP_NET_ADMIN), ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))
+               if not caps & (1 << bit)]
+    if missing:
+        raise ShoalError(
+            f"shoal must run as root: it lacks {' and '.join(missing)} (try: sudo shoal ...)"
+        )
+
+
+class Engine:
+    def __init__(self, root: str | None = None, run_dir: str | None = None,
+                 firewall_backend: str | None = None, ip_forward: str | None = None,
+                 other_firewalls: str | None = None) -> None:
+        """The settings only: nothing is opened, made or checked until bootstrap()."""
+        # an empty --root or SHOAL_ROOT is an error, not the default (see shoal.dirs for the
+        # checks on the directories and every one above them)
+        root = _setting(root, "--root", "SHOAL_ROOT", DEFAULT_ROOT)
+        run_dir = _setting(run_dir, "--run-dir", "SHOAL_RUN_DIR", DEFAULT_RUN_DIR)
+        self.ctx = Context(root, run_dir, (firewall_backend, ip_forward, other_firewalls))
+        self.network_ops = Networks(self.ctx)
+        self.sandboxes = Sandboxes(self.ctx)
+        self.container_ops = Containers(self.ctx, self.network_ops, self.sandboxes)
+        self.queries = Queries(self.ctx, self.network_ops, self.container_ops, self.sandboxes)
+        self.bootstrapped = False
+
+    @classmethod
+    def open(cls, root: str | None = None, run_dir: str | None = None,
+             firewall_backend: str | None = None, ip_forward: str | None = None,
+             other_firewalls: str | None = None) -> Engine:
+        """An engine, bootstrapped."""
+        return cls(root, run_dir, firewall_backend, ip_forward, other_firewalls).bootstrap()
+
+    def bootstrap(self) -> Engine:
+        from .. import dirs
+
+        check_privileges()
+        ctx = self.ctx
+        ctx.open()
+        try:
+            self._bootstrap(dirs)
+        except BaseException:
+            ctx.close()
+            raise
+        self.bootstrapped = True
+        return self
+
+    def _bootstrap(self, dirs: Any) -> None:
+        ctx, store = self.ctx, self.ctx.store
+        marker = os.path.join(ctx.run_dir, BOOT_MARKER)
+        if not dirs.exists(ctx.run_fd, BOOT_MARKER, marker):
+            # a new run directory: before anything is made, can shoal write there at all
+            # (--run-dir /proc)?
+            try:
+                dirs.probe_writable(ctx.run_fd)
+            except OSError as e:
+                raise ShoalError(f"cannot use the run directory {ctx.run_dir}: "
+                                 f"{e.strerror or e}; give --run-dir a directory on a "
+                                 "writable filesystem") from None
+        if any(ctx.firewall_args) or any(os.environ.get(v) for v in (
+                "SHOAL_FIREWALL_BACKEND", "SHOAL_IP_FORWARD", "SHOAL_OTHER_FIREWALLS")):
+            ctx.netfilter  # noqa: B018  # check the firewall options now, for every command
+        if store.get_meta("builtins") is None:
+            self.network_ops.create_builtins()
+        store.on_interrupted = self._repair_interrupted
+        store.on_locked = self.container_ops.reap_orphans
+        if store.interrupted():
+            with store.locked():  # repairs, see _repair_interrupted
+                pass
+        if not dirs.exists(ctx.run_fd, BOOT_MARKER, marker):
+            # a new run directory: first use, or the host restarted (it is on a tmpfs)
+            with store.locked():
+                if not dirs.exists(ctx.run_fd, BOOT_MARKER, marker):
+                    ctx.repairs += self._reconcile()
+                    dirs.write_file(ctx.run_fd, BOOT_MARKER, _boot_id().encode(), marker)
+        if ctx.netfilter_made and ctx.netfilter.switch_needed():
+            with store.locked():
+                if ctx.netfilter.switch_needed():
+                    ctx.netfilter.switch_backend()
+        elif store.get_meta("firewall_backend") is None:  # state from before the firewall
+            with store.locked():
+                if store.get_meta("firewall_backend") is None:
+                    ctx.netfilter.reload()
+
+    def _repair_interrupted(self) -> None:
+        """A previous mutating command died half-way (killed, crashed): complete or roll back
+        what it left, before doing anything else."""
+        self.ctx.repairs += self._reconcile()
+
+    def _reconcile(self) -> list[str]:
+        from .reconcile import reconcile
+
+        return reconcile(self.ctx, self.network_ops, self.sandboxes, self.container_ops)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    # -- what the front ends and tests read ----------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def netfilter(self) -> Netfilter:
+        return self.ctx.netfilter
+
+    @property
+    def cgroups(self) -> Cgroups:
+        return self.ctx.cgroups
+
+    @property
+    def host(self) -> Netlink:
+        return self.ctx.host
+
+    @property
+    def host_fd(self) -> int:
+        return self.ctx.host_fd
+
+    @property
+    def mark(self) -> str:
+        return self.ctx.mark
+
+    @property
+    def root(self) -> str:
+        return self.ctx.root
+
+    @property
+    def run_dir(self) -> str:
+        return self.ctx.run_dir
+
+    @property
+    def run_fd(self) -> int:
+        return self.ctx.run_fd
+
+    @property
+    def netns_dir(self) -> str:
+        return self.ctx.netns_dir
+
+    @property
+    def held(self) -> dict[str, list[socket.socket]]:
+        return self.ctx.held
+
+    @property
+    def repairs(self) -> list[str]:
+        return self.ctx.repairs
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.ctx.warnings
+
+    def sandbox_path(self, sandbox_id: str) -> str:
+        return self.sandboxes.path(sandbox_id)
+
+    def enter_sandbox(self, sandbox_id: str) -> Netlink:
+        """Netlink inside a sandbox (`with engine.enter_sandbox(id) as sock:`)."""
+        return self.sandboxes.enter(sandbox_id)
+
+    def container_dir(self, container_id: str) -> str:
+        return self.ctx.container_dir(container_id)
+
+    pending_key = staticmethod(pending_key)
+
+    def check_namespace_owner(self) -> None:
+        self.network_ops.check_namespace_owner()
+
+    # -- networks --------------------------------------------------------------------------
+
+    def create_network(self, name: str, driver: str = "bridge", subnet: str | None = None,
+                       gateway: str | None = None, ip_range: str | None = None,
+                       internal: bool = False, labels: dict[str, str] | None = None,
+                       options: dict[str, str] | None = None) -> Network:
+        return self.network_ops.create(name, driver, subnet, gateway, ip_range, internal,
+                                       labels, options)
+
+    def network(self, ref: str) -> Network:
+        return self.network_ops.get(ref)
+
+    def networks(self, filters: dict[str, list[str]] | None = None) -> list[Network]:
+        return self.network_ops.list(filters)
+
+    def remove_network(self, ref: str) -> None:
+        self.network_ops.remove(ref)
+
+    def prune_networks(self) -> list[str]:
+        return self.network_ops.prune()
+
+    def network_members(self, net: Network) -> list[tuple[Endpoint, Container]]:
+        return self.network_ops.members(net)
+
+    # -- containers ------------------------------------------------------------------------
+
+    def container(self, ref: str) -> Container:
+        return self.container_ops.get(ref)
+
+    def containers(self, all_: bool = False) -> list[Container]:
+        return self.container_ops.list(all_)
+
+    def effective_status(self, ctr: Container) -> str:
+        return self.container_ops.effective_status(ctr)
+
+    def create_container(self, spec: RunSpec) -> Container:
+        return self.container_ops.create(spec)
+
+    def start_process(self, ctr: Container, stdin: int | None, stdout: int | None,
+                      stderr: int | None, new_session: bool) -> Child:
+        return self.container_ops.start_process(ctr, stdin, stdout, stderr, new_session)
+
+    def finish(self, container_id: str, pid: int | None, exit_code: int) -> None:
+        self.container_ops.finish(container_id, pid, exit_code)
+
+    def run_detached(self, spec: RunSpec) -> Container:
+        return self.container_ops.run_detached(spec)
+
+    def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
+        return self.container_ops.run_foreground(spec, interactive)
+
+    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+        return self.container_ops.stop(ref, timeout)
+
+    def remove_container(self, ref: str, force: bool = False) -> None:
+        self.container_ops.remove(ref, force)
+
+    def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
+             stdin: int | None = None, stdout: int | None = None,
+             stderr: int | None = None) -> subprocess.Popen[bytes]:
+        return self.container_ops.exec(ref, cmd, env, stdin, stdout, stderr)
+
+    def log_path(self, ref: str) -> str:
+        return self.container_ops.log_path(ref)
+
+    def connect(self, net_ref: str, ctr_ref: str, ip: str | None = None,
+                aliases: list[str] | None = None) -> Endpoint:
+        return self.container_ops.connect(net_ref, ctr_ref, ip, aliases)
+
+    def disconnect(self, net_ref: str, ctr_ref: str) -> None:
+        self.container_ops.disconnect(net_ref, ctr_ref)
+
+    def ports(self, ref: str) -> list[PublishedPort]:
+        return self.queries.ports(ref)
+
+    def prune(self) -> tuple[list[str], list[str]]:
+        """Remove stopped containers, then networks no container uses (`system prune`)."""
+        with self.store.locked():
+            return self.container_ops.prune(), self.network_ops.prune()
+
+    # -- held host ports -------------------------------------------------------------------
+
+    def release_unpublished(self, container_id: str | None = None) -> None:
+        from .held import release_unpublished
+
+        release_unpublished(self.ctx, container_id)
+
+    def handle_port_releases(self) -> Any:
+        from .held import handle_port_releases
+
+        return handle_port_releases(self.ctx)
+
+    # -- the firewall and repairs ----------------------------------------------------------
+
+    def reload_firewall(self) -> None:
+        """Re-apply shoal's whole ruleset from the state (after someone flushed it)."""
+        with self.store.locked():
+            self.netfilter.ensure_forwarding()
+            self.netfilter.reload()
+
+    def reconcile(self) -> list[str]:
+        """Make the kernel, the store and the allocations agree; what was repaired."""
+        with self.store.locked():
+            return self._reconcile()
+
+    def firewall_text(self) -> str:
+        return self.netfilter.show()
+
+
+def _setting(given: str | None, flag: str, variable: str, default: str) -> str:
+    """A directory from its option, else its variable, else the default; empty is refused."""
+    value = given if given is not None else os.environ.get(variable)
+    if value is None:
+        return default
+    if not value:
+        source = flag if given is not None else variable
+        raise InvalidArgument(f"{source} is empty: give a directory, or leave {source} out "
+                              f"for the default {default}")
+    return value
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

@@ -1,0 +1,74 @@
+"""The one query layer: what the CLI, the Python client and (later) the Engine API read, in
+Docker's shapes (the shapes themselves are pure functions in shoal.render). Nothing here
+changes the state or touches the kernel, so reading commands stay fast: no driver module,
+no kernel module, no ipaddress is imported."""
+
+from __future__ import annotations
+
+from .. import drivers
+from ..model import RUNNING, Container, Network, PublishedPort
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .containers import Containers
+    from .context import Context
+    from .networks import Networks
+    from .sandboxes import Sandboxes
+
+
+class Queries:
+    def __init__(self, ctx: Context, networks: Networks, containers: Containers,
+                 sandboxes: Sandboxes) -> None:
+        self.ctx, self.networks = ctx, networks
+        self.containers, self.sandboxes = containers, sandboxes
+
+    def network(self, ref: str) -> dict[str, Any]:
+        """`network inspect`."""
+        from ..render import network_json
+
+        net = self.ctx.store.network(ref)
+        return network_json(net, self.networks.members(net), drivers.scope(net.driver))
+
+    def container(self, ref: str) -> dict[str, Any]:
+        """`inspect`."""
+        from ..render import container_json
+
+        store = self.ctx.store
+        ctr = store.container(ref)
+        eps = [(ep, store.network_by_id(ep.network_id))
+               for ep in store.endpoints(sandbox_id=ctr.id)]
+        status = self.containers.effective_status(ctr)
+        data = container_json(ctr, status, eps, self.containers.mode_name(ctr),
+                              store.ports(ctr.id))
+        if ctr.has_own_sandbox and status == RUNNING:
+            data["NetworkSettings"]["SandboxKey"] = self.sandboxes.path(ctr.id)
+        return data
+
+    def network_rows(self, filters: dict[str, list[str]] | None = None,
+                     trunc: bool = True) -> list[dict[str, str]]:
+        """`network ls`: one row per network."""
+        return [network_row(n, trunc) for n in self.networks.list(filters)]
+
+    def container_rows(self, all_: bool = False, trunc: bool = True) -> list[dict[str, str]]:
+        """`ps`: one row per (running, or every with all_) container."""
+        from ..render import ps_row
+
+        return [ps_row(ctr, self.containers.effective_status(ctr), self.ctx.store.ports(ctr.id),
+                       trunc=trunc) for ctr in self.containers.list(all_=all_)]
+
+    def container_record(self, container_id: str) -> Container | None:
+        """A container's record by id (None once it is removed), for those who wait on it."""
+        return self.ctx.store.container_by_id(container_id)
+
+    def ports(self, ref: str) -> list[PublishedPort]:
+        """`port`: a container's published ports."""
+        return self.ctx.store.ports(self.ctx.store.container(ref).id)
+
+
+def network_row(net: Network, trunc: bool = True) -> dict[str, str]:
+    return {"ID": net.id[:12] if trunc else net.id, "Name": net.name, "Driver": net.driver,
+            "Scope": drivers.scope(net.driver), "Internal": str(net.internal).lower(),
+            "Labels": ",".join(f"{k}={v}" for k, v in net.labels.items()),
+            "CreatedAt": net.created}

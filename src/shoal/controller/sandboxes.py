@@ -1,0 +1,235 @@
+"""Sandboxes and their endpoints: CNM's create endpoint, join and leave.
+
+A sandbox is a network namespace (a `model.Sandbox` record). A container's own is made and
+removed by shoal; one handed in by another runtime (its namespace path) is only joined and
+left. An endpoint is a sandbox's attachment to a network: `create_endpoint` records it and
+takes its address, `join` has the network's driver plug it into the sandbox and adds its
+firewall elements, `leave` undoes that, `delete_endpoint` forgets it.
+
+Callers hold the store's lock (`with store.locked():`) around each operation."""
+
+from __future__ import annotations
+
+from .. import drivers
+from ..errors import Conflict, ShoalError
+from ..faults import crashpoint
+from ..model import Endpoint, Network, Sandbox, now
+from ..names import new_id
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address
+
+    from ..kernel.netlink import Netlink
+    from .context import Context
+
+
+def pending_key(endpoint_id: str) -> str:
+    """The meta row that marks an endpoint whose kernel side a join is making: if it is still
+    there when the endpoint's kernel side is missing, the join was interrupted."""
+    return f"pending-connect:{endpoint_id}"
+
+
+def next_ifname(endpoints: list[Endpoint]) -> str:
+    used = {ep.ifname for ep in endpoints}
+    n = 0
+    while f"eth{n}" in used:
+        n += 1
+    return f"eth{n}"
+
+
+class _UsedAddresses:
+    """The addresses taken on a network, answered one indexed query at a time."""
+
+    def __init__(self, ctx: Context, network_id: str) -> None:
+        self.store, self.network_id = ctx.store, network_id
+
+    def __contains__(self, addr: object) -> bool:
+        from ipaddress import IPv4Address
+
+        return isinstance(addr, IPv4Address) and self.store.ip_in_use(self.network_id, addr)
+
+
+class Sandboxes:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- sandboxes -------------------------------------------------------------------------
+
+    def record(self, sandbox_id: str) -> Sandbox | None:
+        return self.ctx.store.sandbox_by_id(sandbox_id)
+
+    def path(self, sandbox: Sandbox | str) -> str:
+        """The namespace file of a sandbox (by record or id)."""
+        if isinstance(sandbox, str):
+            found = self.record(sandbox)
+            if found is None:
+                return self.ctx.owned_sandbox_path(sandbox)
+            sandbox = found
+        return sandbox.path or self.ctx.owned_sandbox_path(sandbox.id)
+
+    def add(self, sandbox_id: str, owner: str, path: str = "") -> Sandbox:
+        """Record a sandbox: owned (no path: shoal makes it at netns/<id>) or handed in (the
+        runtime's namespace path). Nothing is made in the kernel."""
+        sandbox = Sandbox(id=sandbox_id, path=path, owned=not path, created=now(), owner=owner)
+        self.ctx.store.add_sandbox(sandbox)
+        return sandbox
+
+    def make(self, sandbox_id: str, endpoints: list[tuple[Endpoint, Network]]) -> None:
+        """Make an owned sandbox's namespace and join its endpoints (the first gets the
+        default route)."""
+        from ..kernel import links, ns
+        from ..kernel.netlink import Netlink
+
+        self.ctx.prepare_netns_dir()
+        sock = ns.create_netns(self.ctx.owned_sandbox_path(sandbox_id), Netlink)
+        try:
+            if not endpoints:
+                links.bring_up_lo(sock)
+            for i, (ep, net) in enumerate(endpoints):
+                drivers.get(net.driver).join(self.ctx, sock, net, ep, first=i == 0,
+                                             fresh=i == 0)
+        finally:
+            sock.close()
+
+    def unmake(self, sandbox_id: str) -> None:
+        """Unmount an owned sandbox's namespace; the kernel removes it and its veths once the
+        last process in it is gone. A handed-in one is the runtime's: left alone."""
+        from ..kernel import ns
+
+        record = self.record(sandbox_id)
+        if record is None or record.owned:
+            ns.remove_netns(self.ctx.owned_sandbox_path(sandbox_id))
+
+    def enter(self, sandbox_id: str) -> Netlink:
+        """A netlink socket inside a sandbox (closed when its `with` ends)."""
+        from ..kernel import ns
+        from ..kernel.netlink import Netlink
+
+        with ns.entered(self.path(sandbox_id)):
+            return Netlink()
+
+    def delete(self, sandbox_id: str) -> None:
+        """Forget a sandbox, its endpoints and its ports (their kernel side is gone)."""
+        with self.ctx.store.transaction():
+            self.ctx.store.delete_sandbox(sandbox_id)
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def allocate(self, net: Network, requested: IPv4Address | None) -> IPv4Address:
+        """An address on `net` (the requested one, checked), inside the caller's
+        transaction."""
+        from .. import ipam
+
+        assert net.subnet is not None and net.gateway is not None
+        limit = drivers.get(net.driver).max_endpoints(net)
+        if limit is not None and self.ctx.store.plugged(net.id) >= limit[0]:
+            raise Conflict(limit[1])
+        used = _UsedAddresses(self.ctx, net.id)
+        if requested is not None:
+            return ipam.check_static(requested, net.subnet, net.gateway, used, net.name)
+        addr = ipam.allocate(net.subnet, net.gateway, net.ip_range, used, net.last_ip, net.name)
+        self.ctx.store.update_network(net.id, last_ip=addr)
+        net.last_ip = addr
+        return addr
+
+    # -- endpoints (CNM) -------------------------------------------------------------------
+
+    def create_endpoint(self, sandbox_id: str, net: Network, requested: IPv4Address | None,
+                        aliases: list[str], plugged: bool, ifname: str | None = None,
+                        pending: bool = False) -> Endpoint:
+        """Record an endpoint of a sandbox on a network, with its address if it is to be
+        plugged in now (inside the caller's transaction). `pending`: it is to be joined to a
+        sandbox that exists, and is marked so until `join` is done (see pending_key)."""
+        from .. import ipam
+
+        if drivers.sandbox_mode(net.driver) != drivers.ENDPOINTS:
+            raise Conflict(f"containers cannot be connected to network {net.name}; it is a "
+                           f"network mode: use shoal run --network {net.name}")
+        existing = self.ctx.store.endpoints(sandbox_id=sandbox_id)
+        if any(ep.network_id == net.id for ep in existing):
+            raise Conflict(f"sandbox {sandbox_id[:12]} is already connected to network "
+                           f"{net.name}")
+        addr = self.allocate(net, requested) if plugged else None
+        if not plugged and requested is not None:
+            assert net.subnet is not None and net.gateway is not None
+            ipam.check_static(requested, net.subnet, net.gateway, [], net.name)
+        ep = Endpoint(id=new_id(), sandbox_id=sandbox_id, network_id=net.id,
+                      ifname=ifname or next_ifname(existing), ip=addr,
+                      mac=ipam.mac_for(addr) if addr else None, aliases=list(aliases),
+                      requested_ip=requested)
+        self.ctx.store.add_endpoint(ep)
+        if pending:  # cleared once the kernel has the endpoint: see reconcile's step 3
+            self.ctx.store.set_meta(pending_key(ep.id), "connect")
+        return ep
+
+    def join(self, sandbox_id: str, ep: Endpoint, net: Network) -> None:
+        """Plug a recorded endpoint (made `pending`, with its address) into a sandbox whose
+        namespace exists: the driver's kernel side, then its firewall elements; undone if a
+        step fails."""
+        store = self.ctx.store
+        driver = drivers.get(net.driver)
+        first = not any(e.ip for e in store.endpoints(sandbox_id=sandbox_id) if e.id != ep.id)
+        try:
+            with self.enter(sandbox_id) as sock:
+                driver.join(self.ctx, sock, net, ep, first)
+            crashpoint("connect:attached")
+            if added := self.ctx.netfilter.endpoint_elements(net, ep.id):
+                self.ctx.netfilter.apply(added=added)
+        except BaseException:
+            from contextlib import suppress
+
+            # undo the half-made endpoint; the error worth reporting is the first one
+            with suppress(ShoalError, OSError), self.enter(sandbox_id) as sock:
+                driver.leave(self.ctx, sock, net, ep)
+            with store.transaction():
+                store.delete_endpoint(ep.id)
+                store.delete_meta(pending_key(ep.id))
+            raise
+        with store.transaction():
+            store.delete_meta(pending_key(ep.id))
+
+    def leave(self, sandbox_id: str, ep: Endpoint, net: Network, in_sandbox: bool) -> None:
+        """Unplug an endpoint and delete it with its published ports: the firewall elements
+        and the rows go in one transaction, then the driver's kernel side (`in_sandbox`:
+        the namespace exists and is entered), then its conntrack entries."""
+        store = self.ctx.store
+        rows = store.port_rows(sandbox_id, net.id)
+        removed = self.ctx.netfilter.endpoint_elements(net, ep.id, rows,
+                                                       plugged=ep.ip is not None)
+        with store.transaction():
+            store.delete_ports(sandbox_id, net.id)
+            store.delete_endpoint(ep.id)
+            self.ctx.netfilter.apply(removed=removed)
+        crashpoint("disconnect:row")
+        if in_sandbox and ep.ip is not None:
+            with self.enter(sandbox_id) as sock:
+                drivers.get(net.driver).leave(self.ctx, sock, net, ep)
+                self.ensure_default_route(sock, sandbox_id)
+            self.ctx.flush_conntrack([str(ep.ip)], [(proto, host_ip, int(port)) for
+                                                    proto, host_ip, port, _d, _p in rows])
+
+    def ensure_default_route(self, sock: Netlink, sandbox_id: str) -> None:
+        """A sandbox that lost its default route (its network was disconnected) gets one
+        through the first of its remaining networks that is not internal, as Docker does."""
+        from ..kernel import links
+
+        if links.default_route(sock) is not None:
+            return
+        for ep in self.ctx.store.endpoints(sandbox_id=sandbox_id):
+            net = self.ctx.store.network_by_id(ep.network_id)
+            if ep.ip is None or net.internal or net.gateway is None:
+                continue
+            link = links.get_link(sock, ep.ifname)
+            if link is not None:
+                links.add_default_route(sock, net.gateway, link.index)
+                return
+
+    def release_addresses(self, sandbox_id: str) -> list[str]:
+        """Clear a sandbox's addresses (inside the caller's transaction); those released."""
+        released = []
+        for ep in self.ctx.store.endpoints(sandbox_id=sandbox_id):
+            if ep.ip is not None:
+                released.append(str(ep.ip))
+            self.ctx.store.update_endpoint(ep.id, ip=None, mac=None)
+        return released

@@ -1,0 +1,89 @@
+"""The supervisor of a detached container (`shoal run -d`): a small process in its own
+session that starts the container's command, tells the `shoal run` that launched it whether
+the start worked, waits for the command to exit, and records the exit (removing the
+container with --rm).
+
+Started by `Containers.run_detached` in isolated mode, from "/", with argv
+ROOT RUN_DIR CONTAINER_ID FD LOG (see BOOT). It inherits the sockets that hold the
+container's published host ports (runtime.supervisor.inherited_sockets) and keeps them until
+the container exits. This is the controller's side; the runtime's side (descriptors,
+processes) knows nothing of the controller."""
+
+from __future__ import annotations
+
+import os
+
+# What the supervisor's interpreter runs: the directory that holds the shoal package comes
+# first in argv and is put first on sys.path (isolated mode ignores PYTHONPATH).
+BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from shoal.controller.supervise import main; sys.exit(main(sys.argv[1:]))")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def package_parent() -> str:
+    """The directory holding the shoal package this process runs."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def supervisor_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The environment a supervisor starts with: PATH (the containers' commands are found
+    through it, as they would be in the foreground) and shoal's own variables; nothing that
+    changes how Python or the C library behave (PYTHON*, LD_*)."""
+    env = {k: v for k, v in environ.items() if k.startswith("SHOAL_")}
+    env["PATH"] = environ.get("PATH", DEFAULT_PATH)
+    for key in ("LANG", "LC_ALL", "TZ"):
+        if key in environ:
+            env[key] = environ[key]
+    return env
+
+
+def main(argv: list[str]) -> int:
+    import signal
+
+    from ..runtime.supervisor import inherited_sockets
+
+    root, run_dir, cid, fd, log = argv
+    held = inherited_sockets(int(fd))
+    report = os.fdopen(int(fd), "w")
+    from ..errors import ShoalError
+    from ..runtime import process
+    from .engine import Engine
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        engine = Engine.open(root, run_dir)
+        engine.cgroups.join_supervisors()
+        if held:
+            engine.held[cid] = held
+        # before the start records this process as the container's: from then on a
+        # disconnect asks it (SIGUSR1) to close the sockets of the ports it unpublished
+        engine.handle_port_releases()
+        engine.ctx.handling.add(cid)  # this process starts it, whoever created it
+        ctr = engine.store.container_by_id(cid)
+        if ctr is None:
+            raise ShoalError(f"container {cid[:12]} was removed before it started")
+        # never through a symlink (the container's directory was made by shoal, see shoal.dirs)
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
+                      0o600)
+        proc = engine.start_process(ctr, process.DEVNULL, out, out, new_session=True)
+        os.close(out)
+        if held:  # a disconnect while the container was being created did not ask this process
+            engine.release_unpublished(cid)
+    except process.CommandError as e:
+        report.write(f"cmd\t{e.exit_code}\t{e}")
+        report.close()
+        return e.exit_code
+    except ShoalError as e:
+        report.write(f"err\t{e}")
+        report.close()
+        return 1
+    except Exception as e:  # report anything, never leave `shoal run -d` waiting
+        report.write(f"err\tsupervisor failed: {e!r}")
+        report.close()
+        return 1
+    report.write(f"ok\t{proc.pid}")
+    report.close()
+    code = process.wait_status(proc)
+    engine.finish(cid, proc.pid, code)
+    engine.close()
+    return 0
