@@ -479,3 +479,70 @@ def test_addresses_read_from_the_store_are_parsed_on_first_read(store: Store) ->
     assert got.subnet == IPv4Network("10.1.0.0/24")  # ... until read
     assert got.__dict__["subnet"] == IPv4Network("10.1.0.0/24")
     assert got == net and got.gateway == IPv4Address("10.1.0.1") and got.ip_range is None
+
+
+# -- migration -------------------------------------------------------------------------------
+
+# The schema as shoal 0.x wrote it at version 3: endpoints and ports belonged to containers.
+SCHEMA_3 = """
+CREATE TABLE networks (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, driver TEXT NOT NULL, created TEXT NOT NULL,
+    subnet TEXT, gateway TEXT, ip_range TEXT, internal INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}', options TEXT NOT NULL DEFAULT '{}',
+    bridge TEXT UNIQUE, last_ip TEXT);
+CREATE TABLE containers (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL, hostname TEXT,
+    cmd TEXT NOT NULL, env TEXT NOT NULL, network_mode TEXT NOT NULL, status TEXT NOT NULL,
+    pid INTEGER, pid_start INTEGER, supervisor_pid INTEGER, supervisor_start INTEGER,
+    exit_code INTEGER NOT NULL DEFAULT 0, started_at TEXT, finished_at TEXT,
+    auto_remove INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', workdir TEXT,
+    publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE endpoints (
+    id TEXT PRIMARY KEY,
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    ifname TEXT NOT NULL, ip TEXT, mac TEXT, aliases TEXT NOT NULL DEFAULT '[]',
+    requested_ip TEXT,
+    UNIQUE (network_id, ip), UNIQUE (container_id, network_id), UNIQUE (container_id, ifname));
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE ports (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    proto TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL,
+    container_port INTEGER NOT NULL, dest_ip TEXT NOT NULL,
+    UNIQUE (proto, host_ip, host_port));
+CREATE TABLE ops (pid INTEGER NOT NULL, pid_start INTEGER, started TEXT);
+PRAGMA user_version=3;
+"""
+
+
+def test_a_version_3_database_gets_sandboxes_and_keeps_every_row(root: str) -> None:
+    """Endpoints and ports move to the sandbox of their container (which has its id); a
+    container in host mode or sharing another's sandbox gets none."""
+    os.makedirs(root, mode=0o700)
+    db = sqlite3.connect(os.path.join(root, "shoal.db"))
+    db.executescript(SCHEMA_3)
+    db.execute("INSERT INTO networks (id, name, driver, created, subnet, gateway, bridge) "
+               "VALUES (?, 'mynet', 'bridge', ?, '172.18.0.0/16', '172.18.0.1', 'sh-x')",
+               (NET_A, T0))
+    for cid, name, mode in ((CTR_A, "web", "mynet"), (CTR_B, "side", f"container:{CTR_A}"),
+                            (hexid("ce"), "h", "host")):
+        db.execute("INSERT INTO containers (id, name, created, cmd, env, network_mode, status) "
+                   "VALUES (?, ?, ?, '[]', '[]', ?, 'running')", (cid, name, T0, mode))
+    db.execute("INSERT INTO endpoints (id, container_id, network_id, ifname, ip, mac) VALUES "
+               "(?, ?, ?, 'eth0', '172.18.0.2', '02:42:ac:12:00:02')", (hexid("e1"), CTR_A, NET_A))
+    db.execute("INSERT INTO ports VALUES (?, ?, 'tcp', '0.0.0.0', 8080, 80, '172.18.0.2')",
+               (CTR_A, NET_A))
+    db.commit()
+    db.close()
+    s = Store(root)
+    try:
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert [(sb.id, sb.owned, sb.path) for sb in s.sandboxes()] == [(CTR_A, True, "")]
+        assert [(e.sandbox_id, str(e.ip)) for e in s.endpoints()] == [(CTR_A, "172.18.0.2")]
+        assert [tuple(r) for r in s.port_rows(CTR_A)] == [
+            ("tcp", "0.0.0.0", 8080, "172.18.0.2", 80)]
+        s.delete_container(CTR_A)  # its sandbox goes with it, and so its endpoint and port
+        assert s.endpoints() == [] and s.ports() == []
+    finally:
+        s.close()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..kernel.netlink import Netlink
-    from ..model import Container, Endpoint, Network, PublishedPort
+    from ..model import Container, Endpoint, Network, PublishedPort, Sandbox
     from ..netfilter import Netfilter
     from ..runtime.cgroup import Cgroups
     from ..runtime.process import Child
@@ -284,6 +284,32 @@ class Engine:
 
     def ports(self, ref: str) -> list[PublishedPort]:
         return self.queries.ports(ref)
+
+    # -- sandboxes handed in by another runtime (CNM's create endpoint, join, leave) ---------
+
+    def add_sandbox(self, path: str, owner: str) -> Sandbox:
+        """A network namespace another runtime made (a CNI runtime, dockerd), recorded as a
+        sandbox shoal joins endpoints to; `owner` names who holds it (cni:CONTAINER-ID)."""
+        return self.sandboxes.add_external(path, owner)
+
+    def connect_sandbox(self, sandbox_id: str, net_ref: str, ip: str | None = None,
+                        aliases: list[str] | None = None, ifname: str | None = None
+                        ) -> Endpoint:
+        """An endpoint of a handed-in sandbox on a network, plugged in when this returns."""
+        from .. import ipam
+
+        requested = ipam.parse_address(ip, "ip") if ip else None
+        net = self.store.network(net_ref)
+        return self.sandboxes.connect_external(sandbox_id, net, requested, list(aliases or []),
+                                               ifname)
+
+    def disconnect_sandbox(self, sandbox_id: str, net_ref: str) -> None:
+        self.sandboxes.disconnect_external(sandbox_id, self.store.network(net_ref))
+
+    def remove_sandbox(self, sandbox_id: str) -> None:
+        """Every endpoint of a handed-in sandbox leaves, and its record goes; the namespace
+        is the runtime's and stays."""
+        self.sandboxes.remove_external(sandbox_id)
 
     def prune(self) -> tuple[list[str], list[str]]:
         """Remove stopped containers, then networks no container uses (`system prune`)."""

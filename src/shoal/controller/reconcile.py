@@ -68,10 +68,12 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
     # 3. endpoints whose kernel side is missing. The state is the truth: it is made again
     #    (deleted by hand, or by a host-side mishap), unless its join was interrupted (its
     #    pending marker is still there): that half-made connection is rolled back
-    for ctr in store.containers():
-        if ctr.status != RUNNING or not ctr.has_own_sandbox:
-            continue
-        for ep in store.endpoints(sandbox_id=ctr.id):
+    joined = [(c.id, f"container {c.name}") for c in store.containers()
+            if c.status == RUNNING and c.has_own_sandbox]
+    joined += [(sb.id, f"sandbox {sb.owner or sb.id[:12]}") for sb in store.sandboxes(owned=False)
+             if ns.is_netns(sb.path)]
+    for sandbox_id, label in joined:
+        for ep in store.endpoints(sandbox_id=sandbox_id):
             pending = store.get_meta(pending_key(ep.id)) is not None
             net = store.network_by_id(ep.network_id)
             driver = drivers.get(net.driver)
@@ -80,23 +82,35 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
                     with store.transaction():
                         store.delete_meta(pending_key(ep.id))
                 continue
-            with suppress(ShoalError, OSError), sandboxes.enter(ctr.id) as sock:
+            with suppress(ShoalError, OSError), sandboxes.enter(sandbox_id) as sock:
                 driver.leave(ctx, sock, net, ep)
             if pending:
                 with store.transaction():
-                    store.delete_ports(ctr.id, net.id)
+                    store.delete_ports(sandbox_id, net.id)
                     store.delete_endpoint(ep.id)
                     store.delete_meta(pending_key(ep.id))
-                done.append(f"container {ctr.name}: its connection to network {net.name} was "
-                            "half-made; rolled back")
+                done.append(f"{label}: its connection to network {net.name} was half-made; "
+                            "rolled back")
                 continue
             from ..kernel import links
 
-            with sandboxes.enter(ctr.id) as sock:
+            with sandboxes.enter(sandbox_id) as sock:
                 first = links.default_route(sock) is None
                 driver.join(ctx, sock, net, ep, first)
-            done.append(f"container {ctr.name}: its endpoint {ep.ifname} on network {net.name} "
-                        "was missing; created again")
+            done.append(f"{label}: its endpoint {ep.ifname} on network {net.name} was "
+                        "missing; created again")
+    #    handed-in sandboxes whose namespace is gone (its runtime removed it without telling
+    #    shoal): their endpoints and records go, and their addresses with them
+    for sb in store.sandboxes(owned=False):
+        if ns.is_netns(sb.path):
+            continue
+        eps = store.endpoints(sandbox_id=sb.id)
+        released = [str(ep.ip) for ep in eps if ep.ip is not None]
+        with store.transaction():
+            store.delete_sandbox(sb.id)
+        ctx.flush_conntrack(released, [])
+        done.append(f"sandbox {sb.owner or sb.id[:12]}: its namespace {sb.path} is gone; "
+                    f"its {len(eps)} endpoint(s) were released")
     # 4. networks whose kernel side is missing (host restart, deleted by hand): made again
     nets = store.networks()
     for net in nets:

@@ -114,6 +114,78 @@ class Sandboxes:
         with self.ctx.store.transaction():
             self.ctx.store.delete_sandbox(sandbox_id)
 
+    # -- handed-in sandboxes (CNI runtimes, dockerd) -----------------------------------------
+
+    def add_external(self, path: str, owner: str) -> Sandbox:
+        """Record a namespace another runtime made (its path) as a sandbox shoal may join
+        endpoints to; the same owner gets the same sandbox back."""
+        import os
+
+        from ..errors import InvalidArgument
+        from ..kernel import ns
+
+        if not os.path.isabs(path) or not ns.is_netns(path):
+            raise InvalidArgument(f"{path} is not a network namespace: give the path of a "
+                                  "namespace file (e.g. /run/netns/NAME), not a symlink")
+        if not owner:
+            raise InvalidArgument("a handed-in sandbox needs an owner (e.g. cni:CONTAINER-ID)")
+        store = self.ctx.store
+        with store.locked():
+            found = store.sandbox_by_owner(owner)
+            if found is not None:
+                if found.path != path:
+                    raise Conflict(f"{owner} already has a sandbox, at {found.path}; remove "
+                                   "it first")
+                return found
+            with store.transaction():
+                return self.add(new_id(), owner, path)
+
+    def connect_external(self, sandbox_id: str, net: Network, requested: IPv4Address | None,
+                         aliases: list[str], ifname: str | None = None) -> Endpoint:
+        """CNM's create endpoint and join, for a handed-in sandbox: the endpoint exists in
+        the kernel when this returns."""
+        store = self.ctx.store
+        with store.locked():
+            record = self.record(sandbox_id)
+            if record is None or record.owned:
+                raise Conflict(f"no handed-in sandbox {sandbox_id[:12]}")
+            if ifname is not None:
+                from ..names import validate_ifname
+
+                validate_ifname(ifname, "interface")
+                if any(e.ifname == ifname for e in store.endpoints(sandbox_id=sandbox_id)):
+                    raise Conflict(f"the sandbox already has an interface {ifname}")
+            with store.transaction():
+                ep = self.create_endpoint(sandbox_id, net, requested, aliases, plugged=True,
+                                          ifname=ifname, pending=True)
+            crashpoint("connect:row")
+            self.join(sandbox_id, ep, net)
+            return ep
+
+    def disconnect_external(self, sandbox_id: str, net: Network) -> None:
+        """CNM's leave and delete endpoint, for a handed-in sandbox (whose namespace may be
+        gone already: then only the records and the firewall's elements go)."""
+        import os
+
+        store = self.ctx.store
+        with store.locked():
+            ep = next((e for e in store.endpoints(sandbox_id=sandbox_id)
+                       if e.network_id == net.id), None)
+            if ep is None:
+                return
+            self.leave(sandbox_id, ep, net, in_sandbox=os.path.exists(self.path(sandbox_id)))
+
+    def remove_external(self, sandbox_id: str) -> None:
+        """Leave every network and forget a handed-in sandbox; its namespace is left alone."""
+        store = self.ctx.store
+        with store.locked():
+            record = self.record(sandbox_id)
+            if record is None or record.owned:
+                return
+            for ep in store.endpoints(sandbox_id=sandbox_id):
+                self.disconnect_external(sandbox_id, store.network_by_id(ep.network_id))
+            self.delete(sandbox_id)
+
     # -- addresses -------------------------------------------------------------------------
 
     def allocate(self, net: Network, requested: IPv4Address | None) -> IPv4Address:

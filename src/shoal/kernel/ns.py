@@ -132,6 +132,26 @@ def remove_netns(path: str) -> None:
         pass
 
 
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: its CLONE_NEW* type (Linux 4.11)
+
+
+def is_netns(path: str) -> bool:
+    """Is `path` a network namespace file (a bind mount of one, as `ip netns`, CNI runtimes
+    and dockerd make them)? A symlink is not followed."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def is_mountpoint(path: str) -> bool:
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
