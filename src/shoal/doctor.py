@@ -90,7 +90,7 @@ def check_host(engine: Engine) -> list[Check]:
         if not link.up:
             out.append(Check(FAIL, f"network {net.name}: bridge {net.bridge} is down",
                              f"ip link set {net.bridge} up"))
-        elif net.gateway not in {a.ip for a in links.addresses(engine.host, link.index)}:
+        elif net.gateway not in {a.ip for a in links.addresses(engine.host, link.index, family=4)}:
             out.append(Check(FAIL, f"network {net.name}: bridge {net.bridge} lacks its gateway "
                                    f"address {net.gateway_interface}",
                              f"ip addr add {net.gateway_interface} dev {net.bridge}"))
@@ -205,7 +205,7 @@ DIRECTIONS = {"out": "containers to the outside", "in": "the outside to publishe
 
 
 def _uplink(engine: Engine) -> str:
-    route = links.default_route(engine.host)
+    route = links.default_route(engine.host, family=4)
     if route is None or route[1] is None:
         return ""
     for link in links.list_links(engine.host):
@@ -328,8 +328,8 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
     eps = [ep for ep in engine.store.endpoints(container_id=ctr.id) if ep.ip is not None]
     with engine._sandbox(ctr.id) as sock:
         inside = {link.name: link for link in links.list_links(sock)}
-        addrs = {a.ip for a in links.addresses(sock)}
-        route = links.default_route(sock)
+        addrs = {a.ip for a in links.addresses(sock, family=4)}
+        route = links.default_route(sock, family=4)
     enter = f"nsenter --net={sandbox}"
     for ep in eps:
         net = engine.store.network_by_id(ep.network_id)

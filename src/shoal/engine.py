@@ -344,8 +344,8 @@ class Engine:
         from .kernel import links
 
         taken = [(n.subnet, f"network {n.name}") for n in self.store.networks() if n.subnet]
-        taken += [(a.network, f"host address {a}") for a in links.addresses(self.host)]
-        taken += [(r, f"host route {r}") for r in links.routes(self.host)]
+        taken += [(a.network, f"host address {a}") for a in links.addresses(self.host, family=4)]
+        taken += [(r, f"host route {r}") for r in links.routes(self.host, family=4)]
         return taken
 
     def _check_host_overlap(self, subnet: IPv4Network) -> None:
@@ -356,12 +356,12 @@ class Engine:
         from .kernel import links
 
         names = {link.index: link.name for link in links.list_links(self.host)}
-        for iface, index in links.address_entries(self.host):
+        for iface, index in links.address_entries(self.host, family=4):
             if iface.ip in subnet:
                 raise Conflict(
                     f"subnet {subnet} holds the host's address {iface} on "
                     f"{names.get(index, index)}; choose another --subnet")
-        for dst, oif in links.route_entries(self.host):
+        for dst, oif in links.route_entries(self.host, family=4):
             if dst.overlaps(subnet):
                 via = f" on {names.get(oif, oif)}" if oif is not None else ""
                 raise Conflict(f"subnet {subnet} overlaps the host's route to {dst}{via}; "
@@ -671,7 +671,7 @@ class Engine:
                     )
                     self.store.add_endpoint(endpoint)
                     if bindings:
-                        host_ips = ({a.ip for a in links.addresses(self.host)}
+                        host_ips = ({a.ip for a in links.addresses(self.host, family=4)}
                                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
                         published = self.netfilter.allocate_ports(ctr, net, ip, bindings,
                                                                   host_ips, held)
@@ -1204,7 +1204,7 @@ class Engine:
 
         try:
             conntrack.flush(addresses, ports,
-                            lambda: [str(a.ip) for a in links.addresses(self.host)])
+                            lambda: [str(a.ip) for a in links.addresses(self.host, family=4)])
         except (ShoalError, OSError) as e:
             self.netfilter.warnings.append(f"could not flush conntrack entries: {e}")
 
@@ -1342,7 +1342,7 @@ class Engine:
         through the first of its remaining networks that is not internal, as Docker does."""
         from .kernel import links
 
-        if links.default_route(sandbox) is not None:
+        if links.default_route(sandbox, family=4) is not None:
             return
         for ep in self.store.endpoints(container_id=ctr.id):
             net = self.store.network_by_id(ep.network_id)

@@ -83,7 +83,7 @@ def reconcile(engine: Engine) -> list[str]:
                             "half-made; rolled back")
                 continue
             with engine._sandbox(ctr.id) as sandbox:
-                first = links.default_route(sandbox) is None
+                first = links.default_route(sandbox, family=4) is None
                 bridge_driver.attach(sandbox, engine.host, engine.host_fd, net, ep, first)
             done.append(f"container {ctr.name}: its endpoint {ep.ifname} on network {net.name} "
                         "was missing; created again")
