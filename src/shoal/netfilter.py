@@ -1,6 +1,7 @@
-"""The engine's side of the firewall: which rules each change of state adds or removes, the
-published-port allocator, IP forwarding and the choice of backend. The rules themselves come
-from `shoal.rules` (pure) and are applied by a backend from `shoal.firewall`."""
+"""The engine's side of the firewall: which elements each change of state adds or removes, the
+published-port allocator, IP forwarding and the choice of backend. The elements are typed and
+carry their address family (`shoal.rules`, pure); a backend from `shoal.firewall` renders them
+in its own syntax and applies them."""
 
 from __future__ import annotations
 
