@@ -18,6 +18,7 @@ from ipaddress import (
     IPv6Interface,
     IPv6Network,
 )
+from pathlib import Path
 
 import pytest
 
@@ -71,14 +72,38 @@ def test_a_published_port_carries_its_family_into_the_firewall(host_ip: str, des
     assert port_rule(p).every_address is (host_ip in ("0.0.0.0", "::"))
 
 
-def test_the_store_reads_addresses_of_either_family() -> None:
-    from shoal.store import _from_db
+def test_the_store_keeps_and_reads_addresses_of_either_family(tmp_path: Path) -> None:
+    """What the model holds, the store gives back, of whichever family (it does not decide
+    what users may ask for: shoal.ipam does)."""
+    from shoal.model import Container
+    from shoal.store import Store
 
-    assert _from_db("subnet", "fd00:1::/64") == IPv6Network("fd00:1::/64")
-    assert _from_db("ip_range", "10.9.0.0/24") == IPv4Network("10.9.0.0/24")
-    for column in ("gateway", "last_ip", "ip", "requested_ip", "host_ip", "dest_ip"):
-        assert _from_db(column, "fd00:1::2") == IPv6Address("fd00:1::2")
-        assert _from_db(column, "10.9.0.2") == IPv4Address("10.9.0.2")
+    store = Store(str(tmp_path / "state"))
+    try:
+        net = Network(id="a" * 64, name="six", driver="bridge", created=T0,
+                      subnet=IPv6Network("fd00:1::/64"), gateway=IPv6Address("fd00:1::1"),
+                      ip_range=IPv6Network("fd00:1::/80"), last_ip=IPv6Address("fd00:1::2"),
+                      bridge="sh-aaaaaaaaaaaa")
+        store.add_network(net)
+        store.add_container(Container(id="c" * 64, name="c", created=T0, hostname="h",
+                                      cmd=["x"], env=[], network_mode="six"))
+        ep = Endpoint(id="e" * 64, container_id="c" * 64, network_id=net.id, ifname="eth0",
+                      ip=IPv6Address("fd00:1::2"), mac=None,
+                      requested_ip=IPv6Address("fd00:1::2"))
+        store.add_endpoint(ep)
+        port = PublishedPort(container_id="c" * 64, network_id=net.id, proto="tcp",
+                             host_ip=IPv6Address("::"), host_port=8080, container_port=80,
+                             dest_ip=IPv6Address("fd00:1::2"))
+        store.add_ports([port])
+        got = store.network("six")
+        assert got == net and got.family == 6 and got.subnet == IPv6Network("fd00:1::/64")
+        (got_ep,) = store.endpoints(network_id=net.id)
+        assert got_ep == ep and got_ep.family == 6
+        (got_port,) = store.ports()
+        assert got_port == port and got_port.family == 6
+        assert port_rule(got_port) == PortMapping(6, "tcp", "::", 8080, "fd00:1::2", 80)
+    finally:
+        store.close()
 
 
 def test_reading_a_network_record_still_imports_no_ipaddress() -> None:
