@@ -19,11 +19,11 @@ from .names import BRIDGE_PREFIX, DEFAULT_BRIDGE, HOST_VETH_PREFIX, host_veth_na
 from .neighbours import MODES
 from .rules import (
     Elements,
+    IsolatedPort,
     NetworkElement,
     PortMapping,
     desired,
     merge,
-    no_icc_port_elements,
     port_elements,
     port_mapping,
 )
@@ -149,7 +149,7 @@ class Netfilter:
         out = port_elements(self.store.port_rows(ctr.id))
         for ep in [] if ports_only else self.store.endpoints(container_id=ctr.id):
             if ep.ip is not None and not net_rule(self.store.network_by_id(ep.network_id)).icc:
-                out.isolated |= no_icc_port_elements(host_veth_name(ep.id)).isolated
+                out.isolated.add(IsolatedPort(host_veth_name(ep.id)))
         return out
 
     @staticmethod
@@ -161,7 +161,7 @@ class Netfilter:
         port."""
         out = port_elements(port_rows or [])
         if plugged and not net_rule(net).icc:
-            out.isolated |= no_icc_port_elements(host_veth_name(endpoint_id)).isolated
+            out.isolated.add(IsolatedPort(host_veth_name(endpoint_id)))
         return out
 
     @staticmethod
@@ -203,6 +203,8 @@ class Netfilter:
             if kind not in kinds and port not in added.ports and port not in removed.ports:
                 kinds.add(kind)
                 out.ports.add(port)
+                if len(kinds) == 2:
+                    break
         return out
 
     def reload(self) -> None:
