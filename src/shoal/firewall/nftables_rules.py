@@ -74,15 +74,18 @@ def set_elements(elements: Elements) -> SetElements:
             out["masq_subnets"].add(str(net.subnet))
         if net.icc:
             out["icc"].add(f"{bridge} . {bridge}")
-    ports_any, ports_ip = out["ports_any"], out["ports_ip"]
-    for family, proto, host_ip, host_port, dest_ip, dest_port in elements.ports:
-        # (unpacked, not read by attribute: 10,000 ports are one transaction)
+    ports = elements.ports
+    for family in {p[0] for p in ports}:
         if family not in TABLE_FAMILY:
             _refuse_family(family)
-        if host_ip == EVERY_ADDRESS[family]:
-            ports_any.add(f"{proto} . {host_port} : {dest_ip} . {dest_port}")
-        else:
-            ports_ip.add(f"{host_ip} . {proto} . {host_port} : {dest_ip} . {dest_port}")
+    # (comprehensions over unpacked tuples: a container's 10,000 ports are one transaction)
+    every = EVERY_ADDRESS[4]
+    out["ports_any"] = {f"{proto} . {host_port} : {dest_ip} . {dest_port}"
+                        for _, proto, host_ip, host_port, dest_ip, dest_port in ports
+                        if host_ip == every}
+    out["ports_ip"] = {f"{host_ip} . {proto} . {host_port} : {dest_ip} . {dest_port}"
+                       for _, proto, host_ip, host_port, dest_ip, dest_port in ports
+                       if host_ip != every}
     out["no_icc_ports"] = {_q(i.ifname) for i in elements.isolated}
     out["host_links"] = {_q(h.ifname) for h in elements.host_links}
     return out
