@@ -253,3 +253,25 @@ def test_netfilter_offers_unchanged_elements_for_the_presence_check(store: Store
     assert present == Elements(networks=[net_rule(net)], ports=[dns])
     # every port changes: none of them is offered
     assert nf.present(Elements(), Elements(ports=PORTS), [net]).ports == set()
+
+
+def test_each_backend_knows_only_its_own_syntax() -> None:
+    """The iptables backend renders typed elements, never nftables' strings (it used to parse
+    map elements back), and nothing outside the nftables backend (and doctor, which reads
+    the kernel's sets) knows the names of shoal's nft sets."""
+    import ast
+    from pathlib import Path
+
+    import shoal
+
+    src = Path(shoal.__file__).parent
+    for name in ("firewall/iptables.py", "firewall/iptables_rules.py", "rules.py",
+                 "netfilter.py"):
+        tree = ast.parse((src / name).read_text())
+        imported = {node.module or "" for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom)}
+        if name != "netfilter.py":  # (which opens an nft context for other firewalls' tables)
+            assert not any("nftables" in module for module in imported), name
+        strings = {node.value for node in ast.walk(tree)
+                   if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        assert not strings & {"ports_any", "ports_ip", "masq_subnets", "no_icc_ports"}, name
