@@ -682,13 +682,13 @@ class BackendBench:
                                   "remove_container cycles", prof)
 
             # the firewall part alone: one element added, then removed
-            from shoal.rules import merge
+            from shoal.rules import Elements, PortMapping
 
             net = engine.network("bridge")
             adds, dels = [], []
             for i in range(n + 1):
                 dest = IPv4Address(int(net.gateway) + 200 + (i % 50))
-                one = merge({"ports_any": {f"tcp . 30001 : {dest} . 80"}})
+                one = Elements(ports=[PortMapping(4, "tcp", "0.0.0.0", 30001, str(dest), 80)])
                 start = time.perf_counter()
                 engine.netfilter.apply(added=one)
                 added = time.perf_counter() - start

@@ -16,6 +16,8 @@ from ipaddress import IPv4Address
 from . import drivers
 from .checks import FAIL, NOTE, OK, Check
 from .errors import InvalidArgument, ShoalError
+from .firewall.iptables_rules import IPT_CHAINS, iptables_tables
+from .firewall.nftables_rules import SETS, TABLE, port_element, set_elements
 from .kernel import hostports, links, ns, sysctl
 from .model import RUNNING, Container
 from .neighbours import (
@@ -28,8 +30,7 @@ from .neighbours import (
     verdict,
 )
 from .netfilter import net_rule
-from .rules import IPT_CHAINS, SETS, TABLE, iptables_tables, port_entry
-from .rules import desired as rules_desired
+from .rules import port_mapping
 from .runtime import pids
 
 TYPE_CHECKING = False
@@ -130,8 +131,7 @@ def _set_elements(engine: Engine, family: str, kind: str, name: str) -> set[str]
 
 def _set_problems(engine: Engine) -> list[Check]:
     """Each of shoal's sets holds exactly the elements the state gives it."""
-    state = engine.netfilter.state()
-    wanted = rules_desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
+    wanted = set_elements(engine.netfilter.state())
     out = []
     for name, (family, decl) in SETS.items():
         kind = "map" if ":" in decl else "set"
@@ -158,8 +158,7 @@ def _chain_problems(engine: Engine) -> list[Check]:
     word by word in any order: iptables-save prints a rule's matches in its own order)."""
     from collections import Counter
 
-    state = engine.netfilter.state()
-    wanted = iptables_tables(state.networks, state.ports, state.host_links)
+    wanted = iptables_tables(engine.netfilter.state())
     saved = engine.netfilter.backend._saved()  # type: ignore[attr-defined]
     out = []
     for table, chains in IPT_CHAINS.items():
@@ -187,7 +186,7 @@ DIRECTIONS = {"out": "containers to the outside", "in": "the outside to publishe
 
 
 def _uplink(engine: Engine) -> str:
-    route = links.default_route(engine.host)
+    route = links.default_route(engine.host, family=4)
     if route is None or route[1] is None:
         return ""
     for link in links.list_links(engine.host):
@@ -310,8 +309,8 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
     eps = [ep for ep in engine.store.endpoints(sandbox_id=ctr.id) if ep.ip is not None]
     with engine.enter_sandbox(ctr.id) as sock:
         inside = {link.name: link for link in links.list_links(sock)}
-        addrs = {a.ip for a in links.addresses(sock)}
-        route = links.default_route(sock)
+        addrs = {a.ip for a in links.addresses(sock, family=4)}
+        route = links.default_route(sock, family=4)
     enter = f"nsenter --net={sandbox}"
     for ep in eps:
         net = engine.store.network_by_id(ep.network_id)
@@ -352,7 +351,7 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
             if ports and pids.alive(ctr.supervisor_pid, ctr.supervisor_start) else set())
     for proto, host_ip, host_port, dest_ip, dest_port in ports:
         label = f"{host_ip}:{host_port}/{proto} -> {dest_port}"
-        entry = port_entry(proto, host_ip, host_port, dest_ip, dest_port)
+        entry = port_element(port_mapping(proto, host_ip, host_port, dest_ip, dest_port))
         if not _port_rule_present(backend, own, entry, host_port):
             out.append(Check(FAIL, f"{name}: published port {label} has no rule",
                              "shoal system reload-firewall"))

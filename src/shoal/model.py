@@ -10,7 +10,21 @@ from .records import Parsed, Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+    from ipaddress import (
+        IPv4Address,
+        IPv4Interface,
+        IPv4Network,
+        IPv6Address,
+        IPv6Interface,
+        IPv6Network,
+    )
+
+    # an address, subnet or interface of either family: records carry their family (the
+    # `version` of each, 4 or 6); what shoal accepts from users is IPv4 only for now
+    # (shoal.ipam and shoal.ports refuse IPv6 input with a one-line error)
+    IPAddress = IPv4Address | IPv6Address
+    IPNetwork = IPv4Network | IPv6Network
+    IPInterface = IPv4Interface | IPv6Interface
 
 BUILTIN_NETWORKS = ("bridge", "host", "none")
 
@@ -18,16 +32,16 @@ BUILTIN_NETWORKS = ("bridge", "host", "none")
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 
 
-def _address(text: str) -> IPv4Address:
-    from ipaddress import IPv4Address
+def _address(text: str) -> IPAddress:
+    from ipaddress import ip_address
 
-    return IPv4Address(text)
+    return ip_address(text)
 
 
-def _network(text: str) -> IPv4Network:
-    from ipaddress import IPv4Network
+def _network(text: str) -> IPNetwork:
+    from ipaddress import ip_network
 
-    return IPv4Network(text)
+    return ip_network(text)
 
 
 def now() -> str:
@@ -43,25 +57,30 @@ class Network(Record):
     created: str
     # addresses may be given as text (the store does), parsed when first read: listing
     # networks then never imports ipaddress
-    subnet: IPv4Network | None = Parsed(_network, None)
-    gateway: IPv4Address | None = Parsed(_address, None)
-    ip_range: IPv4Network | None = Parsed(_network, None)
+    subnet: IPNetwork | None = Parsed(_network, None)
+    gateway: IPAddress | None = Parsed(_address, None)
+    ip_range: IPNetwork | None = Parsed(_network, None)
     internal: bool = False
     labels: dict[str, str] = {}
     options: dict[str, str] = {}
     bridge: str | None = None  # the Linux bridge device, for driver 'bridge'
-    last_ip: IPv4Address | None = Parsed(_address, None)  # where the allocator continues
+    last_ip: IPAddress | None = Parsed(_address, None)  # where the allocator continues
 
     @property
     def builtin(self) -> bool:
         return self.name in BUILTIN_NETWORKS
 
     @property
-    def gateway_interface(self) -> IPv4Interface:
-        from ipaddress import IPv4Interface
+    def family(self) -> int | None:
+        """4 or 6: the family of the subnet (None for host and none)."""
+        return self.subnet.version if self.subnet is not None else None
+
+    @property
+    def gateway_interface(self) -> IPInterface:
+        from ipaddress import ip_interface
 
         assert self.gateway is not None and self.subnet is not None
-        return IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}")
+        return ip_interface(f"{self.gateway}/{self.subnet.prefixlen}")
 
 
 class Sandbox(Record):
@@ -85,10 +104,15 @@ class Endpoint(Record):
     sandbox_id: str
     network_id: str
     ifname: str  # eth0, eth1, ... inside the sandbox
-    ip: IPv4Address | None = Parsed(_address)  # None while the container is not running
+    ip: IPAddress | None = Parsed(_address)  # None while the container is not running
     mac: str | None
     aliases: list[str] = []
-    requested_ip: IPv4Address | None = Parsed(_address, None)  # --ip, kept across restarts
+    requested_ip: IPAddress | None = Parsed(_address, None)  # --ip, kept across restarts
+
+    @property
+    def family(self) -> int | None:
+        """4 or 6: the family of its address (None while it has none)."""
+        return self.ip.version if self.ip is not None else None
 
 
 class Container(Record):
@@ -134,12 +158,19 @@ class Container(Record):
 
 class PublishedPort(Record):
     """A host port published for a running sandbox: (proto, host_ip, host_port) is DNATed
-    to (dest_ip, container_port), dest_ip being its address on network_id."""
+    to (dest_ip, container_port), dest_ip being its address on network_id. Both addresses
+    are of one family (`family`); host_ip is that family's unspecified address (0.0.0.0)
+    for a port published on every address of the host."""
 
     sandbox_id: str
     network_id: str
     proto: str
-    host_ip: IPv4Address
+    host_ip: IPAddress = Parsed(_address)
     host_port: int
     container_port: int
-    dest_ip: IPv4Address
+    dest_ip: IPAddress = Parsed(_address)
+
+    @property
+    def family(self) -> int:
+        """4 or 6, the family of its addresses."""
+        return self.dest_ip.version

@@ -1,6 +1,7 @@
-"""The engine's side of the firewall: which rules each change of state adds or removes, the
-published-port allocator, IP forwarding and the choice of backend. The rules themselves come
-from `shoal.rules` (pure) and are applied by a backend from `shoal.firewall`."""
+"""The engine's side of the firewall: which elements each change of state adds or removes, the
+published-port allocator, IP forwarding and the choice of backend. The elements are typed and
+carry their address family (`shoal.rules`, pure); a backend from `shoal.firewall` renders them
+in its own syntax and applies them."""
 
 from __future__ import annotations
 
@@ -11,20 +12,20 @@ from ipaddress import IPv4Address
 
 from . import ports as portspec
 from .errors import Conflict, InvalidArgument, ShoalError
-from .firewall import BACKENDS, Backend, FirewallState, backend
+from .firewall import BACKENDS, Backend, backend
 from .kernel import sysctl
 from .model import Container, Network, PublishedPort
 from .names import BRIDGE_PREFIX, DEFAULT_BRIDGE, HOST_VETH_PREFIX, host_veth_name
 from .neighbours import MODES
 from .rules import (
-    SETS,
     Elements,
-    NetRule,
-    PortRule,
+    IsolatedPort,
+    NetworkElement,
+    PortMapping,
+    desired,
     merge,
-    network_elements,
-    no_icc_port_elements,
-    port_entry,
+    port_elements,
+    port_mapping,
 )
 from .store import Store
 
@@ -50,15 +51,17 @@ def _truthy(text: str) -> bool:
     raise InvalidArgument(f"invalid --ip-forward value {text!r}: use true or false")
 
 
-def net_rule(net: Network) -> NetRule:
+def net_rule(net: Network) -> NetworkElement:
+    """The firewall's element of a bridge network (of its subnet's family)."""
     assert net.bridge is not None and net.subnet is not None
-    return NetRule(bridge=net.bridge, subnet=net.subnet, internal=net.internal,
-                   icc=net.options.get("shoal.bridge.enable_icc", "true") == "true")
+    return NetworkElement(net.subnet.version, net.bridge, net.subnet, net.internal,
+                          net.options.get("shoal.bridge.enable_icc", "true") == "true")
 
 
-def port_rule(p: PublishedPort) -> PortRule:
-    return PortRule(proto=p.proto, host_ip=p.host_ip, host_port=p.host_port,
-                    dest_ip=p.dest_ip, dest_port=p.container_port)
+def port_rule(p: PublishedPort) -> PortMapping:
+    """The firewall's element of a published port (of its addresses' family)."""
+    return PortMapping(p.family, p.proto, str(p.host_ip), p.host_port, str(p.dest_ip),
+                       p.container_port)
 
 
 class Netfilter:
@@ -122,19 +125,16 @@ class Netfilter:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def state(self) -> FirewallState:
+    def state(self) -> Elements:
+        """Every element of the firewall shoal owns, for the whole state."""
         nets = {n.id: n for n in self.store.networks() if n.driver == "bridge" and n.subnet}
         no_icc = []
         for net in nets.values():
             if not net_rule(net).icc:
                 no_icc += [host_veth_name(ep.id) for ep in self.store.endpoints(network_id=net.id)
                            if ep.ip is not None]
-        return FirewallState(
-            networks=[net_rule(n) for n in nets.values()],
-            ports=[port_rule(p) for p in self.store.ports()],
-            no_icc_ports=no_icc,
-            host_links=self.host_links(),
-        )
+        return desired([net_rule(n) for n in nets.values()],
+                       [port_rule(p) for p in self.store.ports()], no_icc, self.host_links())
 
     def host_links(self) -> list[str]:
         """The host's own interfaces when shoal turned forwarding on (nothing is routed
@@ -146,13 +146,11 @@ class Netfilter:
     def container_elements(self, ctr: Container, ports_only: bool = False) -> Elements:
         """The elements a running container contributes: its published ports and (unless
         `ports_only`) its ports on networks with icc off."""
-        entries = [port_entry(*row) for row in self.store.port_rows(ctr.id)]
-        parts: list[Elements] = [{"ports_any": {e for n, e in entries if n == "ports_any"},
-                                  "ports_ip": {e for n, e in entries if n == "ports_ip"}}]
+        out = port_elements(self.store.port_rows(ctr.id))
         for ep in [] if ports_only else self.store.endpoints(sandbox_id=ctr.id):
             if ep.ip is not None and not net_rule(self.store.network_by_id(ep.network_id)).icc:
-                parts.append(no_icc_port_elements(host_veth_name(ep.id)))
-        return merge(*parts)
+                out.isolated.add(IsolatedPort(host_veth_name(ep.id)))
+        return out
 
     @staticmethod
     def endpoint_elements(net: Network, endpoint_id: str,
@@ -161,29 +159,26 @@ class Netfilter:
         """The elements one endpoint contributes: the given published ports (rows of
         store.port_rows) and, if it is plugged into a network with icc off, its bridge
         port."""
-        entries = [port_entry(*row) for row in port_rows or []]
-        parts: list[Elements] = [{name: {element}} for name, element in entries]
+        out = port_elements(port_rows or [])
         if plugged and not net_rule(net).icc:
-            parts.append(no_icc_port_elements(host_veth_name(endpoint_id)))
-        return merge(*parts)
+            out.isolated.add(IsolatedPort(host_veth_name(endpoint_id)))
+        return out
 
     @staticmethod
     def network_elements(net: Network) -> Elements:
-        return merge(network_elements(net_rule(net)))
+        return Elements(networks=(net_rule(net),))
 
     # -- applying ------------------------------------------------------------------------------
 
     def apply(self, added: Elements | None = None, removed: Elements | None = None) -> None:
-        if not any((added or {}).values()) and not any((removed or {}).values()):
+        added, removed = added or Elements(), removed or Elements()
+        if not added and not removed:
             return  # (a container without ports: the backend is not even loaded)
-        empty: Elements = merge()
         try:
             nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
             untouched = self._others_untouched()  # (asked before shoal's own change)
-            if self.backend.apply_delta(added or empty, removed or empty,
-                                        self.present(added or empty, removed or empty, nets)):
-                if not untouched or (added or {}).get("bridges") or (removed or {}).get(
-                        "bridges"):
+            if self.backend.apply_delta(added, removed, self.present(added, removed, nets)):
+                if not untouched or added.networks or removed.networks:
                     self.sync_neighbours(nets)
                 self._note_generation()
                 return
@@ -192,33 +187,34 @@ class Netfilter:
         self.reload()  # write all of them from the state instead
 
     def present(self, added: Elements, removed: Elements, nets: list[Network]) -> Elements:
-        """One element of each of shoal's sets that the kernel must hold already (neither
-        added nor removed now): the delta deletes and adds it again, so a set flushed by
-        hand (`nft flush set ip shoal bridges`) makes it fail and everything is rewritten.
-        Costs one query of the networks and one of a few ports (a map whose elements are not
-        among the first rows is not checked: `shoal doctor` compares every element)."""
-        out: Elements = {}
-        changing = {name: added.get(name, set()) | removed.get(name, set()) for name in SETS}
-        pool = merge(*(network_elements(net_rule(n)) for n in nets))
-        wanted = sum(len(changing[name]) for name in ("ports_any", "ports_ip")) + 1
+        """Elements the kernel must hold already, among which the backend picks one of each
+        of its sets that neither `added` nor `removed` changes: the delta deletes and adds it
+        again, so a set flushed by hand (`nft flush set ip shoal bridges`) makes it fail and
+        everything is rewritten. Every network, and of the ports the first one on every host
+        address and the first one on a given address that do not change. Costs one query of
+        the networks and one of a few ports (a port not among the first rows is not checked:
+        `shoal doctor` compares every element)."""
+        out = merge(*(self.network_elements(n) for n in nets))
+        kinds: set[bool] = set()
+        wanted = len(added.ports) + len(removed.ports) + 1
         for row in self.store.port_sample(wanted):  # (the first rows; no scan for ports_ip)
-            name, entry = port_entry(*row)
-            if not pool[name] and entry not in changing[name]:
-                pool[name].add(entry)
-        for name, values in pool.items():
-            left = sorted(values - changing[name])
-            if left:
-                out[name] = {left[0]}
+            port = port_mapping(*row)
+            kind = port.every_address
+            if kind not in kinds and port not in added.ports and port not in removed.ports:
+                kinds.add(kind)
+                out.ports.add(port)
+                if len(kinds) == 2:
+                    break
         return out
 
     def reload(self) -> None:
         """Apply the whole ruleset from the state (after a flush, a reboot or a crash)."""
         if self.store.get_meta("firewall_backend") is None:
             self.store.set_meta("firewall_backend", self.backend_name)
-        state = self.state()
-        for net in state.networks:
+        elements = self.state()
+        for net in elements.networks:
             self.set_route_localnet(net.bridge)
-        self.backend.apply_full(state)
+        self.backend.apply_full(elements)
         self.sync_neighbours()
         self._note_generation()
 

@@ -55,14 +55,28 @@ def _proto(spec: str) -> tuple[str, str]:
     return body, proto
 
 
+def _is_ipv6(text: str) -> bool:
+    """An IPv6 address written without brackets (`-p fd00::1:8080:80`); a spec of colons
+    alone (`::::80`) is only one with too many of them."""
+    from ipaddress import IPv6Address
+
+    if not text.strip(":"):
+        return False
+    try:
+        IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_publish(spec: str) -> list[Binding]:
     """`-p` as docker run takes it: [IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/PROTO]."""
     if not spec or any(c.isspace() for c in spec):
         raise InvalidArgument(f"invalid port spec {spec!r}: e.g. -p 8080:80 or -p 80/udp")
     body, proto = _proto(spec)
-    if body.startswith("["):
-        raise InvalidArgument(f"invalid port spec {spec!r}: IPv6 host addresses are not "
-                              "supported yet; use an IPv4 address")
+    if body.startswith("[") or (body.count(":") > 2 and _is_ipv6(body.rsplit(":", 2)[0])):
+        raise InvalidArgument(f"invalid port spec {spec!r}: IPv6 is not supported yet "
+                              "(IPv6 host addresses); use an IPv4 address")
     parts = body.split(":")
     if len(parts) > 3:
         raise InvalidArgument(f"invalid port spec {spec!r}: use [IP:][HOST_PORT:]CONTAINER_PORT")

@@ -130,14 +130,14 @@ def _from_db(name: str, value: Any) -> Any:
         return None
     if name in _JSON:
         return decode_json(value)
-    if name in _NETS:
-        from ipaddress import IPv4Network
+    if name in _NETS:  # (of either family: the text says which)
+        from ipaddress import ip_network
 
-        return IPv4Network(value)
+        return ip_network(value)
     if name in _ADDRS:
-        from ipaddress import IPv4Address
+        from ipaddress import ip_address
 
-        return IPv4Address(value)
+        return ip_address(value)
     if name in _BOOLS:
         return bool(value)
     return value

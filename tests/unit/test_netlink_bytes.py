@@ -201,7 +201,7 @@ def test_address_dump_in_several_datagrams() -> None:
                 addr_msg(seq, 7, "172.17.0.1", 16), done(seq)]
 
     sock, fs = fake(answer)
-    got = links.address_entries(sock)
+    got = links.address_entries(sock, family=4)  # (every family: tests/unit/test_firewall_*)
     assert fs.sent == [[(GETADDR, REQUEST | DUMP, 1, ifaddr(0, 0))]]
     assert got == [(IPv4Interface("127.0.0.1/8"), 1), (IPv4Interface("10.0.0.1/24"), 5),
                    (IPv4Interface("172.17.0.1/16"), 7)]
@@ -316,10 +316,10 @@ def test_route_dumps_decode_destinations_gateways_and_links() -> None:
                 + route_msg(seq, "172.17.0.0", 16, None), done(seq)]
 
     sock, fs = fake(answer)
-    assert links.route_entries(sock) == [(IPv4Network("10.0.0.0/24"), 2),
-                                         (IPv4Network("172.17.0.0/16"), None)]
+    assert links.route_entries(sock, family=4) == [(IPv4Network("10.0.0.0/24"), 2),
+                                                   (IPv4Network("172.17.0.0/16"), None)]
     assert fs.sent[0] == [(GETROUTE, REQUEST | DUMP, 1, rtm())]
-    assert links.default_route(sock) == (IPv4Address("10.0.0.1"), 2)
+    assert links.default_route(sock, family=4) == (IPv4Address("10.0.0.1"), 2)
 
 
 # -- links ----------------------------------------------------------------------------------

@@ -21,25 +21,27 @@ from pathlib import Path
 import pytest
 
 from shoal import rules
+from shoal.firewall import iptables_rules, nftables_rules
 from shoal.ports import ANY
-from shoal.rules import NetRule, PortRule
+from shoal.rules import NetworkElement, PortMapping
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 REGEN = os.environ.get("SHOAL_REGEN_GOLDEN") == "1"
 
 
-def net(bridge: str, subnet: str, *, internal: bool = False, icc: bool = True) -> NetRule:
-    return NetRule(bridge=bridge, subnet=IPv4Network(subnet), internal=internal, icc=icc)
+def net(bridge: str, subnet: str, *, internal: bool = False, icc: bool = True
+        ) -> NetworkElement:
+    return NetworkElement(4, bridge, IPv4Network(subnet), internal=internal, icc=icc)
 
 
 def port(proto: str, host_ip: IPv4Address | str, host_port: int, dest_ip: str,
-         dest_port: int) -> PortRule:
-    return PortRule(proto=proto, host_ip=IPv4Address(host_ip), host_port=host_port,
-                    dest_ip=IPv4Address(dest_ip), dest_port=dest_port)
+         dest_port: int) -> PortMapping:
+    return PortMapping(4, proto, str(IPv4Address(host_ip)), host_port,
+                       str(IPv4Address(dest_ip)), dest_port)
 
 
 class State:
-    def __init__(self, networks: list[NetRule], ports: list[PortRule] | None = None,
+    def __init__(self, networks: list[NetworkElement], ports: list[PortMapping] | None = None,
                  no_icc_ports: list[str] | None = None, host_links: list[str] | None = None
                  ) -> None:
         self.networks = networks
@@ -80,13 +82,16 @@ STATES: dict[str, State] = {
 }
 
 
+def elements(state: State) -> rules.Elements:
+    return rules.desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
+
+
 def render_nft(state: State) -> str:
-    elements = rules.desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
-    return rules.nft_full(elements)
+    return nftables_rules.full(elements(state))
 
 
 def render_iptables(state: State) -> str:
-    return rules.iptables_restore(state.networks, state.ports, state.host_links)
+    return iptables_rules.iptables_restore(elements(state))
 
 
 BACKENDS: dict[str, tuple[str, Callable[[State], str]]] = {
@@ -106,17 +111,15 @@ IPT_DELTA_FILE = "iptables/delta-add-tcp-8081-remove-udp-127.0.0.1-5353.rules"
 def _delta() -> tuple[rules.Elements, rules.Elements]:
     old = rules.desired([DEFAULT], DELTA_BEFORE, [])
     new = rules.desired([DEFAULT], DELTA_AFTER, [])
-    added = {k: new[k] - old[k] for k in rules.SETS}
-    removed = {k: old[k] - new[k] for k in rules.SETS}
-    return added, removed
+    return new - old, old - new
 
 
 def render_delta() -> str:
-    return rules.nft_delta(*_delta())
+    return nftables_rules.delta(*_delta())
 
 
 def render_iptables_delta() -> str:
-    script = rules.iptables_port_delta(*_delta())
+    script = iptables_rules.iptables_port_delta(*_delta())
     assert script is not None
     return script
 

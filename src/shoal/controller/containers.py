@@ -181,7 +181,7 @@ class Containers:
                         from ..kernel import links
 
                         assert endpoint.ip is not None
-                        host_ips = ({a.ip for a in links.addresses(ctx.host)}
+                        host_ips = ({a.ip for a in links.addresses(ctx.host, family=4)}
                                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
                         published = ctx.netfilter.allocate_ports(ctr, net, endpoint.ip,
                                                                  bindings, host_ips, held_socks)

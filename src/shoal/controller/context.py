@@ -162,6 +162,6 @@ class Context:
 
         try:
             conntrack.flush(addresses, ports,
-                            lambda: [str(a.ip) for a in links.addresses(self.host)])
+                            lambda: [str(a.ip) for a in links.addresses(self.host, family=4)])
         except (ShoalError, OSError) as e:
             self.netfilter.warnings.append(f"could not flush conntrack entries: {e}")

@@ -57,8 +57,8 @@ class Networks:
 
         host = self.ctx.host
         taken = [(n.subnet, f"network {n.name}") for n in self.ctx.store.networks() if n.subnet]
-        taken += [(a.network, f"host address {a}") for a in links.addresses(host)]
-        taken += [(r, f"host route {r}") for r in links.routes(host)]
+        taken += [(a.network, f"host address {a}") for a in links.addresses(host, family=4)]
+        taken += [(r, f"host route {r}") for r in links.routes(host, family=4)]
         return taken
 
     def check_host_overlap(self, subnet: IPv4Network) -> None:
@@ -70,12 +70,12 @@ class Networks:
 
         host = self.ctx.host
         names = {link.index: link.name for link in links.list_links(host)}
-        for iface, index in links.address_entries(host):
+        for iface, index in links.address_entries(host, family=4):
             if iface.ip in subnet:
                 raise Conflict(
                     f"subnet {subnet} holds the host's address {iface} on "
                     f"{names.get(index, index)}; choose another --subnet")
-        for dst, oif in links.route_entries(host):
+        for dst, oif in links.route_entries(host, family=4):
             if dst.overlaps(subnet):
                 via = f" on {names.get(oif, oif)}" if oif is not None else ""
                 raise Conflict(f"subnet {subnet} overlaps the host's route to {dst}{via}; "

@@ -95,7 +95,7 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
             from ..kernel import links
 
             with sandboxes.enter(sandbox_id) as sock:
-                first = links.default_route(sock) is None
+                first = links.default_route(sock, family=4) is None
                 driver.join(ctx, sock, net, ep, first)
             done.append(f"{label}: its endpoint {ep.ifname} on network {net.name} was "
                         "missing; created again")

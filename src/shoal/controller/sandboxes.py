@@ -286,7 +286,7 @@ class Sandboxes:
         through the first of its remaining networks that is not internal, as Docker does."""
         from ..kernel import links
 
-        if links.default_route(sock) is not None:
+        if links.default_route(sock, family=4) is not None:
             return
         for ep in self.ctx.store.endpoints(sandbox_id=sandbox_id):
             net = self.ctx.store.network_by_id(ep.network_id)

@@ -208,7 +208,7 @@ class BridgeDriver:
         if not link.up:
             return [Check(FAIL, f"network {net.name}: bridge {net.bridge} is down",
                           f"ip link set {net.bridge} up")]
-        if net.gateway not in {a.ip for a in links.addresses(h.host, link.index)}:
+        if net.gateway not in {a.ip for a in links.addresses(h.host, link.index, family=4)}:
             return [Check(FAIL, f"network {net.name}: bridge {net.bridge} lacks its gateway "
                                 f"address {net.gateway_interface}",
                           f"ip addr add {net.gateway_interface} dev {net.bridge}")]

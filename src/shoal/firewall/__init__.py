@@ -1,9 +1,10 @@
-"""Firewall backends: they apply the ruleset `shoal.rules` computes from the state.
+"""Firewall backends: they apply the typed elements `shoal.rules` computes from the state,
+each rendering them in its own syntax (nftables_rules.py, iptables_rules.py).
 
-Both take the same calls: `apply_full(state)` makes shoal's rules exactly those of the state,
-in one transaction; `apply_delta(added, removed)` applies a change of set elements in one
-transaction (nftables: any change; iptables: a change of published ports, as DNAT rules
-deleted and appended) and returns False when only a full apply can make it;
+Both take the same calls: `apply_full(elements)` makes shoal's rules exactly those of every
+element of the state, in one transaction; `apply_delta(added, removed)` applies a change of
+elements in one transaction (nftables: any change; iptables: a change of published ports, as
+DNAT rules deleted and appended) and returns False when only a full apply can make it;
 `remove()` deletes everything shoal owns; `show()` prints it in the backend's own syntax.
 Neither ever changes the policy of a chain shoal does not own. What shoal adds to other
 firewalls' chains (accepts for its bridges) is `shoal.firewall.neighbours`' job."""
@@ -11,31 +12,25 @@ firewalls' chains (accepts for its bridges) is `shoal.firewall.neighbours`' job.
 from __future__ import annotations
 
 from ..errors import InvalidArgument
-from ..records import Record
-from ..rules import Elements, NetRule, PortRule
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..rules import Elements
 
 BACKENDS = ("nftables", "iptables")
-
-
-class FirewallState(Record):
-    networks: list[NetRule]
-    ports: list[PortRule]
-    no_icc_ports: list[str]
-    # the host's own interfaces when shoal turned IP forwarding on: nothing is forwarded
-    # between them (empty when forwarding was on already)
-    host_links: list[str] = []
 
 
 class Backend:
     name = ""
 
-    def apply_full(self, state: FirewallState) -> None:
+    def apply_full(self, elements: Elements) -> None:
         raise NotImplementedError
 
     def apply_delta(self, added: Elements, removed: Elements,
                     present: Elements | None = None) -> bool:
-        """`present`: elements the kernel must still hold (one per set, as a cheap check that
-        nobody flushed them); when one is missing the delta fails and a full apply follows."""
+        """`present`: elements the kernel must still hold (a backend may check one of each of
+        its sets, as a cheap check that nobody flushed them); when one is missing the delta
+        fails and a full apply follows."""
         raise NotImplementedError
 
     def remove(self) -> None:

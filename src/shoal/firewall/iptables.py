@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from .. import systools
 from ..errors import FirewallError
-from ..rules import (
+from . import Backend
+from .iptables_rules import (
     EBT_CHAIN,
     EBT_JUMP,
     IPT_CHAINS,
     IPT_JUMPS,
     IPT_USER,
-    Elements,
     ebtables_restore,
     iptables_port_delta,
     iptables_restore,
 )
-from . import Backend, FirewallState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..rules import Elements
 
 
 def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
@@ -49,9 +52,9 @@ class Iptables(Backend):
                 out[table].append(line)
         return out
 
-    def apply_full(self, state: FirewallState) -> None:
+    def apply_full(self, elements: Elements) -> None:
         saved = self._saved()
-        script = iptables_restore(state.networks, state.ports, state.host_links)
+        script = iptables_restore(elements)
         head: dict[str, list[str]] = {"nat": [], "filter": []}
         if f":{IPT_USER} " not in "\n".join(saved.get("filter", [])) + " ":
             head["filter"].append(f":{IPT_USER} - [0:0]")
@@ -71,7 +74,7 @@ class Iptables(Backend):
         _run(["iptables-restore", "--noflush"], "apply shoal's rules",
              "COMMIT\n".join(parts) + "COMMIT\n")
         # icc=false, also where bridge netfilter is off: ebtables on the bridge ports
-        script = ebtables_restore(state.no_icc_ports)
+        script = ebtables_restore(elements)
         chain, rule = EBT_JUMP
         if f"-A {chain} {rule}" not in self._saved("ebtables-save").get("filter", []):
             script = script.replace("COMMIT", f"-I {chain} 1 {rule}\nCOMMIT")
@@ -79,7 +82,7 @@ class Iptables(Backend):
 
     def apply_delta(self, added: Elements, removed: Elements,
                     present: Elements | None = None) -> bool:
-        if not any(added.values()) and not any(removed.values()):
+        if not added and not removed:
             return True  # nothing of shoal's changes (e.g. a container without ports)
         script = iptables_port_delta(added, removed)
         if script is None:

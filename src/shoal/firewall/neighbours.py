@@ -29,7 +29,7 @@ from ..neighbours import (
     parse_nft_rule,
     place_from_key,
 )
-from ..rules import TABLE
+from .nftables_rules import TABLE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -9,8 +9,13 @@ import os
 
 from .. import systools
 from ..errors import FirewallError
-from ..rules import TABLE, Elements, desired, nft_delta, nft_full, nft_remove
-from . import Backend, FirewallState
+from . import Backend
+from . import nftables_rules as render
+from .nftables_rules import TABLE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..rules import Elements
 
 NFT_CTX_OUTPUT_HANDLE = 1 << 3  # libnftables.h
 
@@ -73,18 +78,17 @@ class Nftables(Backend):
             raise FirewallError(f"nftables refused to {what}: {first}")
         return out
 
-    def apply_full(self, state: FirewallState) -> None:
-        elements = desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
-        self._run(nft_full(elements), "apply shoal's ruleset")
+    def apply_full(self, elements: Elements) -> None:
+        self._run(render.full(elements), "apply shoal's ruleset")
 
     def apply_delta(self, added: Elements, removed: Elements,
                     present: Elements | None = None) -> bool:
-        if any(added.values()) or any(removed.values()):
-            self._run(nft_delta(added, removed, present), "update shoal's ruleset")
+        if added or removed:
+            self._run(render.delta(added, removed, present), "update shoal's ruleset")
         return True
 
     def remove(self) -> None:
-        self._run(nft_remove(), "remove shoal's tables")
+        self._run(render.remove(), "remove shoal's tables")
 
     def run_with_handles(self, script: str, what: str) -> str:
         """Run a listing with each rule's handle shown (`nft -a`)."""

@@ -6,13 +6,41 @@ import errno
 import os
 import socket
 from functools import cache
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 
 from ..errors import KernelError
 from ..records import Record
 from . import netlink as nl
 from . import sysctl
 from .netlink import Netlink, attr, attr_str, attr_u8, attr_u32, ifinfomsg, nested
+
+IPAddress = IPv4Address | IPv6Address
+IPInterface = IPv4Interface | IPv6Interface
+IPNetwork = IPv4Network | IPv6Network
+
+# address family (4 or 6, as `version` gives it) -> the kernel's
+AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_LENGTH = {socket.AF_INET: 4, socket.AF_INET6: 16}
+
+
+def _decode(family: int, raw: bytes | None) -> IPAddress | None:
+    """An address attribute (IFA_ADDRESS, RTA_DST, RTA_GATEWAY...) of a message of this
+    family; None for another family or a malformed one."""
+    if raw is None or _LENGTH.get(family) != len(raw):
+        return None
+    return IPv4Address(raw) if family == socket.AF_INET else IPv6Address(raw)
+
+
+def _wanted(family: int | None) -> int:
+    """The family a dump asks the kernel for: one (4 or 6), or every one (None)."""
+    return socket.AF_UNSPEC if family is None else AF[family]
 
 
 @cache
@@ -74,7 +102,7 @@ def _set_up(index: int = 0, name: str | None = None, master: int | None = None) 
     return body
 
 
-def create_bridge(sock: Netlink, name: str, gateway: IPv4Interface,
+def create_bridge(sock: Netlink, name: str, gateway: IPInterface,
                   alias: str | None = None, mac: str | None = None) -> int:
     """A bridge holding the gateway address, up, without IPv6 autoconfiguration and without
     multicast snooping, its alias set to `alias` (shoal's mark of its root).
@@ -114,7 +142,7 @@ def set_alias(sock: Netlink, index: int, alias: str) -> None:
     sock.call(_alias_request(index, alias))
 
 
-def ensure_bridge_up(sock: Netlink, name: str, gateway: IPv4Interface,
+def ensure_bridge_up(sock: Netlink, name: str, gateway: IPInterface,
                      alias: str | None = None, mac: str | None = None) -> int:
     """The bridge's index; (re)creates it if missing, and if it was found down brings it up
     and restores its gateway address. A bridge without an alias (made by an older shoal)
@@ -125,7 +153,7 @@ def ensure_bridge_up(sock: Netlink, name: str, gateway: IPv4Interface,
     if alias is not None and link.alias is None:
         set_alias(sock, link.index, alias)
     if not link.up:
-        if gateway.ip not in {a.ip for a in addresses(sock, link.index)}:
+        if gateway.ip not in {a.ip for a in addresses(sock, link.index, gateway.version)}:
             sock.call(_addr_request(link.index, gateway, f"add {gateway} to {name}"))
         sock.call((nl.RTM_SETLINK, 0, _set_up(link.index), f"bring up {name}"))
     return link.index
@@ -136,12 +164,13 @@ def set_mac(sock: Netlink, name: str, mac: str) -> None:
     sock.call((nl.RTM_SETLINK, 0, body, f"set the address of {name}"))
 
 
-def _route_request(gateway: IPv4Address, oif: int) -> tuple[int, int, bytes, str]:
-    route = nl.rtmsg() + attr(nl.RTA_GATEWAY, gateway.packed) + attr_u32(nl.RTA_OIF, oif)
+def _route_request(gateway: IPAddress, oif: int) -> tuple[int, int, bytes, str]:
+    route = (nl.rtmsg(family=AF[gateway.version]) + attr(nl.RTA_GATEWAY, gateway.packed)
+             + attr_u32(nl.RTA_OIF, oif))
     return (nl.RTM_NEWROUTE, nl.NLM_F_CREATE | nl.NLM_F_EXCL, route, "default route")
 
 
-def add_default_route(sock: Netlink, gateway: IPv4Address, oif: int) -> None:
+def add_default_route(sock: Netlink, gateway: IPAddress, oif: int) -> None:
     sock.call(_route_request(gateway, oif))
 
 
@@ -156,47 +185,60 @@ def delete_link(sock: Netlink, name: str) -> bool:
     raise err
 
 
-def _addr_request(index: int, iface: IPv4Interface, desc: str) -> tuple[int, int, bytes, str]:
+def _addr_request(index: int, iface: IPInterface, desc: str) -> tuple[int, int, bytes, str]:
     ip = iface.ip.packed
-    body = nl.ifaddrmsg(index, iface.network.prefixlen)
+    body = nl.ifaddrmsg(index, iface.network.prefixlen, AF[iface.version])
     body += attr(nl.IFA_LOCAL, ip) + attr(nl.IFA_ADDRESS, ip)
-    body += attr(nl.IFA_BROADCAST, iface.network.broadcast_address.packed)
+    if iface.version == 4:  # (IPv6 has no broadcast)
+        body += attr(nl.IFA_BROADCAST, iface.network.broadcast_address.packed)
     return (nl.RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body, desc)
 
 
-def addresses(sock: Netlink, index: int | None = None) -> list[IPv4Interface]:
-    """IPv4 addresses of one link, or of every link in the namespace."""
-    return [a for a, idx in address_entries(sock) if index is None or idx == index]
+def addresses(sock: Netlink, index: int | None = None, family: int | None = None
+              ) -> list[IPInterface]:
+    """Addresses of one link, or of every link in the namespace; of one family (4 or 6) or
+    of every family (None)."""
+    return [a for a, idx in address_entries(sock, family) if index is None or idx == index]
 
 
-def routes(sock: Netlink) -> list[IPv4Network]:
-    """Destinations of the IPv4 unicast routes of every table, default routes excluded."""
-    return [dst for dst, _ in route_entries(sock)]
+def routes(sock: Netlink, family: int | None = None) -> list[IPNetwork]:
+    """Destinations of the unicast routes of every table, default routes excluded; of one
+    family (4 or 6) or of every family (None)."""
+    return [dst for dst, _ in route_entries(sock, family)]
 
 
-def route_entries(sock: Netlink) -> list[tuple[IPv4Network, int | None]]:
-    """(destination, output link index) of the IPv4 unicast routes of every table, default
-    routes excluded."""
-    out = []
-    for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
+def route_entries(sock: Netlink, family: int | None = None
+                  ) -> list[tuple[IPNetwork, int | None]]:
+    """(destination, output link index) of the unicast routes of every table, default
+    routes excluded; of one family (4 or 6) or of every family (None)."""
+    out: list[tuple[IPNetwork, int | None]] = []
+    for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(family=_wanted(family)), "list routes"):
         msg = nl.RtMsg(body)
         if msg.type != nl.RTN_UNICAST or msg.dst_len == 0:
             continue
-        dst, oif = msg.attrs.get(nl.RTA_DST), msg.attrs.get(nl.RTA_OIF)
-        if dst and len(dst) == 4:
-            out.append((IPv4Network(f"{IPv4Address(dst)}/{msg.dst_len}", strict=False),
-                        nl.u32(oif) if oif else None))
+        dst = _decode(msg.family, msg.attrs.get(nl.RTA_DST))
+        if dst is None or (family is not None and dst.version != family):
+            continue
+        oif = msg.attrs.get(nl.RTA_OIF)
+        net = (IPv4Network if dst.version == 4 else IPv6Network)(
+            f"{dst}/{msg.dst_len}", strict=False)
+        out.append((net, nl.u32(oif) if oif else None))
     return out
 
 
-def address_entries(sock: Netlink) -> list[tuple[IPv4Interface, int]]:
-    """(address, link index) of the IPv4 addresses of every link in the namespace."""
-    out = []
-    for body in sock.dump(nl.RTM_GETADDR, nl.ifaddrmsg(0, 0), "list addresses"):
+def address_entries(sock: Netlink, family: int | None = None) -> list[tuple[IPInterface, int]]:
+    """(address, link index) of the addresses of every link in the namespace; of one family
+    (4 or 6) or of every family (None)."""
+    out: list[tuple[IPInterface, int]] = []
+    for body in sock.dump(nl.RTM_GETADDR, nl.ifaddrmsg(0, 0, _wanted(family)),
+                          "list addresses"):
         msg = nl.IfAddr(body)
-        raw = msg.attrs.get(nl.IFA_LOCAL) or msg.attrs.get(nl.IFA_ADDRESS)
-        if msg.family == socket.AF_INET and raw and len(raw) == 4:
-            out.append((IPv4Interface(f"{IPv4Address(raw)}/{msg.prefixlen}"), msg.index))
+        addr = _decode(msg.family, msg.attrs.get(nl.IFA_LOCAL) or msg.attrs.get(nl.IFA_ADDRESS))
+        if addr is None or (family is not None and addr.version != family):
+            continue
+        iface = (IPv4Interface if addr.version == 4 else IPv6Interface)(
+            f"{addr}/{msg.prefixlen}")
+        out.append((iface, msg.index))
     return out
 
 
@@ -220,8 +262,8 @@ def _veth_create(index: int, inside: str, outside: str, mac: str, host_ns_fd: in
             f"create veth {inside}")
 
 
-def _inside_requests(index: int, inside: str, iface: IPv4Interface,
-                     gateway: IPv4Address | None, first: bool, six: bool) -> list[Request]:
+def _inside_requests(index: int, inside: str, iface: IPInterface,
+                     gateway: IPAddress | None, first: bool, six: bool) -> list[Request]:
     """What is done to the sandbox's end once it exists. The links are named, not numbered,
     wherever the kernel allows it, so that in a batch whose create failed these find no link
     rather than another one; an address and a route can only be given an index."""
@@ -257,8 +299,8 @@ def add_veth_endpoint(
     inside: str,
     outside: str,
     mac: str,
-    iface: IPv4Interface,
-    gateway: IPv4Address | None,
+    iface: IPInterface,
+    gateway: IPAddress | None,
     bridge_index: int,
     first: bool,
     fresh: bool = False,
@@ -317,13 +359,17 @@ def bring_up_lo(sandbox: Netlink) -> None:
     sandbox.call((nl.RTM_SETLINK, 0, _set_up(1), "bring up lo"))
 
 
-def default_route(sock: Netlink) -> tuple[IPv4Address | None, int | None] | None:
-    """(gateway, output link index) of the main table's IPv4 default route, if any."""
-    for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(), "list routes"):
+def default_route(sock: Netlink, family: int | None = None
+                  ) -> tuple[IPAddress | None, int | None] | None:
+    """(gateway, output link index) of the main table's default route, if any: of one family
+    (4 or 6), or the first of any family (None)."""
+    for body in sock.dump(nl.RTM_GETROUTE, nl.rtmsg(family=_wanted(family)), "list routes"):
         msg = nl.RtMsg(body)
         if msg.type != nl.RTN_UNICAST or msg.dst_len != 0 or msg.table != nl.RT_TABLE_MAIN:
             continue
-        gw = msg.attrs.get(nl.RTA_GATEWAY)
+        if msg.family not in _LENGTH or (family is not None and msg.family != AF[family]):
+            continue
+        gw = _decode(msg.family, msg.attrs.get(nl.RTA_GATEWAY))
         oif = msg.attrs.get(nl.RTA_OIF)
-        return (IPv4Address(gw) if gw else None, nl.u32(oif) if oif else None)
+        return (gw, nl.u32(oif) if oif else None)
     return None
