@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     IPInterface = IPv4Interface | IPv6Interface
 
 BUILTIN_NETWORKS = ("bridge", "host", "none")
+DEFAULT_NETWORK = "bridge"  # where a container goes without --network (Docker's docker0)
 
 # Container states, as Docker names them.
 CREATED, RUNNING, EXITED = "created", "running", "exited"

@@ -27,9 +27,6 @@ def is_hostname(text: str) -> bool:
     return (0 < len(text) <= 63 and text[0] in ALNUM and text[-1] in ALNUM
             and HOSTNAME_CHARS.issuperset(text))
 
-DEFAULT_BRIDGE = "shoal0"
-BRIDGE_PREFIX = "sh-"
-HOST_VETH_PREFIX = "vsh"
 
 
 def validate_name(name: str, what: str) -> str:
@@ -57,17 +54,6 @@ def validate_ifname(name: str, what: str = "interface") -> str:
             f"invalid {what} name {name!r}: use 1 to 15 of [a-zA-Z0-9_.-], starting with a "
             "letter or digit"
         )
-    return name
-
-
-def check_user_bridge_name(name: str) -> str:
-    """A bridge name given with -o shoal.bridge.name: not one of the names shoal gives its
-    own links, which reconcile removes when no network or container of shoal's has them."""
-    if name == DEFAULT_BRIDGE or name.startswith((HOST_VETH_PREFIX, BRIDGE_PREFIX)):
-        raise InvalidArgument(
-            f"bridge name {name!r} is reserved: shoal names its own links "
-            f"{DEFAULT_BRIDGE}, {BRIDGE_PREFIX}* and {HOST_VETH_PREFIX}* (and removes stale "
-            "ones); pick another -o shoal.bridge.name")
     return name
 
 
@@ -100,16 +86,6 @@ def is_id(text: str) -> bool:
 
 def short_id(full: str) -> str:
     return full[:12]
-
-
-def bridge_name(network_id: str) -> str:
-    """Bridge device of a user-defined network: 'sh-' + 12 hex digits = 15 bytes."""
-    return BRIDGE_PREFIX + network_id[:12]
-
-
-def host_veth_name(endpoint_id: str) -> str:
-    """Host-side end of an endpoint's veth pair: 'vsh' + 12 hex digits = 15 bytes."""
-    return HOST_VETH_PREFIX + endpoint_id[:12]
 
 
 _ADJECTIVES = (

@@ -10,12 +10,12 @@ import os
 import socket
 from ipaddress import IPv4Address
 
+from . import drivers
 from . import ports as portspec
 from .errors import Conflict, InvalidArgument, ShoalError
 from .firewall import BACKENDS, Backend, backend
 from .kernel import sysctl
-from .model import Container, Network, PublishedPort
-from .names import BRIDGE_PREFIX, DEFAULT_BRIDGE, HOST_VETH_PREFIX, host_veth_name
+from .model import Container, Endpoint, Network, PublishedPort
 from .neighbours import MODES
 from .rules import (
     Elements,
@@ -52,10 +52,23 @@ def _truthy(text: str) -> bool:
 
 
 def net_rule(net: Network) -> NetworkElement:
-    """The firewall's element of a bridge network (of its subnet's family)."""
+    """The firewall's element of a network with an interface and a subnet (of the subnet's
+    family); whether its containers reach each other is its driver's to say."""
     assert net.bridge is not None and net.subnet is not None
     return NetworkElement(net.subnet.version, net.bridge, net.subnet, net.internal,
-                          net.options.get("shoal.bridge.enable_icc", "true") == "true")
+                          drivers.get(net.driver).icc(net))
+
+
+def _firewalled(net: Network) -> bool:
+    """Does the firewall have rules for the network (an interface and a subnet)?"""
+    return bool(net.bridge and net.subnet)
+
+
+def _isolated(net: Network, ep: Endpoint) -> IsolatedPort | None:
+    """The endpoint's port, if its network keeps its containers apart (icc off)."""
+    driver = drivers.get(net.driver)
+    name = driver.port_name(ep) if not driver.icc(net) else None
+    return IsolatedPort(name) if name else None
 
 
 def port_rule(p: PublishedPort) -> PortMapping:
@@ -127,12 +140,12 @@ class Netfilter:
 
     def state(self) -> Elements:
         """Every element of the firewall shoal owns, for the whole state."""
-        nets = {n.id: n for n in self.store.networks() if n.driver == "bridge" and n.subnet}
+        nets = {n.id: n for n in self.store.networks() if _firewalled(n)}
         no_icc = []
         for net in nets.values():
             if not net_rule(net).icc:
-                no_icc += [host_veth_name(ep.id) for ep in self.store.endpoints(network_id=net.id)
-                           if ep.ip is not None]
+                no_icc += [port.ifname for ep in self.store.endpoints(network_id=net.id)
+                           if ep.ip is not None and (port := _isolated(net, ep))]
         return desired([net_rule(n) for n in nets.values()],
                        [port_rule(p) for p in self.store.ports()], no_icc, self.host_links())
 
@@ -148,20 +161,21 @@ class Netfilter:
         `ports_only`) its ports on networks with icc off."""
         out = port_elements(self.store.port_rows(ctr.id))
         for ep in [] if ports_only else self.store.endpoints(sandbox_id=ctr.id):
-            if ep.ip is not None and not net_rule(self.store.network_by_id(ep.network_id)).icc:
-                out.isolated.add(IsolatedPort(host_veth_name(ep.id)))
+            if ep.ip is not None and (
+                    port := _isolated(self.store.network_by_id(ep.network_id), ep)):
+                out.isolated.add(port)
         return out
 
     @staticmethod
-    def endpoint_elements(net: Network, endpoint_id: str,
+    def endpoint_elements(net: Network, ep: Endpoint,
                           port_rows: list[tuple[str, str, int, str, int]] | None = None,
                           plugged: bool = True) -> Elements:
         """The elements one endpoint contributes: the given published ports (rows of
         store.port_rows) and, if it is plugged into a network with icc off, its bridge
         port."""
         out = port_elements(port_rows or [])
-        if plugged and not net_rule(net).icc:
-            out.isolated.add(IsolatedPort(host_veth_name(endpoint_id)))
+        if plugged and (port := _isolated(net, ep)):
+            out.isolated.add(port)
         return out
 
     @staticmethod
@@ -175,7 +189,7 @@ class Netfilter:
         if not added and not removed:
             return  # (a container without ports: the backend is not even loaded)
         try:
-            nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
+            nets = [n for n in self.store.networks() if _firewalled(n)]
             untouched = self._others_untouched()  # (asked before shoal's own change)
             if self.backend.apply_delta(added, removed, self.present(added, removed, nets)):
                 if not untouched or added.networks or removed.networks:
@@ -286,7 +300,7 @@ class Netfilter:
         take them out again: --other-firewalls leave, no bridge left). A failure is a
         warning: shoal's own rules are in place."""
         if nets is None:
-            nets = [n for n in self.store.networks() if n.driver == "bridge" and n.subnet]
+            nets = [n for n in self.store.networks() if _firewalled(n)]
         bridges = sorted(n.bridge for n in nets if n.bridge)
         installed = (self.store.get_meta(NEIGHBOUR_PLACES) or "").splitlines()
         try:
@@ -330,9 +344,10 @@ class Netfilter:
         import socket
 
         shoal = {n.bridge for n in self.store.networks() if n.bridge}
+        makers = [drivers.get(name) for name in drivers.names()]
         return sorted(name for _, name in socket.if_nameindex()
-                      if name != "lo" and name not in shoal and name != DEFAULT_BRIDGE
-                      and not name.startswith((BRIDGE_PREFIX, HOST_VETH_PREFIX)))
+                      if name != "lo" and name not in shoal
+                      and not any(d.owns_link(name) for d in makers))
 
     # -- published ports -----------------------------------------------------------------------
 

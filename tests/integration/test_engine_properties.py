@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     from hypothesis import HealthCheck, given, settings, strategies as st
     import shoal
     from shoal.errors import ShoalError
-    from shoal.names import host_veth_name
+    from shoal.drivers.bridge import host_veth_name
 
     client = shoal.Client(root=ROOT, run_dir=RUN)
     engine = client.engine

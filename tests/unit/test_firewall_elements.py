@@ -236,8 +236,9 @@ def test_netfilter_gives_a_containers_typed_elements(store: Store) -> None:
     assert nf.container_elements(ctr) == Elements(ports=PORTS, isolated=[veth])
     assert nf.container_elements(ctr, ports_only=True) == Elements(ports=PORTS)
     rows = store.port_rows(CTR_ID, NET_ID)
-    assert nf.endpoint_elements(net, EP_ID, rows) == Elements(ports=PORTS, isolated=[veth])
-    assert nf.endpoint_elements(net, EP_ID, plugged=False) == Elements()
+    (ep,) = store.endpoints(sandbox_id=CTR_ID)
+    assert nf.endpoint_elements(net, ep, rows) == Elements(ports=PORTS, isolated=[veth])
+    assert nf.endpoint_elements(net, ep, plugged=False) == Elements()
     assert nf.network_elements(net) == Elements(networks=[net_rule(net)])
     assert net_rule(net) == NetworkElement(4, "sh-aaaaaaaaaaaa", IPv4Network("172.18.0.0/16"),
                                            internal=False, icc=False)

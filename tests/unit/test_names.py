@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal import names
+from shoal.drivers import bridge
 from shoal.errors import InvalidArgument
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -163,36 +164,36 @@ hex_ids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 
 @given(hex_ids)
 def test_bridge_name(nid: str) -> None:
-    name = names.bridge_name(nid)
+    name = bridge.bridge_name(nid)
     assert name == "sh-" + nid[:12]
     assert len(name.encode()) <= 15
-    assert name == names.bridge_name(nid)
+    assert name == bridge.bridge_name(nid)
     assert names.validate_ifname(name) == name
-    assert name != names.DEFAULT_BRIDGE
+    assert name != bridge.DEFAULT_BRIDGE
 
 
 @given(hex_ids)
 def test_host_veth_name(eid: str) -> None:
-    name = names.host_veth_name(eid)
+    name = bridge.host_veth_name(eid)
     assert name == "vsh" + eid[:12]
     assert len(name.encode()) <= 15
-    assert name == names.host_veth_name(eid)
+    assert name == bridge.host_veth_name(eid)
     assert names.validate_ifname(name) == name
 
 
 def test_kernel_names_differ_for_different_ids() -> None:
     a, b = "a" * 64, "b" * 64
-    assert names.bridge_name(a) != names.bridge_name(b)
-    assert names.host_veth_name(a) != names.host_veth_name(b)
+    assert bridge.bridge_name(a) != bridge.bridge_name(b)
+    assert bridge.host_veth_name(a) != bridge.host_veth_name(b)
     # bridges and host veths never share a name
-    assert names.bridge_name(a) != names.host_veth_name(a)
+    assert bridge.bridge_name(a) != bridge.host_veth_name(a)
 
 
 def test_kernel_names_from_new_ids() -> None:
     for _ in range(50):
         nid = names.new_id()
-        assert len(names.bridge_name(nid)) == 15
-        assert len(names.host_veth_name(nid)) == 15
+        assert len(bridge.bridge_name(nid)) == 15
+        assert len(bridge.host_veth_name(nid)) == 15
 
 
 def test_random_name() -> None:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal import ipam, names, render
+from shoal.drivers import bridge
 from shoal.errors import InvalidArgument
 from shoal.model import Container
 
@@ -21,13 +22,13 @@ def make_ctr(cmd: list[str]) -> Container:
 @pytest.mark.parametrize("name", ["vshbr0", "vsh", "sh-x", "shoal0"])
 def test_reserved_bridge_names_are_refused(name: str) -> None:
     with pytest.raises(InvalidArgument) as exc:
-        names.check_user_bridge_name(name)
+        bridge.check_user_bridge_name(name)
     assert "reserved" in str(exc.value) and "-o shoal.bridge.name" in str(exc.value)
 
 
 @pytest.mark.parametrize("name", ["br-lab", "shoal1", "vs", "shx", "docker0"])
 def test_other_bridge_names_are_fine(name: str) -> None:
-    assert names.check_user_bridge_name(name) == name
+    assert bridge.check_user_bridge_name(name) == name
 
 
 @pytest.mark.parametrize("cidr", ["0.0.0.0/8", "0.1.0.0/16", "127.0.0.0/8", "127.0.0.0/30",

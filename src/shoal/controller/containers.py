@@ -10,7 +10,17 @@ from .. import drivers
 from ..errors import Conflict, InvalidArgument, NotFound, ShoalError
 from ..faults import crashpoint
 from ..lazy import LazyModule
-from ..model import CREATED, EXITED, RUNNING, Container, Endpoint, Network, PublishedPort, now
+from ..model import (
+    CREATED,
+    DEFAULT_NETWORK,
+    EXITED,
+    RUNNING,
+    Container,
+    Endpoint,
+    Network,
+    PublishedPort,
+    now,
+)
 from ..names import is_hostname, new_id, random_name, validate_name
 from ..records import Record
 from . import files, held
@@ -41,7 +51,7 @@ class RunSpec(Record):
     cmd: list[str]
     name: str | None = None
     hostname: str | None = None
-    network: str = "bridge"
+    network: str = DEFAULT_NETWORK
     ip: str | None = None
     aliases: list[str] = []
     env: list[str] = []
@@ -135,7 +145,7 @@ class Containers:
                 raise InvalidArgument(
                     f"--ip and --network-alias need a bridge network, not network mode {mode}"
                 )
-            if net is not None and net.name == "bridge" and (requested or spec.aliases):
+            if net is not None and net.name == DEFAULT_NETWORK and (requested or spec.aliases):
                 raise InvalidArgument(
                     "user-specified IP addresses and aliases are supported on user-defined "
                     "networks only; create one with shoal network create"
@@ -666,7 +676,7 @@ class Containers:
                     f"container {ctr.name} uses network mode {self.mode_name(ctr)}; "
                     "it cannot be connected to other networks"
                 )
-            if net.name == "bridge" and (requested or aliases):
+            if net.name == DEFAULT_NETWORK and (requested or aliases):
                 raise InvalidArgument("user-specified IP addresses and aliases are supported on "
                                       "user-defined networks only")
             if any(ep.network_id == net.id for ep in store.endpoints(sandbox_id=ctr.id)):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import drivers
 from ..errors import Conflict, InvalidArgument
 from ..faults import crashpoint
-from ..model import BUILTIN_NETWORKS, RUNNING, Container, Endpoint, Network, now
+from ..model import BUILTIN_NETWORKS, DEFAULT_NETWORK, RUNNING, Container, Endpoint, Network, now
 from ..names import new_id, validate_name
 
 TYPE_CHECKING = False
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .context import Context
 
 # the built-in networks and their drivers
-BUILTINS = (("bridge", drivers.DEFAULT), ("host", "host"), ("none", "null"))
+BUILTINS = ((DEFAULT_NETWORK, drivers.DEFAULT), ("host", "host"), ("none", "null"))
 
 
 class Networks:

@@ -246,7 +246,7 @@ class Sandboxes:
             with self.enter(sandbox_id) as sock:
                 driver.join(self.ctx, sock, net, ep, first)
             crashpoint("connect:attached")
-            if added := self.ctx.netfilter.endpoint_elements(net, ep.id):
+            if added := self.ctx.netfilter.endpoint_elements(net, ep):
                 self.ctx.netfilter.apply(added=added)
         except BaseException:
             from contextlib import suppress
@@ -267,7 +267,7 @@ class Sandboxes:
         the namespace exists and is entered), then its conntrack entries."""
         store = self.ctx.store
         rows = store.port_rows(sandbox_id, net.id)
-        removed = self.ctx.netfilter.endpoint_elements(net, ep.id, rows,
+        removed = self.ctx.netfilter.endpoint_elements(net, ep, rows,
                                                        plugged=ep.ip is not None)
         with store.transaction():
             store.delete_ports(sandbox_id, net.id)

@@ -67,6 +67,15 @@ class NetworkDriver(Protocol):
     def max_endpoints(self, net: Network) -> tuple[int, str] | None:
         """(how many endpoints the network holds at most, the error past that), or None."""
 
+    def port_name(self, ep: Endpoint) -> str | None:
+        """The host-side interface of an endpoint, which the firewall names (icc off)."""
+
+    def owns_link(self, name: str) -> bool:
+        """Is a link of that name one the driver makes (never one of the host's own)?"""
+
+    def icc(self, net: Network) -> bool:
+        """May the containers of the network reach each other (Docker's enable_icc)?"""
+
     def join(self, handles: HostHandles, sandbox: Netlink, net: Network, ep: Endpoint,
              first: bool, fresh: bool = False) -> None:
         """Plug an endpoint (address and MAC allocated) into a sandbox: `sandbox` is netlink

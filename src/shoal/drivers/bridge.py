@@ -14,16 +14,7 @@ from ..checks import FAIL, OK, Check
 from ..errors import Conflict, InvalidArgument, KernelError, ShoalError
 from ..kernel import links
 from ..model import Endpoint, Network
-from ..names import (
-    BRIDGE_PREFIX,
-    DEFAULT_BRIDGE,
-    HOST_VETH_PREFIX,
-    bridge_name,
-    check_user_bridge_name,
-    host_veth_name,
-    marked_root,
-    validate_ifname,
-)
+from ..names import marked_root, validate_ifname
 from .api import ENDPOINTS, LOCAL
 
 TYPE_CHECKING = False
@@ -31,12 +22,44 @@ if TYPE_CHECKING:
     from ..kernel.netlink import Netlink
     from .api import HostHandles
 
+# The names of the bridge's kernel objects: deterministic, so that reconcile finds what a
+# crash left behind, and at most 15 bytes (IFNAMSIZ)
+DEFAULT_BRIDGE = "shoal0"
+BRIDGE_PREFIX = "sh-"
+HOST_VETH_PREFIX = "vsh"
 # A Linux bridge numbers its ports 1 to 1023 (BR_MAX_PORTS is 1024); one more is refused with
 # EXFULL ("Exchange full", the error Docker users meet on docker0).
 MAX_PORTS = 1023
 NAME_OPTION = "shoal.bridge.name"
 ICC_OPTION = "shoal.bridge.enable_icc"
 OPTIONS = {NAME_OPTION, ICC_OPTION}
+
+
+def bridge_name(network_id: str) -> str:
+    """Bridge device of a user-defined network: 'sh-' + 12 hex digits = 15 bytes."""
+    return BRIDGE_PREFIX + network_id[:12]
+
+
+def host_veth_name(endpoint_id: str) -> str:
+    """Host-side end of an endpoint's veth pair: 'vsh' + 12 hex digits = 15 bytes."""
+    return HOST_VETH_PREFIX + endpoint_id[:12]
+
+
+def is_reserved(name: str) -> bool:
+    """Is this a name the bridge driver gives its own links (which reconcile removes when no
+    record has them)?"""
+    return name == DEFAULT_BRIDGE or name.startswith((HOST_VETH_PREFIX, BRIDGE_PREFIX))
+
+
+def check_user_bridge_name(name: str) -> str:
+    """A bridge name given with -o shoal.bridge.name: not one of the names shoal gives its
+    own links."""
+    if is_reserved(name):
+        raise InvalidArgument(
+            f"bridge name {name!r} is reserved: shoal names its own links "
+            f"{DEFAULT_BRIDGE}, {BRIDGE_PREFIX}* and {HOST_VETH_PREFIX}* (and removes stale "
+            f"ones); pick another -o {NAME_OPTION}")
+    return name
 
 
 def bridge_mac(net: Network) -> str:
@@ -112,6 +135,15 @@ class BridgeDriver:
 
     def max_endpoints(self, net: Network) -> tuple[int, str] | None:
         return MAX_PORTS, full_message(net)
+
+    def port_name(self, ep: Endpoint) -> str | None:
+        return host_veth_name(ep.id)
+
+    def owns_link(self, name: str) -> bool:
+        return is_reserved(name)
+
+    def icc(self, net: Network) -> bool:
+        return net.options.get(ICC_OPTION, "true") == "true"
 
     def join(self, h: HostHandles, sandbox: Netlink, net: Network, ep: Endpoint, first: bool,
              fresh: bool = False) -> None:

@@ -39,6 +39,15 @@ class ModeDriver:
     def max_endpoints(self, net: Network) -> tuple[int, str] | None:
         return None
 
+    def port_name(self, ep: Endpoint) -> str | None:
+        return None
+
+    def owns_link(self, name: str) -> bool:
+        return False
+
+    def icc(self, net: Network) -> bool:
+        return True
+
     def join(self, h: HostHandles, sandbox: Netlink, net: Network, ep: Endpoint, first: bool,
              fresh: bool = False) -> None:
         raise Conflict(f"containers cannot be connected to network {net.name}; it is a "
