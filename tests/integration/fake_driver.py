@@ -40,6 +40,15 @@ class FakeDriver:
     def max_endpoints(self, net: Any) -> tuple[int, str] | None:
         return None
 
+    def port_name(self, ep: Any) -> str | None:
+        return None
+
+    def owns_link(self, name: str) -> bool:
+        return name.startswith("fk-")
+
+    def icc(self, net: Any) -> bool:
+        return True
+
     def join(self, h: Any, sandbox: Any, net: Any, ep: Any, first: bool,
              fresh: bool = False) -> None:
         self.calls.append(("join", net.name, ep.ifname, str(ep.ip), first))
