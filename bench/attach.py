@@ -79,7 +79,7 @@ BREAKDOWN = (
     "shoal.store:Store.add_container",
     "shoal.engine:Engine._allocate",
     "shoal.store:Store.ip_in_use",
-    "shoal.ipam:allocate",
+    "shoal.ipam.addresses:allocate",
     "shoal.store:Store.add_endpoint",
     "shoal.engine:Engine._build_sandbox",
     "shoal.engine:_write_hosts",

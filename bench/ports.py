@@ -466,7 +466,7 @@ class Baseline:
 # at call time by the engine); names missing from this version of shoal are skipped.
 BREAKDOWN = (
     "shoal.engine:Engine.create_container",
-    "shoal.netfilter:Netfilter.allocate_ports",
+    "shoal.ipam.hostports:HostPorts.allocate",
     "shoal.engine:Engine._build_sandbox",
     "shoal.netfilter:Netfilter.ensure_forwarding",
     "shoal.engine:Engine.remove_container",

@@ -112,7 +112,8 @@ class Engine:
         self.root, self.run_dir = os.path.abspath(root), os.path.abspath(run_dir)
         self.run_fd = dirs.open_dir(self.run_dir, "run directory (--run-dir)")
         try:
-            self.store = Store(self.root, dirs.open_dir(self.root, "state directory (--root)"))
+            self.store = Store(self.root, dirs.open_dir(self.root, "state directory (--root)"),
+                               processes=pids)
         except BaseException:
             os.close(self.run_fd)
             raise
@@ -202,9 +203,7 @@ class Engine:
         only a supervisor not in it (a foreground `run`, a creating command, or a dead one)
         is looked up in /proc, by its pid. (A signal 0 would not do: a dead supervisor may
         stay a zombie for a while, and a pid can be reused.)"""
-        rows = self.store.db.execute(
-            "SELECT DISTINCT supervisor_pid, supervisor_start FROM containers "
-            "WHERE status IN ('running', 'created') AND supervisor_pid IS NOT NULL").fetchall()
+        rows = self.store.supervisors()
         me = os.getpid()
         rows = [(pid, start) for pid, start in rows if pid != me]
         if not rows:
@@ -212,10 +211,8 @@ class Engine:
         live = self.cgroups.supervisors()
         dead = [pid for pid, start in rows if pid not in live and not pids.alive(pid, start)]
         for pid in dead:
-            for row in self.store.db.execute(
-                    "SELECT id FROM containers WHERE supervisor_pid=? "
-                    "AND status IN ('running', 'created')", (pid,)).fetchall():
-                ctr = self.store.container_by_id(row[0])
+            for cid in self.store.supervised_by(pid):
+                ctr = self.store.container_by_id(cid)
                 if ctr is not None and ctr.id not in self._handling:
                     if line := self._reap(ctr):
                         self.repairs.append(line)
@@ -543,13 +540,7 @@ class Engine:
         assert net.subnet is not None and net.gateway is not None
         if self.store.plugged(net.id) >= bridge_driver.MAX_PORTS:
             raise Conflict(bridge_driver.full_message(net))
-        used = _UsedAddresses(self.store, net.id)
-        if requested is not None:
-            return ipam.check_static(requested, net.subnet, net.gateway, used, net.name)
-        addr = ipam.allocate(net.subnet, net.gateway, net.ip_range, used, net.last_ip, net.name)
-        self.store.update_network(net.id, last_ip=addr)
-        net.last_ip = addr
-        return addr
+        return ipam.StoreAddresses(self.store).allocate(net, requested)
 
     @staticmethod
     def _next_ifname(endpoints: list[Endpoint]) -> str:
@@ -673,8 +664,8 @@ class Engine:
                     if bindings:
                         host_ips = ({a.ip for a in links.addresses(self.host)}
                                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
-                        published = self.netfilter.allocate_ports(ctr, net, ip, bindings,
-                                                                  host_ips, held)
+                        published = ipam.HostPorts(self.store).allocate(ctr, net, ip, bindings,
+                                                                        host_ips, held)
             if held:
                 self.held[cid] = held
             crashpoint("run:rows")
@@ -974,10 +965,7 @@ class Engine:
         # the supervisor answers for the container from now on, even if this command dies
         # before the start (the orphan check of the next command must not roll it back)
         with self.store.transaction():
-            self.store.db.execute(
-                "UPDATE containers SET supervisor_pid=?, supervisor_start=? "
-                "WHERE id=? AND status=?",
-                (supervisor.pid, pids.start_time(supervisor.pid), ctr.id, CREATED))
+            self.store.hand_over(ctr.id, supervisor.pid, pids.start_time(supervisor.pid), CREATED)
         with os.fdopen(read_end) as pipe:
             report = pipe.read()
         status, _, detail = report.partition("\t")
@@ -1352,18 +1340,6 @@ class Engine:
             if link is not None:
                 links.add_default_route(sandbox, net.gateway, link.index)
                 return
-
-
-class _UsedAddresses:
-    """The addresses taken on a network, answered one indexed query at a time."""
-
-    def __init__(self, store: Store, network_id: str) -> None:
-        self.store, self.network_id = store, network_id
-
-    def __contains__(self, addr: object) -> bool:
-        from ipaddress import IPv4Address
-
-        return isinstance(addr, IPv4Address) and self.store.ip_in_use(self.network_id, addr)
 
 
 def _catches(pid: int, sig: int) -> bool:
