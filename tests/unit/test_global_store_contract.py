@@ -313,6 +313,17 @@ def test_watch_from_a_past_revision_replays_from_it(kv: GlobalStore, p: str) -> 
                       Event(PUT, p + "b", b"3", r4)]
 
 
+def test_watch_from_a_future_revision_waits_for_it(kv: GlobalStore, p: str) -> None:
+    rev = kv.put(p + "a", b"0")
+    assert rev is not None
+    with kv.watch(p, start_revision=rev + 2) as watch:
+        kv.put(p + "a", b"1")  # rev + 1 (or later, on a shared server: then none is seen)
+        later = kv.put(p + "a", b"2")
+        events = take(watch, 1 if later == rev + 2 else 2)
+    assert events[-1] == Event(PUT, p + "a", b"2", later)
+    assert all(e.revision >= rev + 2 for e in events)
+
+
 def test_list_then_watch_after_it_misses_nothing(kv: GlobalStore, p: str) -> None:
     kv.put(p + "a", b"1")
     kvs, rev = kv.get_prefix(p)

@@ -181,7 +181,7 @@ class MemoryStore:
             self._expire()
             if start_revision is not None and start_revision < self._compacted:
                 raise Compacted(self._compacted)
-            watch = MemoryWatch(self, prefix)
+            watch = MemoryWatch(self, prefix, start_revision or self._revision + 1)
             if start_revision is not None:
                 watch._offer([e for e in self._history if e.revision >= start_revision])
             self._watches.append(watch)
@@ -220,13 +220,14 @@ class MemoryWatch:
     """A watch of a MemoryStore: the events under its prefix, queued for it as they
     happen."""
 
-    def __init__(self, store: MemoryStore, prefix: str) -> None:
-        self._store, self.prefix = store, prefix
+    def __init__(self, store: MemoryStore, prefix: str, start_revision: int) -> None:
+        self._store, self.prefix, self.start_revision = store, prefix, start_revision
         self._pending: deque[Event] = deque()
         self._closed = False
 
     def _offer(self, events: list[Event]) -> None:
-        self._pending.extend(e for e in events if e.key.startswith(self.prefix))
+        self._pending.extend(e for e in events
+                             if e.revision >= self.start_revision and e.key.startswith(self.prefix))
 
     def get(self, timeout: float | None = None) -> Event | None:
         store = self._store
