@@ -79,7 +79,7 @@ BREAKDOWN = (
     "shoal.store:Store.add_container",
     "shoal.controller.sandboxes:Sandboxes.allocate",
     "shoal.store:Store.ip_in_use",
-    "shoal.ipam:allocate",
+    "shoal.ipam.addresses:allocate",
     "shoal.store:Store.add_endpoint",
     "shoal.controller.sandboxes:Sandboxes.make",
     "shoal.controller.files:write_container_files",

@@ -466,7 +466,7 @@ class Baseline:
 # at call time by the engine); names missing from this version of shoal are skipped.
 BREAKDOWN = (
     "shoal.controller.containers:Containers.create",
-    "shoal.netfilter:Netfilter.allocate_ports",
+    "shoal.ipam.hostports:HostPorts.allocate",
     "shoal.controller.sandboxes:Sandboxes.make",
     "shoal.netfilter:Netfilter.ensure_forwarding",
     "shoal.controller.containers:Containers.remove",

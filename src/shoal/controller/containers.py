@@ -193,8 +193,8 @@ class Containers:
                         assert endpoint.ip is not None
                         host_ips = ({a.ip for a in links.addresses(ctx.host, family=4)}
                                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
-                        published = ctx.netfilter.allocate_ports(ctr, net, endpoint.ip,
-                                                                 bindings, host_ips, held_socks)
+                        published = ipam.HostPorts(store).allocate(
+                            ctr, net, endpoint.ip, bindings, host_ips, held_socks)
             if held_socks:
                 ctx.held[cid] = held_socks
             crashpoint("run:rows")
@@ -335,10 +335,7 @@ class Containers:
         # the supervisor answers for the container from now on, even if this command dies
         # before the start (the orphan check of the next command must not roll it back)
         with ctx.store.transaction():
-            ctx.store.db.execute(
-                "UPDATE containers SET supervisor_pid=?, supervisor_start=? "
-                "WHERE id=? AND status=?",
-                (supervisor.pid, pids.start_time(supervisor.pid), ctr.id, CREATED))
+            ctx.store.hand_over(ctr.id, supervisor.pid, pids.start_time(supervisor.pid), CREATED)
         with os.fdopen(read_end) as pipe:
             report = pipe.read()
         status, _, detail = report.partition("\t")
@@ -588,9 +585,7 @@ class Containers:
         is looked up in /proc, by its pid. (A signal 0 would not do: a dead supervisor may
         stay a zombie for a while, and a pid can be reused.)"""
         store = self.ctx.store
-        rows = store.db.execute(
-            "SELECT DISTINCT supervisor_pid, supervisor_start FROM containers "
-            "WHERE status IN ('running', 'created') AND supervisor_pid IS NOT NULL").fetchall()
+        rows = store.supervisors()
         me = os.getpid()
         rows = [(pid, start) for pid, start in rows if pid != me]
         if not rows:
@@ -598,10 +593,8 @@ class Containers:
         live = self.ctx.cgroups.supervisors()
         dead = [pid for pid, start in rows if pid not in live and not pids.alive(pid, start)]
         for pid in dead:
-            for row in store.db.execute(
-                    "SELECT id FROM containers WHERE supervisor_pid=? "
-                    "AND status IN ('running', 'created')", (pid,)).fetchall():
-                ctr = store.container_by_id(row[0])
+            for cid in store.supervised_by(pid):
+                ctr = store.container_by_id(cid)
                 if ctr is not None and ctr.id not in self.ctx.handling:
                     if line := self.reap(ctr):
                         self.ctx.repairs.append(line)

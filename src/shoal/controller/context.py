@@ -47,11 +47,14 @@ class Context:
         """The run directory and the store (see shoal.dirs for the checks on both and on
         every directory above them)."""
         from .. import dirs
+        from ..runtime import pids
         from ..store import Store
 
         self.run_fd = dirs.open_dir(self.run_dir, "run directory (--run-dir)")
         try:
-            self._store = Store(self.root, dirs.open_dir(self.root, "state directory (--root)"))
+            # the store asks the runtime about processes through what it is handed here
+            self._store = Store(self.root, dirs.open_dir(self.root, "state directory (--root)"),
+                                processes=pids)
         except BaseException:
             os.close(self.run_fd)
             self.run_fd = -1

@@ -38,18 +38,6 @@ def next_ifname(endpoints: list[Endpoint]) -> str:
     return f"eth{n}"
 
 
-class _UsedAddresses:
-    """The addresses taken on a network, answered one indexed query at a time."""
-
-    def __init__(self, ctx: Context, network_id: str) -> None:
-        self.store, self.network_id = ctx.store, network_id
-
-    def __contains__(self, addr: object) -> bool:
-        from ipaddress import IPv4Address
-
-        return isinstance(addr, IPv4Address) and self.store.ip_in_use(self.network_id, addr)
-
-
 class Sandboxes:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -193,17 +181,10 @@ class Sandboxes:
         transaction."""
         from .. import ipam
 
-        assert net.subnet is not None and net.gateway is not None
         limit = drivers.get(net.driver).max_endpoints(net)
         if limit is not None and self.ctx.store.plugged(net.id) >= limit[0]:
             raise Conflict(limit[1])
-        used = _UsedAddresses(self.ctx, net.id)
-        if requested is not None:
-            return ipam.check_static(requested, net.subnet, net.gateway, used, net.name)
-        addr = ipam.allocate(net.subnet, net.gateway, net.ip_range, used, net.last_ip, net.name)
-        self.ctx.store.update_network(net.id, last_ip=addr)
-        net.last_ip = addr
-        return addr
+        return ipam.StoreAddresses(self.ctx.store).allocate(net, requested)
 
     # -- endpoints (CNM) -------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
-"""IP address management: Docker's default pools, subnet choice, address allocation and the
-MAC address derived from an IP. Pure functions; no I/O."""
+"""Addresses per network: Docker's default pools, subnet choice, address allocation and the
+MAC address derived from an IP, as pure functions (no I/O); and `StoreAddresses`, the
+address allocator of one host (`shoal.ipam.protocol.AddressAllocator`), which asks those
+functions with the taken addresses read from the local store."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ import ipaddress
 from collections.abc import Container, Iterable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 
-from .errors import Conflict, InvalidArgument
+from ..errors import Conflict, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..model import Network
+    from ..store.protocol import LocalStore
 
 # Docker's default address pools, in the order it hands them out: (pool, size of each subnet).
 DEFAULT_POOLS: tuple[tuple[str, int], ...] = (
@@ -167,3 +174,39 @@ def allocate(
 def mac_for(addr: IPv4Address) -> str:
     """Docker's MAC address for an IP: 02:42 followed by the four bytes of the address."""
     return "02:42:" + ":".join(f"{b:02x}" for b in addr.packed)
+
+
+# -- the local allocator ------------------------------------------------------------------------
+
+
+class StoreAddresses:
+    """Addresses of the networks in a local store: the taken ones are the store's endpoints',
+    and where allocation continues is the network's `last_ip`, both read and written inside
+    the caller's transaction (under the write lock), so two allocations never hand out one
+    address."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+
+    def allocate(self, net: Network, requested: IPv4Address | None = None) -> IPv4Address:
+        """`requested` if it is a free, usable address of the network (Conflict or
+        InvalidArgument if not), else the next free one after the last given (recorded in
+        the network, and in `net` itself)."""
+        assert net.subnet is not None and net.gateway is not None
+        used = _UsedAddresses(self.store, net.id)
+        if requested is not None:
+            return check_static(requested, net.subnet, net.gateway, used, net.name)
+        addr = allocate(net.subnet, net.gateway, net.ip_range, used, net.last_ip, net.name)
+        self.store.update_network(net.id, last_ip=addr)
+        net.last_ip = addr
+        return addr
+
+
+class _UsedAddresses:
+    """The addresses taken on a network, answered one indexed query at a time."""
+
+    def __init__(self, store: LocalStore, network_id: str) -> None:
+        self.store, self.network_id = store, network_id
+
+    def __contains__(self, addr: object) -> bool:
+        return isinstance(addr, IPv4Address) and self.store.ip_in_use(self.network_id, addr)

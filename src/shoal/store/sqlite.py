@@ -1,8 +1,31 @@
-"""State in SQLite (WAL) under shoal's root directory, plus the write lock that serialises
-mutating commands. Readers never take the lock: WAL gives them a consistent snapshot."""
+"""The local store: state in SQLite (WAL) under shoal's root directory, plus the write lock
+that serialises mutating commands. Readers never take the lock: WAL gives them a consistent
+snapshot. What the controller may use of it is `shoal.store.protocol.LocalStore`.
+
+Threads. One Store may be used by several threads of one process:
+
+- the write lock is two locks: an in-process re-entrant lock (`_thread.RLock`) that the
+  threads of this process queue on, around the depth counter and the `flock` of the `lock`
+  file that serialises processes (a `flock` belongs to an open file, not to a thread, so
+  without the first one a second thread would see the depth above 0 and walk in). Only the
+  thread that holds it counts depth, so `locked()` nests within one thread;
+- every thread has its own SQLite connection (opened on its first query, closed with the
+  store or when the thread ends): a transaction is one connection's, so one thread's
+  `transaction()` never takes in another thread's statements, and no thread reads a cursor
+  another one is stepping ("recursive use of cursors"). Two threads writing at once queue
+  on SQLite's own write lock (`BEGIN IMMEDIATE`, busy timeout 30 s), as two processes do;
+  a thread that only reads sees committed state, never another thread's open transaction.
+
+The alternative, one connection behind one lock, would make every reader in the process
+wait for a writer's whole kernel transaction; WAL exists so that readers need not.
+
+The store knows nothing of processes: which process holds an intent row (`ops`) and whether
+that process still lives is asked of the `processes` object the caller hands in (the
+controller gives it `shoal.runtime.pids`), so the store does not import the runtime."""
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import os
 
@@ -14,15 +37,17 @@ try:
 except ImportError:  # an interpreter that has no separate C module
     import sqlite3  # type: ignore[no-redef]
 
-from .errors import Conflict, NotFound, ShoalError
-from .model import Container, Endpoint, Network, PublishedPort, Sandbox
-from .records import Parsed
+from ..errors import Conflict, NotFound, ShoalError
+from ..model import Container, Endpoint, Network, PublishedPort, Sandbox
+from ..records import Parsed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from ipaddress import IPv4Address
     from typing import Any
+
+    from .protocol import Processes
 
 SCHEMA_VERSION = 4
 
@@ -162,14 +187,31 @@ def decode_json(text: str) -> Any:
     return json.loads(text)
 
 
-def _start_time(pid: int) -> int | None:
-    from .runtime.pids import start_time
+class PidsOnly:
+    """What a store is given when its caller names no `processes`: a process is known by its
+    pid alone (no start time), and it lives while signal 0 reaches it. (A pid reused by a
+    later process would look alive: the controller passes shoal.runtime.pids, which also
+    compares start times.)"""
 
-    return start_time(pid)
+    @staticmethod
+    def start_time(pid: int) -> int | None:
+        return None
+
+    @staticmethod
+    def alive(pid: int | None, started: int | None) -> bool:
+        if not pid:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def _now() -> str:
-    from .model import now
+    from ..model import now
 
     return now()
 
@@ -193,18 +235,23 @@ def _values(obj: Any) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, root: str, dir_fd: int | None = None) -> None:
+    def __init__(self, root: str, dir_fd: int | None = None,
+                 processes: Processes | None = None) -> None:
         """The state in directory `root`. The engine opens that directory itself, with its
         checks (shoal.dirs), and hands its descriptor over (closed with the store); without
-        one, the directory is made 0700 if missing (the mode of an existing one is left)."""
-        from . import dirs
+        one, the directory is made 0700 if missing (the mode of an existing one is left).
+        `processes` tells who this process is and whether another one still runs (for the
+        intent rows); without it, see PidsOnly."""
+        from .. import dirs
 
         self.root = root
+        self.processes: Processes = processes if processes is not None else PidsOnly()
+        self._me: tuple[int, int | None] | None = None  # (pid, start time) of this process
         if dir_fd is None:
             os.makedirs(root, mode=0o700, exist_ok=True)
             dir_fd = os.open(root, dirs.O_DIR)
         self.dir_fd = dir_fd
-        path = os.path.join(root, "shoal.db")
+        self.path = path = os.path.join(root, "shoal.db")
         try:
             # never through a symlink; created private: SQLite would make it (and its
             # -wal/-shm files) world-readable
@@ -214,40 +261,109 @@ class Store:
         except BaseException:
             os.close(dir_fd)
             raise
+        # the write lock: threads of this process queue on the RLock, processes on the flock
+        self._mutex = _thread.RLock()
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        # one connection per thread (see the module's docstring), all of them listed so that
+        # close() closes them; a thread's own is dropped with the thread
+        self._local = _thread._local()
+        self._connections: dict[int, sqlite3.Connection] = {}
+        self._connections_mutex = _thread.allocate_lock()
+        self._opened = 0  # connections opened so far: the key of the next one
+        self._closed = False
         try:
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            db = self._connect()
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            journal = db.execute("PRAGMA journal_mode").fetchone()[0]
+            if journal != "wal" or version < SCHEMA_VERSION:
+                version = self._initialise(db)
         except (OSError, sqlite3.DatabaseError) as e:
+            self._close_connections()
             os.close(dir_fd)
             raise ShoalError(
                 f"cannot open the state database {path}: {e}; move it aside to start afresh"
             ) from None
+        except BaseException:
+            self._close_connections()
+            os.close(dir_fd)
+            raise
         if version > SCHEMA_VERSION:
-            self.db.close()
+            self._close_connections()
             os.close(dir_fd)
             raise ShoalError(
                 f"the state database {path} was written by a newer shoal (schema {version}); "
                 "upgrade shoal"
             )
-        if version < SCHEMA_VERSION:
-            steps = "" if version == 0 else "".join(
-                MIGRATIONS.get(v, "") for v in range(version + 1, SCHEMA_VERSION + 1))
-            self.db.executescript(
-                f"BEGIN IMMEDIATE; {steps} {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-            )
-        self._lock_fd: int | None = None
-        self._lock_depth = 0
         # called with the lock held when a previous mutating command did not finish
         self.on_interrupted: Callable[[], None] | None = None
         # called at every first acquisition of the lock, after on_interrupted
         self.on_locked: Callable[[], None] | None = None
 
+    def _initialise(self, db: sqlite3.Connection) -> int:
+        """Turn a new database to WAL and write the schema (or migrate an older one), with the
+        write lock held: SQLite answers a second connection that changes the journal mode
+        at the same moment "database is locked" at once, without waiting for its busy timeout
+        (two commands starting on a new root). The schema version found, after the change."""
+        fd = self._open_lock_file()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            db.execute("PRAGMA journal_mode=WAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                steps = "" if version == 0 else "".join(
+                    MIGRATIONS.get(v, "") for v in range(version + 1, SCHEMA_VERSION + 1))
+                db.executescript(f"BEGIN IMMEDIATE; {steps} {SCHEMA} "
+                                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                version = SCHEMA_VERSION
+            return version
+        finally:
+            os.close(fd)
+
+    def _connect(self) -> sqlite3.Connection:
+        """This thread's connection, opened on its first use."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                             check_same_thread=False)  # (close() may come from another thread)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            db.close()
+            raise
+        with self._connections_mutex:
+            self._opened += 1
+            key = self._opened
+            self._connections[key] = db
+        self._local.db = db
+        # when the thread ends, its _local entry goes and with it this guard, which forgets
+        # and closes the connection
+        self._local.guard = _Forget(self._connections, self._connections_mutex, key)
+        return db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The calling thread's SQLite connection."""
+        try:
+            return self._local.db
+        except AttributeError:
+            if self._closed:
+                raise ShoalError("the store is closed") from None
+            return self._connect()
+
+    def _close_connections(self) -> None:
+        with self._connections_mutex:
+            connections = list(self._connections.values())
+            self._connections.clear()
+        for db in connections:
+            db.close()
+
     def close(self) -> None:
-        self.db.close()
+        """Close every thread's connection and the directory (no thread may use the store
+        any more)."""
+        self._closed = True
+        self._local = _thread._local()
+        self._close_connections()
         if self.dir_fd >= 0:
             os.close(self.dir_fd)
             self.dir_fd = -1
@@ -256,27 +372,49 @@ class Store:
 
     def locked(self) -> _Locked:
         """The write lock, held for a whole kernel transaction (`with store.locked():`).
-        Re-entrant in one process; released by the kernel if the process dies."""
+        Re-entrant in one thread; excludes the other threads of this process and every other
+        process; released by the kernel if the process dies."""
         return _Locked(self)
 
-    def _acquire(self) -> None:
-        if self._lock_depth == 0:
-            from .dirs import open_file
+    def _open_lock_file(self) -> int:
+        from ..dirs import open_file
 
-            fd = open_file(self.dir_fd, "lock", os.O_RDWR | os.O_CREAT, 0o600,
-                           os.path.join(self.root, "lock"))
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_fd = fd
+        return open_file(self.dir_fd, "lock", os.O_RDWR | os.O_CREAT, 0o600,
+                         os.path.join(self.root, "lock"))
+
+    def _identity(self) -> tuple[int, int | None]:
+        """(pid, start time) of this process, asked once per process (a forked child asks
+        again)."""
+        pid = os.getpid()
+        if self._me is None or self._me[0] != pid:
+            self._me = (pid, self.processes.start_time(pid))
+        return self._me
+
+    def _acquire(self) -> None:
+        self._mutex.acquire()
+        try:
+            if self._lock_depth == 0:
+                fd = self._open_lock_file()
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+        except BaseException:
+            self._mutex.release()
+            raise
         self._lock_depth += 1
         try:
             if self._lock_depth == 1:
                 # with the lock held, any row left in ops is from a process that died
+                pid, start = self._identity()
                 interrupted = self.db.execute("SELECT 1 FROM ops LIMIT 1").fetchone()
                 self.db.execute("INSERT INTO ops (pid, pid_start, started) VALUES (?, ?, ?)",
-                                (os.getpid(), _start_time(os.getpid()), _now()))
+                                (pid, start, _now()))
                 if interrupted and self.on_interrupted is not None:
                     self.on_interrupted()
-                    self.db.execute("DELETE FROM ops WHERE pid != ?", (os.getpid(),))
+                    self.db.execute("DELETE FROM ops WHERE pid != ?", (pid,))
                 if self.on_locked is not None:
                     self.on_locked()
         except BaseException:
@@ -284,21 +422,22 @@ class Store:
             raise
 
     def _release(self) -> None:
-        self._lock_depth -= 1
-        if self._lock_depth == 0 and self._lock_fd is not None:
-            if not self.db.in_transaction:
-                self.db.execute("DELETE FROM ops WHERE pid = ?", (os.getpid(),))
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                try:
+                    if not self.db.in_transaction:
+                        self.db.execute("DELETE FROM ops WHERE pid = ?", (os.getpid(),))
+                finally:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+        finally:
+            self._mutex.release()
 
     def interrupted(self) -> bool:
         """Did a mutating command die before finishing (its process is gone)?"""
         rows = self.db.execute("SELECT pid, pid_start FROM ops").fetchall()
-        if not rows:
-            return False
-        from .runtime.pids import alive
-
-        return any(not alive(pid, start) for pid, start in rows)
+        return any(not self.processes.alive(pid, start) for pid, start in rows)
 
     def transaction(self) -> _Transaction:
         """`with store.transaction():` one SQLite transaction, rolled back if the block fails;
@@ -419,6 +558,25 @@ class Store:
     def delete_sandbox(self, id_: str) -> None:
         """The sandbox's record, with its endpoints and ports."""
         self.db.execute("DELETE FROM sandboxes WHERE id=?", (id_,))
+
+    def supervisors(self) -> list[tuple[int, int | None]]:
+        """(pid, start time) of each process answering for a running or created container,
+        once each."""
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT DISTINCT supervisor_pid, supervisor_start FROM containers "
+            "WHERE status IN ('running', 'created') AND supervisor_pid IS NOT NULL")]
+
+    def supervised_by(self, pid: int) -> list[str]:
+        """Ids of the running and created containers that process `pid` answers for."""
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM containers WHERE supervisor_pid=? "
+            "AND status IN ('running', 'created')", (pid,))]
+
+    def hand_over(self, id_: str, pid: int, start: int | None, status: str) -> None:
+        """Process (pid, start) answers for the container from now on, if it still has
+        `status` (a container that a command already finished stays as it is)."""
+        self.db.execute("UPDATE containers SET supervisor_pid=?, supervisor_start=? "
+                        "WHERE id=? AND status=?", (pid, start, id_, status))
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -546,6 +704,23 @@ class _Locked:
 
     def __exit__(self, *exc: object) -> None:
         self.store._release()
+
+
+class _Forget:
+    """Kept in a thread's local storage beside its connection: when the thread ends (or the
+    store is closed) it goes, and the connection is forgotten and closed."""
+
+    __slots__ = ("connections", "mutex", "key")
+
+    def __init__(self, connections: dict[int, sqlite3.Connection], mutex: Any, key: int
+                 ) -> None:
+        self.connections, self.mutex, self.key = connections, mutex, key
+
+    def __del__(self) -> None:
+        with self.mutex:
+            db = self.connections.pop(self.key, None)
+        if db is not None:
+            db.close()
 
 
 class _Transaction:

@@ -1,0 +1,80 @@
+"""The store protocols describe what is used and what is implemented: every method the
+controller's modules call on a store is in LocalStore, and each implementation has every
+member of its protocol with the protocol's parameters."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+import shoal
+from shoal.ipam import protocol as ipam_protocol
+from shoal.ipam.addresses import StoreAddresses
+from shoal.ipam.hostports import HostPorts
+from shoal.store import Store
+from shoal.store.memory import MemoryStore, MemoryWatch
+from shoal.store.protocol import GlobalStore, LocalStore, Processes, Watch
+
+SRC = Path(shoal.__file__).parent
+# the store's users: everything but the store itself
+USERS = sorted(p for p in SRC.rglob("*.py") if "store" not in p.relative_to(SRC).parts)
+
+
+def members(protocol: type) -> dict[str, inspect.Signature | None]:
+    """A protocol's methods (their signatures) and attributes (None)."""
+    out: dict[str, inspect.Signature | None] = {
+        name: None for name in getattr(protocol, "__annotations__", {})}
+    for name, value in vars(protocol).items():
+        if callable(value) and (not name.startswith("_") or name in ("__enter__", "__exit__")):
+            out[name] = inspect.signature(value)
+    return out
+
+
+def used_on_stores() -> dict[str, list[str]]:
+    """store.X as the store's users write it (imports of its modules aside): X -> the
+    files."""
+    out: dict[str, list[str]] = {}
+    for path in USERS:
+        for line in path.read_text().splitlines():
+            if "import " in line:
+                continue
+            for name in re.findall(r"\bstore\.([A-Za-z_]\w*)", line):
+                out.setdefault(name, []).append(str(path.relative_to(SRC)))
+    return out
+
+
+def test_the_controller_uses_only_what_the_local_store_protocol_has() -> None:
+    used = used_on_stores()
+    assert {"locked", "transaction", "add_endpoint", "port_rows"} <= set(used)  # (found)
+    missing = {name: files for name, files in used.items() if name not in members(LocalStore)}
+    assert missing == {}
+
+
+@pytest.mark.parametrize(("protocol", "implementation"), [
+    (LocalStore, Store), (GlobalStore, MemoryStore), (Watch, MemoryWatch),
+    (ipam_protocol.AddressAllocator, StoreAddresses),
+    (ipam_protocol.HostPortAllocator, HostPorts),
+], ids=lambda c: c.__name__)
+def test_an_implementation_has_every_member_of_its_protocol(protocol: type,
+                                                            implementation: type) -> None:
+    for name, wanted in members(protocol).items():
+        if wanted is None:  # an attribute: set by the constructor
+            assert name in inspect.getsource(implementation.__init__), name
+            continue
+        assert hasattr(implementation, name), name
+        got = inspect.signature(getattr(implementation, name))
+        assert [(p.name, p.kind) for p in got.parameters.values()] == [
+            (p.name, p.kind) for p in wanted.parameters.values()], name
+
+
+def test_the_runtime_pids_module_answers_the_processes_protocol() -> None:
+    from shoal.runtime import pids
+
+    for name, wanted in members(Processes).items():
+        assert wanted is not None
+        got = inspect.signature(getattr(pids, name))
+        assert [p.name for p in got.parameters.values()] == [
+            p.name for p in wanted.parameters.values() if p.name != "self"], name
