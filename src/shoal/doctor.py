@@ -53,7 +53,7 @@ def _ruleset_text(engine: Engine) -> str:
     from .firewall.nftables import Nftables
 
     try:
-        return Nftables()._run("list ruleset\n", "list the ruleset")
+        return Nftables().run("list ruleset\n", "list the ruleset")
     except ShoalError:
         return ""
 
@@ -119,7 +119,7 @@ def _set_elements(engine: Engine, family: str, kind: str, name: str) -> set[str]
     from .firewall.nftables import Nftables
 
     try:
-        text = Nftables()._run(f"list {kind} {family} {TABLE} {name}\n", "list a set")
+        text = Nftables().run(f"list {kind} {family} {TABLE} {name}\n", "list a set")
     except ShoalError:
         return None
     _, sep, rest = text.partition("elements = {")
@@ -159,7 +159,7 @@ def _chain_problems(engine: Engine) -> list[Check]:
     from collections import Counter
 
     wanted = iptables_tables(engine.netfilter.state())
-    saved = engine.netfilter.backend._saved()  # type: ignore[attr-defined]
+    saved = engine.netfilter.backend.saved()  # type: ignore[attr-defined]
     out = []
     for table, chains in IPT_CHAINS.items():
         for chain in chains:

@@ -41,7 +41,8 @@ def _run(cmd: list[str], what: str, stdin: str | None = None) -> str:
 class Iptables(Backend):
     name = "iptables"
 
-    def _saved(self, tool: str = "iptables-save") -> dict[str, list[str]]:
+    def saved(self, tool: str = "iptables-save") -> dict[str, list[str]]:
+        """The tables as the save tool prints them: table -> its lines."""
         out: dict[str, list[str]] = {}
         table = ""
         for line in _run([tool], "list the rules").splitlines():
@@ -53,7 +54,7 @@ class Iptables(Backend):
         return out
 
     def apply_full(self, elements: Elements) -> None:
-        saved = self._saved()
+        saved = self.saved()
         script = iptables_restore(elements)
         head: dict[str, list[str]] = {"nat": [], "filter": []}
         if f":{IPT_USER} " not in "\n".join(saved.get("filter", [])) + " ":
@@ -76,7 +77,7 @@ class Iptables(Backend):
         # icc=false, also where bridge netfilter is off: ebtables on the bridge ports
         script = ebtables_restore(elements)
         chain, rule = EBT_JUMP
-        if f"-A {chain} {rule}" not in self._saved("ebtables-save").get("filter", []):
+        if f"-A {chain} {rule}" not in self.saved("ebtables-save").get("filter", []):
             script = script.replace("COMMIT", f"-I {chain} 1 {rule}\nCOMMIT")
         _run(["ebtables-restore", "--noflush"], "apply shoal's bridge rules", script)
 
@@ -93,7 +94,7 @@ class Iptables(Backend):
     def remove(self) -> None:
         # (FORWARD's policy is the user's: shoal never changes it, so there is nothing to put
         # back)
-        saved = self._saved()
+        saved = self.saved()
         out = []
         for table in ("nat", "filter"):
             lines = saved.get(table, [])
@@ -109,7 +110,7 @@ class Iptables(Backend):
             out.append("COMMIT")
         if out:
             _run(["iptables-restore", "--noflush"], "remove shoal's rules", "\n".join(out) + "\n")
-        ebt = self._saved("ebtables-save").get("filter", [])
+        ebt = self.saved("ebtables-save").get("filter", [])
         if any(line.startswith(f":{EBT_CHAIN} ") for line in ebt):
             chain, rule = EBT_JUMP
             drop = [f"-D {chain} {rule}"] if f"-A {chain} {rule}" in ebt else []
@@ -118,7 +119,7 @@ class Iptables(Backend):
                  + "\n")
 
     def show(self) -> str:
-        saved = self._saved()
+        saved = self.saved()
         out = []
         for table in ("nat", "filter"):
             mine = (*IPT_CHAINS[table], IPT_USER)
@@ -127,7 +128,7 @@ class Iptables(Backend):
             if lines:
                 out.append(f"*{table}")
                 out += lines
-        ebt = [line for line in self._saved("ebtables-save").get("filter", [])
+        ebt = [line for line in self.saved("ebtables-save").get("filter", [])
                if EBT_CHAIN in line]
         if ebt:
             out += ["*filter (ebtables)", *ebt]

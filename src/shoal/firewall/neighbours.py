@@ -88,7 +88,7 @@ class Neighbours:
         """Other firewalls' forward chains whose policy is drop."""
         out = []
         if self.nft is not None:
-            text = self.nft._run("list chains\n", "list the chains")
+            text = self.nft.run("list chains\n", "list the chains")
             # (parsed only when some chain drops: most hosts have none)
             chains = parse_nft(text) if "hook forward" in text and "policy drop" in text else {}
             for c in forward_drop_chains(chains, {f"ip {TABLE}"}):
@@ -161,7 +161,7 @@ class Neighbours:
         where = f"{place.table} {place.chain}"
         lines = [f"delete rule {where} handle {h}" for h in delete]
         lines += [f"insert rule {where} {rule}" for rule in reversed(insert)]
-        self.nft._run("\n".join(lines) + "\n", f"put shoal's accepts into {where}")
+        self.nft.run("\n".join(lines) + "\n", f"put shoal's accepts into {where}")
 
     def _ensure_nft(self, place: Place, bridges: list[str]) -> None:
         want = nft_accept_rules(bridges, self.note)
@@ -185,7 +185,7 @@ class Neighbours:
         chains = {}
         for name in (place.chain, ACCEPT_CHAIN):
             try:
-                chains.update(parse_nft(self.nft._run(f"list chain {place.table} {name}\n",
+                chains.update(parse_nft(self.nft.run(f"list chain {place.table} {name}\n",
                                                       "list a chain")))
             except ShoalError:
                 pass

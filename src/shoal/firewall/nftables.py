@@ -66,7 +66,8 @@ class Nftables(Backend):
                     "(or choose --firewall-backend iptables)"
                 ) from None
 
-    def _run(self, script: str, what: str) -> str:
+    def run(self, script: str, what: str) -> str:
+        """Run an nft script; its output, or FirewallError naming `what` failed."""
         if self._lib is not None:
             rc, out, err = self._lib.run(script)
         else:
@@ -79,16 +80,16 @@ class Nftables(Backend):
         return out
 
     def apply_full(self, elements: Elements) -> None:
-        self._run(render.full(elements), "apply shoal's ruleset")
+        self.run(render.full(elements), "apply shoal's ruleset")
 
     def apply_delta(self, added: Elements, removed: Elements,
                     present: Elements | None = None) -> bool:
         if added or removed:
-            self._run(render.delta(added, removed, present), "update shoal's ruleset")
+            self.run(render.delta(added, removed, present), "update shoal's ruleset")
         return True
 
     def remove(self) -> None:
-        self._run(render.remove(), "remove shoal's tables")
+        self.run(render.remove(), "remove shoal's tables")
 
     def run_with_handles(self, script: str, what: str) -> str:
         """Run a listing with each rule's handle shown (`nft -a`)."""
@@ -102,7 +103,7 @@ class Nftables(Backend):
         flags = lib.lib.nft_ctx_output_get_flags(lib.ctx)
         lib.lib.nft_ctx_output_set_flags(lib.ctx, flags | NFT_CTX_OUTPUT_HANDLE)
         try:
-            return self._run(script, what)
+            return self.run(script, what)
         finally:
             lib.lib.nft_ctx_output_set_flags(lib.ctx, flags)
 
@@ -110,7 +111,7 @@ class Nftables(Backend):
         out = []
         for family in ("ip", "bridge"):
             try:
-                out.append(self._run(f"list table {family} {TABLE}\n", "list shoal's tables"))
+                out.append(self.run(f"list table {family} {TABLE}\n", "list shoal's tables"))
             except FirewallError:
                 continue
         return "".join(out)
