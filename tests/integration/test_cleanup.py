@@ -58,7 +58,7 @@ def counted(cls, name):
             calls.append(f"{cls.__name__}.{name}")
         return original(self, *a, **kw)
     setattr(cls, name, wrapper)
-counted(nftables.Nftables, "_run")
+counted(nftables.Nftables, "run")
 counted(nftables.Nftables, "show")
 counted(iptables.Iptables, "show")
 engine = Engine.open(ROOT, RUN)
