@@ -21,9 +21,9 @@ from . import netlink as nl
 from . import sysctl
 from .netlink import Netlink, attr, attr_str, attr_u8, attr_u32, ifinfomsg, nested
 
-IPAddress = IPv4Address | IPv6Address
-IPInterface = IPv4Interface | IPv6Interface
-IPNetwork = IPv4Network | IPv6Network
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..model import IPAddress, IPInterface, IPNetwork
 
 # address family (4 or 6, as `version` gives it) -> the kernel's
 AF = {4: socket.AF_INET, 6: socket.AF_INET6}

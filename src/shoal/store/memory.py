@@ -156,24 +156,24 @@ class MemoryStore:
             self._cond.notify_all()  # (waiting watchers wake up when it is due)
             return lease.id
 
+    def _live_lease(self, lease: int) -> _Lease:
+        """A lease that has neither expired nor been revoked (call with the lock held)."""
+        self._check_open()
+        self._expire()
+        found = self._leases.get(lease)
+        if found is None:
+            raise LeaseNotFound(f"lease {lease:x} expired or was revoked")
+        return found
+
     def keep_alive(self, lease: int) -> float:
         with self._cond:
-            self._check_open()
-            self._expire()
-            found = self._leases.get(lease)
-            if found is None:
-                raise LeaseNotFound(f"lease {lease:x} expired or was revoked")
+            found = self._live_lease(lease)
             found.deadline = self._clock() + found.ttl
             return found.ttl
 
     def revoke(self, lease: int) -> None:
         with self._cond:
-            self._check_open()
-            self._expire()
-            found = self._leases.get(lease)
-            if found is None:
-                raise LeaseNotFound(f"lease {lease:x} expired or was revoked")
-            self._end_lease(found)
+            self._end_lease(self._live_lease(lease))
 
     def watch(self, prefix: str, start_revision: int | None = None) -> MemoryWatch:
         with self._cond:
