@@ -12,6 +12,9 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v iptables-restore >/dev/null 2>&1 || need+=(iptables)
 command -v conntrack >/dev/null 2>&1 || need+=(conntrack)  # tests: the conntrack table
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)  # tests: an upstream DNS server
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)  # tests and demo: dig
+command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)  # bench/dns.py
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

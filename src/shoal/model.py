@@ -137,6 +137,10 @@ class Container(Record):
     workdir: str = "/"
     publish: list[list[object]] = []  # -p as given: [container_port, proto, host_ip, host_port]
     expose: list[list[object]] = []  # --expose and -P: [port, proto]
+    dns: list[str] = []  # --dns: where the embedded resolver forwards (or resolv.conf's servers)
+    dns_search: list[str] = []  # --dns-search
+    dns_options: list[str] = []  # --dns-option
+    extra_hosts: list[str] = []  # --add-host NAME:IP, as given (host-gateway resolved)
 
     @property
     def shares_sandbox_of(self) -> str | None:

@@ -64,8 +64,12 @@ class Host:
         self.outside = str(base / "outside.ns")
         self.root = str(base / "root")
         self.run_dir = str(base / "run")
+        # the host's resolv.conf as shoal sees it (SHOAL_RESOLV_CONF): never the machine's
+        # own, whose servers are outside the test; its server is in the outside namespace
+        self.resolv_conf = str(base / "resolv.conf")
 
     def setup(self) -> None:
+        Path(self.resolv_conf).write_text(f"nameserver {OUTSIDE_ADDR}\n")
         for path in (self.ns, self.outside):
             Path(path).touch()
             subprocess.run(["unshare", f"--net={path}", "true"], check=True)
@@ -84,6 +88,7 @@ class Host:
     def env(self) -> dict[str, str]:
         env = {**os.environ, "PYTHONPATH": SRC}
         env.pop("SHOAL_FIREWALL_BACKEND", None)
+        env["SHOAL_RESOLV_CONF"] = self.resolv_conf
         if self.backend:
             env["SHOAL_FIREWALL_BACKEND"] = self.backend
         return env

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from .protocol import Processes
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS containers (
     pid INTEGER, pid_start INTEGER, supervisor_pid INTEGER, supervisor_start INTEGER,
     exit_code INTEGER NOT NULL DEFAULT 0, started_at TEXT, finished_at TEXT,
     auto_remove INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', workdir TEXT,
-    publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]'
+    publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]',
+    dns TEXT NOT NULL DEFAULT '[]', dns_search TEXT NOT NULL DEFAULT '[]',
+    dns_options TEXT NOT NULL DEFAULT '[]', extra_hosts TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY, path TEXT NOT NULL DEFAULT '', owned INTEGER NOT NULL,
@@ -128,9 +130,15 @@ MIGRATIONS = {
               container_port, dest_ip FROM ports;
           DROP TABLE ports;
           ALTER TABLE ports4 RENAME TO ports;""",
+    # names: --dns, --dns-search, --dns-option and --add-host of each container
+    5: """ALTER TABLE containers ADD COLUMN dns TEXT NOT NULL DEFAULT '[]';
+          ALTER TABLE containers ADD COLUMN dns_search TEXT NOT NULL DEFAULT '[]';
+          ALTER TABLE containers ADD COLUMN dns_options TEXT NOT NULL DEFAULT '[]';
+          ALTER TABLE containers ADD COLUMN extra_hosts TEXT NOT NULL DEFAULT '[]';""",
 }
 
-_JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose"}
+_JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose", "dns",
+         "dns_search", "dns_options", "extra_hosts"}
 _NETS = {"subnet", "ip_range"}
 _ADDRS = {"gateway", "last_ip", "ip", "requested_ip", "host_ip", "dest_ip"}
 _BOOLS = {"internal", "auto_remove", "owned"}
