@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..netfilter import Netfilter
     from ..runtime.cgroup import Cgroups
     from ..store import Store
+    from .resolver import ResolverLink
 
 DEFAULT_ROOT = "/var/lib/shoal"
 DEFAULT_RUN_DIR = "/run/shoal"
@@ -40,6 +41,9 @@ class Context:
         # answers for the container (see kernel/hostports.py and controller/held.py)
         self.held: dict[str, list[socket.socket]] = {}
         self.handling: set[str] = set()  # containers this command finishes itself
+        self._resolver: ResolverLink | None = None
+        # TEMPORARY until the files lane lands (it owns --resolv-conf)
+        self.resolv_conf = os.environ.get("SHOAL_RESOLV_CONF") or "/etc/resolv.conf"
 
     # -- opening and closing -------------------------------------------------------------------
 
@@ -123,6 +127,15 @@ class Context:
 
             self._cgroups = Cgroups(self.run_dir)
         return self._cgroups
+
+    @property
+    def resolver(self) -> ResolverLink:
+        """The embedded resolver, as the commands see it (controller/resolver.py)."""
+        if self._resolver is None:
+            from .resolver import ResolverLink
+
+            self._resolver = ResolverLink(self)
+        return self._resolver
 
     @property
     def warnings(self) -> list[str]:

@@ -109,7 +109,9 @@ class Engine:
         if store.get_meta("builtins") is None:
             self.network_ops.create_builtins()
         store.on_interrupted = self._repair_interrupted
-        store.on_locked = self.container_ops.reap_orphans
+        store.on_locked = self._on_locked
+        # every command's changes reach the embedded resolver before its lock is released
+        store.on_unlocking = ctx.resolver.flush
         if store.interrupted():
             with store.locked():  # repairs, see _repair_interrupted
                 pass
@@ -127,6 +129,10 @@ class Engine:
             with store.locked():
                 if store.get_meta("firewall_backend") is None:
                     ctx.netfilter.reload()
+
+    def _on_locked(self) -> None:
+        self.container_ops.reap_orphans()
+        self.ctx.resolver.check_alive()
 
     def _repair_interrupted(self) -> None:
         """A previous mutating command died half-way (killed, crashed): complete or roll back

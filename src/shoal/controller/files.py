@@ -76,3 +76,11 @@ def hosts_text(hostname: str, ips: list[IPv4Address]) -> str:
              "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
     lines += [f"{ip}\t{hostname}" for ip in ips]
     return "\n".join(lines) + "\n"
+
+
+def embedded_dns(net: object) -> bool:  # TEMPORARY: the files lane defines it
+    from .. import drivers
+    from ..model import DEFAULT_NETWORK
+
+    return (net is not None and getattr(net, "name", None) != DEFAULT_NETWORK
+            and getattr(drivers.get(net.driver), "names", net.driver == "bridge"))  # type: ignore[attr-defined]

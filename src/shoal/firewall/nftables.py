@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 NFT_CTX_OUTPUT_HANDLE = 1 << 3  # libnftables.h
 
 
-class _Lib:
+class LibContext:
     """A libnftables context with its output and errors captured."""
 
     def __init__(self) -> None:
@@ -38,10 +38,17 @@ class _Lib:
         lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
         lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
         lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
         self.lib = lib
         self.ctx = lib.nft_ctx_new(0)
         lib.nft_ctx_buffer_output(self.ctx)
         lib.nft_ctx_buffer_error(self.ctx)
+
+    def close(self) -> None:
+        """Free the context (and its netlink socket)."""
+        if self.ctx:
+            self.lib.nft_ctx_free(self.ctx)
+            self.ctx = None
 
     def run(self, script: str) -> tuple[int, str, str]:
         rc = self.lib.nft_run_cmd_from_buffer(self.ctx, script.encode())
@@ -54,10 +61,10 @@ class Nftables(Backend):
     name = "nftables"
 
     def __init__(self) -> None:
-        self._lib: _Lib | None = None
+        self._lib: LibContext | None = None
         self._nft: str | None = None
         try:
-            self._lib = _Lib()
+            self._lib = LibContext()
         except OSError:
             self._nft = systools.find("nft")  # never through the caller's PATH
             if self._nft is None:

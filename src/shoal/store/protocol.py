@@ -88,6 +88,18 @@ class LocalStore(Protocol):
     # did not finish; then at every first acquisition
     on_interrupted: Callable[[], None] | None
     on_locked: Callable[[], None] | None
+    # called when the outermost lock is about to be released (still held, nothing
+    # uncommitted): the moment to tell others what the command changed
+    on_unlocking: Callable[[], None] | None
+
+    def touch(self, sandbox_id: str) -> None:
+        """Note that what the sandbox is resolved by changed (the store notes its own changes
+        of endpoints and containers)."""
+        ...
+
+    def take_touched(self) -> set[str]:
+        """The sandboxes touched since the last call; forgets them."""
+        ...
 
     def close(self) -> None: ...
 

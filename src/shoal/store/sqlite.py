@@ -307,6 +307,13 @@ class Store:
         self.on_interrupted: Callable[[], None] | None = None
         # called at every first acquisition of the lock, after on_interrupted
         self.on_locked: Callable[[], None] | None = None
+        # called when the outermost lock is about to be released, still held, with every
+        # transaction of it committed: what changed is final and nobody else changes it yet
+        # (the embedded resolver is told then, see controller/resolver.py)
+        self.on_unlocking: Callable[[], None] | None = None
+        # the sandboxes whose endpoints or containers changed under the lock held now (a
+        # rolled-back change may be in it: a reader finds nothing changed then); take_touched
+        self._touched: set[str] = set()
 
     def _initialise(self, db: sqlite3.Connection) -> int:
         """Turn a new database to WAL and write the schema (or migrate an older one), with the
@@ -426,10 +433,20 @@ class Store:
                 if self.on_locked is not None:
                     self.on_locked()
         except BaseException:
-            self._release()
+            self._release_lock()
             raise
 
     def _release(self) -> None:
+        if self._lock_depth == 1 and self.on_unlocking is not None \
+                and not self.db.in_transaction:
+            try:
+                self.on_unlocking()
+            except BaseException:
+                self._release_lock()
+                raise
+        self._release_lock()
+
+    def _release_lock(self) -> None:
         try:
             self._lock_depth -= 1
             if self._lock_depth == 0 and self._lock_fd is not None:
@@ -441,6 +458,15 @@ class Store:
                     self._lock_fd = None
         finally:
             self._mutex.release()
+
+    def touch(self, sandbox_id: str) -> None:
+        """Note that the sandbox's names changed (its endpoints, or its container)."""
+        self._touched.add(sandbox_id)
+
+    def take_touched(self) -> set[str]:
+        """The sandboxes touched since the last call, and forget them."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def interrupted(self) -> bool:
         """Did a mutating command die before finishing (its process is gone)?"""
@@ -542,6 +568,7 @@ class Store:
         sandbox's endpoints and ports."""
         self.db.execute("DELETE FROM sandboxes WHERE id=? AND owned=1", (id_,))
         self.db.execute("DELETE FROM containers WHERE id=?", (id_,))
+        self._touched.add(id_)
 
     # -- sandboxes --------------------------------------------------------------------------
 
@@ -566,6 +593,7 @@ class Store:
     def delete_sandbox(self, id_: str) -> None:
         """The sandbox's record, with its endpoints and ports."""
         self.db.execute("DELETE FROM sandboxes WHERE id=?", (id_,))
+        self._touched.add(id_)
 
     def supervisors(self) -> list[tuple[int, int | None]]:
         """(pid, start time) of each process answering for a running or created container,
@@ -592,6 +620,7 @@ class Store:
         if ep.ip is not None and self.ip_in_use(ep.network_id, ep.ip):
             raise Conflict(f"address {ep.ip} is already in use")
         self._insert("endpoints", ep)
+        self._touched.add(ep.sandbox_id)
 
     def endpoints(self, sandbox_id: str | None = None, network_id: str | None = None
                   ) -> list[Endpoint]:
@@ -610,10 +639,17 @@ class Store:
                                "NULL", (network_id,)).fetchone()[0]
 
     def update_endpoint(self, id_: str, **changes: Any) -> None:
+        self._touch_endpoint(id_)
         self._update("endpoints", id_, **changes)
 
     def delete_endpoint(self, id_: str) -> None:
+        self._touch_endpoint(id_)
         self.db.execute("DELETE FROM endpoints WHERE id=?", (id_,))
+
+    def _touch_endpoint(self, id_: str) -> None:
+        row = self.db.execute("SELECT sandbox_id FROM endpoints WHERE id=?", (id_,)).fetchone()
+        if row:
+            self._touched.add(row[0])
 
     def ip_in_use(self, network_id: str, ip: IPv4Address) -> bool:
         return self.db.execute(

@@ -1,0 +1,225 @@
+"""The commands' side of the embedded resolver (the process is controller/resolver_main.py).
+
+shoal has no daemon, so the resolver is a process of its own, as aardvark-dns is netavark's:
+started when the first container joins a network whose driver serves names
+(files.embedded_dns), ended when the last one leaves. It answers in every such container's
+namespace at 127.0.0.11:53.
+
+How a change reaches it: the store notes which sandboxes a command touched (their endpoints
+or their container); when the command's outermost lock is about to be released, with its
+transactions committed and the lock still held (store.on_unlocking), this module sends the
+resolver one line over its control socket (run-dir/dns/control) naming them, and waits for
+its answer. The resolver re-reads those sandboxes from the store and has made or closed
+their listeners before it answers, so a name resolves the moment `run -d` returns and stops
+the moment `rm` returns; no polling, and no signal that would make it drop its sockets
+(aardvark-dns rebuilds its listeners on every SIGHUP: aardvark#389).
+
+Supervision: its pid and start time are the store's meta row "resolver". Every mutating
+command checks at its first lock that it is alive (store.on_locked, a /proc read) and
+starts a new one at the end of the command if it died (killed -9, a host restart);
+`system reconcile` does the same at once, and `doctor` asks it what it serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from ..errors import ShoalError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .context import Context
+
+META = "resolver"
+CONTROL = "control"  # the control socket, in the run directory's "dns"
+START_TIMEOUT = 30.0
+REPLY_TIMEOUT = 30.0
+# What the resolver's interpreter runs (as the supervisor's BOOT: isolated mode, the
+# package that runs this command first on sys.path).
+RESOLVER_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from shoal.controller.resolver_main import main; sys.exit(main(sys.argv[1:]))")
+
+
+class ResolverLink:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.restart = False  # found dead at this command's first lock
+
+    # -- the store's hooks -------------------------------------------------------------------
+
+    def check_alive(self) -> None:
+        """At a command's first lock: is the resolver there if it should be? (One meta read
+        and, if it runs, one /proc read.)"""
+        record = self.record()
+        if record is not None and not _alive(*record):
+            self.restart = True
+
+    def flush(self) -> None:
+        """At a command's last unlock: tell the resolver what the command changed (or start
+        it, or end it)."""
+        touched = self.ctx.store.take_touched()
+        if not touched and not self.restart:
+            return
+        try:
+            self.sync(None if self.restart else touched)
+        except (ShoalError, OSError) as e:
+            # the change is made: say why names may not follow it, and how to repair
+            self.ctx.repairs.append(f"the embedded resolver could not be updated: {e}; "
+                                    "run shoal system reconcile")
+
+    # -- operations --------------------------------------------------------------------------
+
+    def sync(self, sandbox_ids: set[str] | None) -> None:
+        """Bring the resolver up to date with the store: re-read these sandboxes (None: all of
+        them), starting it if it is needed and not running, ending it if nothing needs it."""
+        self.restart = False
+        record = self.record()
+        if record is not None and not _alive(*record):
+            self._forget(record)
+            record = None
+        if record is None:
+            if self.needed():
+                self.start()
+            return
+        reply = self.request({"op": "sync", "ids": None if sandbox_ids is None
+                              else sorted(sandbox_ids), "resolv_conf": self.ctx.resolv_conf},
+                             record)
+        if reply.get("listeners") == 0 and not self.needed():
+            self.stop(record)
+
+    def needed(self) -> bool:
+        """Does any container's sandbox have an address on a network with names?"""
+        from .files import embedded_dns
+
+        store = self.ctx.store
+        return any(embedded_dns(net) and store.plugged(net.id) for net in store.networks())
+
+    def record(self) -> tuple[int, int | None] | None:
+        value = self.ctx.store.get_meta(META)
+        if not value:
+            return None
+        pid, _, start = value.partition(" ")
+        return int(pid), int(start) if start.isdigit() else None
+
+    def status(self) -> dict[str, Any] | None:
+        """What the running resolver serves ({"listeners": {sandbox id: [udp port, tcp port,
+        "dnat" or "bound"]}, "stats", "upstreams", "resolv_conf"}), or None if none runs."""
+        record = self.record()
+        if record is None or not _alive(*record):
+            return None
+        return self.request({"op": "status"}, record)
+
+    def start(self) -> None:
+        """Start the resolver and wait until it serves every sandbox the store has."""
+        import subprocess
+        import sys
+
+        from ..runtime import pids
+        from .supervise import package_parent, supervisor_env
+
+        ctx = self.ctx
+        os.close(self._dns_dir())
+        read_end, write_end = os.pipe()
+        try:
+            # isolated, from "/", with only shoal's own variables (see run_detached)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", RESOLVER_BOOT, package_parent(), ctx.root,
+                 ctx.run_dir, ctx.resolv_conf, str(write_end)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(write_end,), start_new_session=True, close_fds=True, cwd="/",
+                env=supervisor_env(os.environ),
+            )
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            report = _read_report(pipe, START_TIMEOUT)
+        if not report.startswith("ok"):
+            _kill(proc.pid)
+            proc.wait()
+            raise ShoalError(report.partition("\t")[2] or
+                             "the embedded resolver died while starting")
+        with ctx.store.transaction():
+            ctx.store.set_meta(META, f"{proc.pid} {pids.start_time(proc.pid) or ''}")
+
+    def stop(self, record: tuple[int, int | None] | None = None) -> None:
+        from ..runtime import pids
+
+        record = record or self.record()
+        if record is None:
+            return
+        if _alive(*record):
+            try:
+                self.request({"op": "stop"}, record)
+            except (ShoalError, OSError):
+                _kill(record[0])
+            if not pids.wait_gone(record[0], record[1], 5.0):
+                _kill(record[0])
+                pids.wait_gone(record[0], record[1], 5.0)
+        self._forget(record)
+
+    def request(self, message: dict[str, Any], record: tuple[int, int | None]
+                ) -> dict[str, Any]:
+        """One request over the control socket, and its answer."""
+        fd = self._dns_dir()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(REPLY_TIMEOUT)
+            # through the directory's descriptor: no component of the path is looked up again
+            sock.connect(f"/proc/self/fd/{fd}/{CONTROL}")
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as e:
+            raise ShoalError(f"the embedded resolver (pid {record[0]}) does not answer: "
+                             f"{e.strerror or e}") from None
+        finally:
+            sock.close()
+            os.close(fd)
+        try:
+            reply = json.loads(data)
+        except ValueError:
+            raise ShoalError(f"the embedded resolver (pid {record[0]}) gave no answer") from None
+        if not reply.get("ok"):
+            raise ShoalError(reply.get("error") or "the embedded resolver refused the request")
+        return reply
+
+    def _forget(self, record: tuple[int, int | None]) -> None:
+        with self.ctx.store.transaction():
+            if self.record() == record:
+                self.ctx.store.delete_meta(META)
+
+    def _dns_dir(self) -> int:
+        from .. import dirs
+
+        return dirs.subdir(self.ctx.run_fd, "dns", os.path.join(self.ctx.run_dir, "dns"))
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    from ..runtime import pids
+
+    return pids.alive(pid, start)
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _read_report(pipe: Any, timeout: float) -> str:
+    import select
+
+    ready, _, _ = select.select([pipe], [], [], timeout)
+    if not ready:
+        return "err\tthe embedded resolver did not start within " f"{timeout:.0f} s"
+    return pipe.read()
