@@ -79,7 +79,80 @@ def check_host(engine: Engine) -> list[Check]:
     for net in nets:
         out += drivers.get(net.driver).diagnose(engine.ctx, net, None, "")
     out += _check_rules(engine)
+    out += check_resolver(engine)
     return out
+
+
+def check_resolver(engine: Engine) -> list[Check]:
+    """The embedded resolver: running if a container needs it, listening in every sandbox
+    that has an address on a network with names, and with somewhere to forward to."""
+    from .controller.resolver import sandbox_view
+
+    link = engine.ctx.resolver
+    store = engine.store
+    wanted = {sb.id for sb in store.sandboxes(owned=True) if sandbox_view(store, sb.id)}
+    if not wanted and link.record() is None:
+        return []
+    fix = "shoal system reconcile (it starts the resolver again and gives it the state)"
+    try:
+        status = link.status()
+    except ShoalError as e:
+        return [Check(FAIL, f"the embedded resolver does not answer: {e}", fix)]
+    if status is None:
+        if not wanted:
+            return []
+        return [Check(FAIL, f"the embedded resolver is not running: {len(wanted)} "
+                            "container(s) on user-defined networks cannot resolve names", fix)]
+    have = set(status.get("listeners") or {})
+    errors = status.get("errors") or {}
+    out = []
+    upstreams = status.get("upstreams") or []
+    source = status.get("resolv_conf")
+    out.append(Check(OK, f"the embedded resolver (pid {status.get('pid')}) answers at "
+                         f"127.0.0.11:53 in {len(have)} sandbox(es); it forwards other names "
+                         f"to {', '.join(upstreams) or 'nobody'} (from {source}, unless a "
+                         "container has --dns)"))
+    if not upstreams:
+        out.append(Check(NOTE, f"{source} names no DNS server: containers "
+                               "without --dns resolve only container names",
+                         "shoal --resolv-conf FILE ..., or run the containers with --dns IP"))
+    for sid in sorted(wanted - have):
+        ctr = store.container_by_id(sid)
+        why = f": {errors[sid]}" if sid in errors else ""
+        out.append(Check(FAIL, f"{ctr.name if ctr else sid[:12]}: the embedded resolver does "
+                               f"not listen in its sandbox{why}", fix))
+    for sid in sorted(have - wanted):
+        out.append(Check(FAIL, f"the embedded resolver still serves sandbox {sid[:12]}, which "
+                               "has no address on a network with names", fix))
+    return out
+
+
+def _query_own_name(engine: Engine, ctr: Container, ips: set[str]) -> Check:
+    """Ask 127.0.0.11:53 from inside the container's sandbox for its own name."""
+    import dns.message
+    import dns.rdatatype
+
+    query = dns.message.make_query(ctr.name + ".", dns.rdatatype.A)
+    with ns.entered(engine.sandbox_path(ctr.id)):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(2)
+        sock.sendto(query.to_wire(), ("127.0.0.11", 53))
+        data = sock.recv(65535)
+    except OSError as e:
+        return Check(FAIL, f"{ctr.name}: no answer from the embedded resolver at "
+                           f"127.0.0.11:53 ({e.strerror or e})",
+                     "shoal system reconcile (it gives the resolver its listeners again)")
+    finally:
+        sock.close()
+    answer = dns.message.from_wire(data)
+    got = {rd.address for rrset in answer.answer for rd in rrset if rrset.rdtype == 1}
+    if not ips <= got:
+        return Check(FAIL, f"{ctr.name}: the embedded resolver answers its name with "
+                           f"{', '.join(sorted(got)) or 'nothing'}, not {', '.join(sorted(ips))}",
+                     "shoal system reconcile")
+    return Check(OK, f"{ctr.name}: its name resolves at 127.0.0.11 to "
+                     f"{', '.join(sorted(ips))}")
 
 
 def _own_tables(engine: Engine) -> set[str]:
@@ -341,6 +414,7 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
         if not net_rule(net).icc:
             out.append(Check(NOTE, f"{name}: network {net.name} has icc off: its containers "
                                    "can't reach each other"))
+    out += _check_names(engine, ctr)
     ports = engine.store.port_rows(ctr.id)
     backend = engine.netfilter.backend_name
     text = _ruleset_text(engine) if ports else ""
@@ -367,6 +441,15 @@ def check_container(engine: Engine, ctr: Container) -> list[Check]:
         else:
             out.append(Check(OK, f"{name}: published port {label} is in place"))
     return out
+
+
+def _check_names(engine: Engine, ctr: Container) -> list[Check]:
+    from .controller.resolver import sandbox_view
+
+    view = sandbox_view(engine.store, ctr.id)
+    if view is None:
+        return []
+    return [_query_own_name(engine, ctr, {e.ip for e in view.entries})]
 
 
 def check_path(engine: Engine, ctr: Container, target: str) -> list[Check]:

@@ -159,6 +159,10 @@ def root() -> Command:
         Command("rm", "remove containers", build=_set(
             opts=[Opt("-f", "--force", kind=FLAG, help="stop a running container first")],
             args=[Arg("names", "+", "CONTAINER")])),
+        Command("resolve", "what a container name resolves to on the networks with names",
+                build=_set(opts=[Opt("--network", metavar="NETWORK",
+                                     help="only the answers on this network")],
+                           args=[Arg("name")])),
         Command("system", "firewall maintenance, reconcile, prune", build=_system),
         Command("doctor", "explain why a container can't reach where it should", build=_set(
             opts=[Opt("--to", metavar="HOST:PORT",

@@ -178,6 +178,19 @@ def cmd_doctor(engine: Any, args: Args) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
+def cmd_resolve(engine: Any, args: Args) -> int:
+    from ..errors import NotFound
+
+    rows = engine.resolve(args.name, args.network)
+    if not rows:
+        where = f"network {args.network}" if args.network else "any network with names"
+        raise NotFound(f"no container answers to {args.name} on {where} (the default bridge "
+                       "network has no names: use a network from shoal network create)")
+    for row in rows:
+        print(f"{row['Address']}\t{row['Container']}\t{row['Network']}")
+    return 0
+
+
 def cmd_system(engine: Any, args: Args) -> int:
     match args.system_command:
         case "reload-firewall":
@@ -217,6 +230,8 @@ def dispatch(engine: Any, args: Args) -> int:
             return cmd_system(engine, args)
         case "doctor":
             return cmd_doctor(engine, args)
+        case "resolve":
+            return cmd_resolve(engine, args)
         case "stop":
             return _each(args.names, lambda n: engine.stop(n, args.time))
         case "rm":

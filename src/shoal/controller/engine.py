@@ -291,6 +291,9 @@ class Engine:
     def ports(self, ref: str) -> list[PublishedPort]:
         return self.queries.ports(ref)
 
+    def resolve(self, name: str, network: str | None = None) -> list[dict[str, str]]:
+        return self.queries.resolve(name, network)
+
     # -- sandboxes handed in by another runtime (CNM's create endpoint, join, leave) ---------
 
     def add_sandbox(self, path: str, owner: str) -> Sandbox:

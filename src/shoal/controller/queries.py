@@ -66,6 +66,28 @@ class Queries:
         """`port`: a container's published ports."""
         return self.ctx.store.ports(self.ctx.store.container(ref).id)
 
+    def resolve(self, name: str, network: str | None = None) -> list[dict[str, str]]:
+        """`resolve`: what the embedded resolver answers for a name, on each network (or on
+        one), read from the state as the resolver reads it: one row per address."""
+        from .resolver import sandbox_view
+
+        store = self.ctx.store
+        only = store.network(network).id if network is not None else None
+        wanted = name.rstrip(".").lower()
+        rows = []
+        for sb in store.sandboxes(owned=True):
+            view = sandbox_view(store, sb.id)
+            if view is None:
+                continue
+            ctr = store.container_by_id(sb.owner or sb.id)
+            for entry in view.entries:
+                if (only is None or entry.network_id == only) and wanted in (
+                        n.lower() for n in entry.names):
+                    rows.append({"Address": entry.ip, "Container": ctr.name if ctr else "",
+                                 "Network": store.network_by_id(entry.network_id).name})
+        rows.sort(key=lambda r: (r["Network"], r["Container"]))
+        return rows
+
 
 def network_row(net: Network, trunc: bool = True) -> dict[str, str]:
     return {"ID": net.id[:12] if trunc else net.id, "Name": net.name, "Driver": net.driver,

@@ -141,6 +141,12 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
     # 6. the firewall, from the state
     ctx.netfilter.ensure_forwarding()
     ctx.netfilter.reload()
+    # 7. the embedded resolver: running if anything needs it, serving all of the state
+    try:
+        if line := ctx.resolver.repair():
+            done.append(line)
+    except (ShoalError, OSError) as e:
+        done.append(f"the embedded resolver could not be repaired: {e}")
     return done
 
 

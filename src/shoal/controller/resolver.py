@@ -31,6 +31,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..dns.table import View
+    from ..store import Store
     from .context import Context
 
 META = "resolver"
@@ -89,6 +91,46 @@ class ResolverLink:
                              record)
         if reply.get("listeners") == 0 and not self.needed():
             self.stop(record)
+
+    def repair(self) -> str | None:
+        """For `system reconcile`: the resolver runs if and only if something needs it, and
+        serves everything the store has. A line saying what was wrong, or None."""
+        from ..runtime import pids
+
+        self.restart = False
+        self.ctx.store.take_touched()  # everything is synced below
+        needed = self.needed()
+        record = self.record()
+        line = None
+        if record is not None and not _alive(*record):
+            self._forget(record)
+            line = f"the embedded resolver (pid {record[0]}) had died"
+            record = None
+        elif record is not None:
+            try:
+                reply = self.request({"op": "sync", "ids": None,
+                                      "resolv_conf": self.ctx.resolv_conf}, record)
+            except ShoalError:
+                _kill(record[0])
+                pids.wait_gone(record[0], record[1], 5.0)
+                self._forget(record)
+                line = f"the embedded resolver (pid {record[0]}) did not answer; killed it"
+                record = None
+            else:
+                if not needed:
+                    self.stop(record)
+                    return "the embedded resolver ran with nothing to serve; stopped it"
+                errors = reply.get("errors") or {}
+                if errors:
+                    sid, why = sorted(errors.items())[0]
+                    return (f"the embedded resolver cannot serve {len(errors)} sandbox(es), "
+                            f"{sid[:12]} first: {why}")
+                return None
+        if needed:
+            self.start()
+            return (line + "; started again") if line else (
+                "the embedded resolver was not running; started it")
+        return line
 
     def needed(self) -> bool:
         """Does any container's sandbox have an address on a network with names?"""
@@ -199,6 +241,45 @@ class ResolverLink:
         from .. import dirs
 
         return dirs.subdir(self.ctx.run_fd, "dns", os.path.join(self.ctx.run_dir, "dns"))
+
+
+def sandbox_view(store: Store, sandbox_id: str) -> View | None:
+    """What the resolver's table holds of a sandbox: its container's names (name, short id,
+    hostname, and each endpoint's aliases) at each address it has on a network that serves
+    names. None if it has no such address (or is gone)."""
+    from ..dns.table import Entry, View
+    from .files import embedded_dns
+
+    sandbox = store.sandbox_by_id(sandbox_id)
+    if sandbox is None or not sandbox.owned:
+        return None
+    ctr = store.container_by_id(sandbox.owner or sandbox_id)
+    if ctr is None:
+        return None
+    endpoints = [ep for ep in store.endpoints(sandbox_id=sandbox_id) if ep.ip is not None]
+    nets = {ep.network_id: store.network_by_id(ep.network_id) for ep in endpoints}
+    named = [ep for ep in endpoints if embedded_dns(nets[ep.network_id])]
+    if not named:
+        return None
+    names = [ctr.name, ctr.id[:12], ctr.hostname]
+    return View(
+        sandbox_id=sandbox_id,
+        entries=[Entry(network_id=ep.network_id, ip=str(ep.ip),
+                       names=_unique(names + list(ep.aliases)), ptr=ctr.name)
+                 for ep in named],
+        networks=[ep.network_id for ep in named],
+        # a container only on internal networks has no way out: nothing is forwarded
+        forward=any(not nets[ep.network_id].internal for ep in endpoints),
+        upstreams=list(ctr.dns),
+    )
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for name in names:
+        if name and name.lower() not in seen:
+            seen[name.lower()] = name
+    return list(seen.values())
 
 
 def _alive(pid: int, start: int | None) -> bool:

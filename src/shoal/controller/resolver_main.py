@@ -44,34 +44,9 @@ class Service:
     # -- the state -----------------------------------------------------------------------
 
     def view(self, sandbox_id: str) -> View | None:
-        """What the table holds of a sandbox; None if it has no address on a network with
-        names (or is gone)."""
-        from ..dns.table import Entry, View
-        from .files import embedded_dns
+        from .resolver import sandbox_view
 
-        store = self.store
-        sandbox = store.sandbox_by_id(sandbox_id)
-        if sandbox is None or not sandbox.owned:
-            return None
-        ctr = store.container_by_id(sandbox.owner or sandbox_id)
-        if ctr is None:
-            return None
-        endpoints = [ep for ep in store.endpoints(sandbox_id=sandbox_id) if ep.ip is not None]
-        nets = {ep.network_id: store.network_by_id(ep.network_id) for ep in endpoints}
-        named = [ep for ep in endpoints if embedded_dns(nets[ep.network_id])]
-        if not named:
-            return None
-        names = [ctr.name, ctr.id[:12], ctr.hostname]
-        return View(
-            sandbox_id=sandbox_id,
-            entries=[Entry(network_id=ep.network_id, ip=str(ep.ip),
-                           names=_unique(names + list(ep.aliases)), ptr=ctr.name)
-                     for ep in named],
-            networks=[ep.network_id for ep in named],
-            # a container only on internal networks has no way out: nothing is forwarded
-            forward=any(not nets[ep.network_id].internal for ep in endpoints),
-            upstreams=list(ctr.dns),
-        )
+        return sandbox_view(self.store, sandbox_id)
 
     def sync(self, ids: list[str] | None) -> None:
         if ids is None:  # everything: what the store has, and what it no longer has
@@ -140,7 +115,7 @@ class Service:
             if request.get("resolv_conf"):
                 self.host_servers.set_path(request["resolv_conf"])
             self.sync(request.get("ids"))
-            return {"ok": True, "listeners": len(self.listeners)}
+            return {"ok": True, "listeners": len(self.listeners), "errors": self.errors}
         if op == "status":
             servers = self.host_servers.servers()
             return {"ok": True, **self.status(),
@@ -149,14 +124,6 @@ class Service:
         if op == "stop":
             return {"ok": True}
         return {"ok": False, "error": f"unknown request {op!r}"}
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for name in names:
-        if name and name.lower() not in seen:
-            seen[name.lower()] = None
-    return list(seen)
 
 
 def main(argv: list[str]) -> int:
@@ -215,8 +182,7 @@ def _open(root: str, run_dir: str, resolv_conf: str) -> tuple[Service, socket.so
     table = NameTable()
     host_servers = HostServers(resolv_conf)
     server = Server(table, host_servers)
-    service = Service(store, run_fd, netns_fd, home_fd, server, table, Nft())
-    service.server_host_servers = host_servers
+    service = Service(store, run_fd, netns_fd, home_fd, server, table, host_servers, Nft())
     service.sync(None)
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
                             | socket.SOCK_CLOEXEC)
