@@ -8,9 +8,11 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 
 TYPE_CHECKING = False
@@ -244,3 +246,45 @@ class Breakdown:
         for v in self.calls.values():
             v.clear()
         return calls
+
+
+def processes_in(namespaces: set[tuple[int, int]]) -> list[tuple[int, str]]:
+    """(pid, command name) of every process, other than this one, whose network namespace is
+    one of these."""
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if netns_id(f"/proc/{entry}/ns/net") not in namespaces:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            name = os.path.basename(argv[0].decode(errors="replace"))
+            if b"shoal.runtime.supervisor" in argv:
+                name = "supervisor"
+            out.append((int(entry), name))
+        except OSError:
+            continue
+    return out
+
+
+def kill_leftovers(tmp: str) -> list[str]:
+    """Kill (by pid) any process still in a namespace this phase made: the throwaway host and
+    outside namespaces and every namespace file still mounted under `tmp`. They can only be
+    processes this script started (directly or through shoal)."""
+    spaces = set()
+    for path in [os.path.join(tmp, "hostns"), os.path.join(tmp, "outside"), *mounts_under(tmp)]:
+        with suppress(OSError):
+            st = os.stat(path)
+            if os.path.isfile(path) and st.st_size == 0:
+                spaces.add((st.st_dev, st.st_ino))
+    here = netns_id("/proc/self/ns/net")
+    spaces.discard(here)  # never this (the machine's own) namespace
+    killed = []
+    for pid, comm in processes_in(spaces):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(f"{comm}[{pid}]")
+    return killed
