@@ -215,8 +215,7 @@ def _open(root: str, run_dir: str, resolv_conf: str) -> tuple[Service, socket.so
     table = NameTable()
     host_servers = HostServers(resolv_conf)
     server = Server(table, host_servers)
-    service = Service(store, run_fd, netns_fd, home_fd, server, table, Nft())
-    service.server_host_servers = host_servers
+    service = Service(store, run_fd, netns_fd, home_fd, server, table, host_servers, Nft())
     service.sync(None)
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
                             | socket.SOCK_CLOEXEC)
