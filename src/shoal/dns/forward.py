@@ -40,7 +40,9 @@ def parse_server(spec: str) -> Upstream | None:
     """'IP', 'IP:PORT', '[IPv6]:PORT' or 'IPv6' as (ip, port); None if it is not one."""
     host, port = spec.strip(), 53
     if host.startswith("["):
-        host, _, rest = host[1:].partition("]")
+        host, bracket, rest = host[1:].partition("]")
+        if not bracket:
+            return None
         if rest:
             if not rest.startswith(":") or not rest[1:].isdigit():
                 return None

@@ -78,7 +78,7 @@ class Server:
         self._listeners: dict[str, _Listener] = {}
         self._generation = table.generation
         self._counts = {"queries": 0, "answered": 0, "fast_hits": 0, "local": 0,
-                        "dropped": 0, "formerr": 0, "refused": 0, "errors": 0,
+                        "dropped": 0, "formerr": 0, "errors": 0,
                         "tcp_queries": 0}
         self._sweeping = False
 
@@ -220,36 +220,10 @@ class Server:
     # -- answers -------------------------------------------------------------------------
 
     def _local(self, sandbox_id: str, q: wire.Query, tcp: bool) -> list[bytes] | None:
-        """The resolver's own answer to q (bodies, one per rotation of the addresses), or
-        None if it is to be forwarded."""
-        view = self.table.view(sandbox_id)
-        if view is None:
-            self._counts["refused"] += 1
-            return [wire.respond(q, wire.REFUSED, aa=False, tcp=tcp)]
-        if q.version > 0:
-            return [wire.respond(q, wire.BADVERS, aa=False, tcp=tcp)]
-        if q.flags & 0x7800:
-            return [wire.respond(q, wire.NOTIMP, aa=False, tcp=tcp)]
-        if q.qclass in (wire.CLASS_IN, wire.TYPE_ANY):
-            addresses = self.table.lookup(sandbox_id, q.name)
-            if addresses is not None:
-                self._counts["local"] += 1
-                if q.qtype not in (wire.TYPE_A, wire.TYPE_ANY):
-                    return [wire.respond(q, tcp=tcp)]  # NODATA: the name has only A
-                count = len(addresses)
-                return [wire.respond(q, records=[wire.a_record(ip) for ip in
-                                                 addresses[i:] + addresses[:i]], tcp=tcp)
-                        for i in range(min(count, ROTATIONS))]
-            if q.qtype in (wire.TYPE_PTR, wire.TYPE_ANY):
-                ip = wire.reverse_ipv4(q.name)
-                name = self.table.reverse(sandbox_id, ip) if ip is not None else None
-                if name is not None:
-                    self._counts["local"] += 1
-                    return [wire.respond(q, records=[wire.ptr_record(name)], tcp=tcp)]
-        if not view.forward:
-            self._counts["refused"] += 1
-            return [wire.respond(q, wire.REFUSED, aa=False, tcp=tcp)]
-        return None
+        bodies = local_answer(self.table, sandbox_id, q, tcp)
+        if bodies is not None:
+            self._counts["local"] += 1
+        return bodies
 
     def _forward(self, listener: _Listener, q: wire.Query, reply: Any, tcp: bool) -> None:
         view = self.table.view(listener.sandbox_id)
@@ -383,3 +357,33 @@ class Server:
         for listener in self._listeners.values():
             for conn in [c for c in listener.conns if c.last < limit and not c.waiting]:
                 self._close(conn)
+
+
+def local_answer(table: NameTable, sandbox_id: str, q: wire.Query, tcp: bool = False
+                 ) -> list[bytes] | None:
+    """The resolver's own answer to a sandbox's query: bodies (without the ID), one per
+    rotation of the addresses; None if the query is to be forwarded. Pure."""
+    view = table.view(sandbox_id)
+    if view is None:
+        return [wire.respond(q, wire.REFUSED, aa=False, tcp=tcp)]
+    if q.version > 0:
+        return [wire.respond(q, wire.BADVERS, aa=False, tcp=tcp)]
+    if q.flags & 0x7800:
+        return [wire.respond(q, wire.NOTIMP, aa=False, tcp=tcp)]
+    if q.qclass in (wire.CLASS_IN, wire.TYPE_ANY):
+        addresses = table.lookup(sandbox_id, q.name)
+        if addresses is not None:
+            if q.qtype not in (wire.TYPE_A, wire.TYPE_ANY):
+                return [wire.respond(q, tcp=tcp)]  # NODATA: the name has only A records
+            return [wire.respond(q, records=[wire.a_record(ip) for ip in
+                                             addresses[i:] + addresses[:i]], tcp=tcp)
+                    for i in range(min(len(addresses), ROTATIONS))]
+        if q.qtype in (wire.TYPE_PTR, wire.TYPE_ANY):
+            ip = wire.reverse_ipv4(q.name)
+            name = table.reverse(sandbox_id, ip) if ip is not None else None
+            if name is not None:
+                return [wire.respond(q, records=[wire.ptr_record(name)], tcp=tcp)]
+    if not view.forward:
+        # a container only on --internal networks: nothing leaves, and it is told so
+        return [wire.respond(q, wire.REFUSED, aa=False, tcp=tcp)]
+    return None
