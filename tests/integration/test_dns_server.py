@@ -88,7 +88,7 @@ for view in (v("client", "n1", "10.1.0.2", ["client"]),
              v("blackhole", "n1", "10.1.0.11", ["blackhole"],
                upstreams=["198.51.100.77", "198.51.100.1:53"])):
     table.put(view)
-server = Server(table, HostServers(resolv))
+server = Server(table, HostServers(resolv), idle=1.0)
 ports = {}
 for sid in ("client", "inner", "custom", "blackhole"):
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
@@ -274,6 +274,24 @@ print(bool(a.flags & dns.flags.TC), len(a.answer))
     procs[0].kill()
     upstream_log = procs[0].stdout.read() if procs[0].stdout else ""
     assert "tcp big.test." in upstream_log
+    assert "tcp example.test." in upstream_log  # asked over TCP: forwarded over TCP
+
+
+def test_idle_and_silent_tcp_clients_are_let_go(resolver: tuple[Resolver, list]) -> None:
+    r, _ = resolver
+    out = r.ask("client", """
+import socket, time
+silent = socket.create_connection(("127.0.0.1", TCP_PORT), timeout=5)
+half = socket.create_connection(("127.0.0.1", TCP_PORT), timeout=5)
+half.sendall(b"\\x00\\x30\\x12")  # a length, and not the query: the server waits, not blocks
+a = dns.query.tcp(dns.message.make_query("web1", "A"), "127.0.0.1", port=TCP_PORT, timeout=2)
+print(a.answer[0][0])
+started = time.monotonic()
+print(silent.recv(10) == b"", half.recv(10) == b"", round(time.monotonic() - started))
+""")
+    address, closed_silent, closed_half, waited = out.split()
+    assert address == "10.1.0.3" and closed_silent == closed_half == "True"
+    assert int(waited) <= 3  # closed after the idle time (1 s here), not at the 5 s timeout
 
 
 def test_a_changed_resolv_conf_is_followed(resolver: tuple[Resolver, list]) -> None:

@@ -70,8 +70,8 @@ class _Conn:
 
 class Server:
     def __init__(self, table: NameTable, host_servers: HostServers,
-                 timeout: float | None = None) -> None:
-        self.table, self.host_servers = table, host_servers
+                 timeout: float | None = None, idle: float = IDLE) -> None:
+        self.table, self.host_servers, self.idle = table, host_servers, idle
         self.loop = Loop()
         self.forwarder = (Forwarder(self.loop, host_servers) if timeout is None
                           else Forwarder(self.loop, host_servers, timeout=timeout))
@@ -351,9 +351,9 @@ class Server:
         conn.sock.close()
 
     def _sweep(self) -> None:
-        """Every second: close the TCP connections idle for IDLE seconds."""
+        """Every second: close the TCP connections idle for self.idle seconds."""
         self.loop.call_later(1.0, self._sweep)
-        limit = time.monotonic() - IDLE
+        limit = time.monotonic() - self.idle
         for listener in self._listeners.values():
             for conn in [c for c in listener.conns if c.last < limit and not c.waiting]:
                 self._close(conn)
