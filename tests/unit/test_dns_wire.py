@@ -298,3 +298,14 @@ def test_the_host_servers_follow_their_file(tmp_path: Path) -> None:
     assert servers.servers() == [("192.0.2.9", 53)] and servers.path == str(other)
     other.unlink()
     assert servers.servers() == []
+
+
+def test_a_name_with_both_families_answers_each_type_with_its_own() -> None:
+    t = table()
+    t.put(View(sandbox_id="dual", entries=[Entry("n", "10.0.0.5", ["dual"], "dual"),
+                                           Entry("n", "fd00::5", ["dual"], "dual")],
+               networks=["n"], forward=True, upstreams=[]))
+    (a,) = ask(t, "client", query("dual.", "A")[1])
+    assert [r.address for r in a.answer[0]] == ["10.0.0.5"]
+    (aaaa,) = ask(t, "client", query("dual.", "AAAA")[1])
+    assert [r.address for r in aaaa.answer[0]] == ["fd00::5"]

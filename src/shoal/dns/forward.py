@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import resource
 import socket
 import struct
 import time
@@ -104,6 +105,10 @@ def read_resolv_conf(text: str) -> list[Upstream]:
     return out
 
 
+class _NoSocket(Exception):  # noqa: N818
+    pass
+
+
 class _Pending:
     """A client's query being forwarded."""
 
@@ -138,6 +143,10 @@ class Forwarder:
         self._cache: dict[tuple[object, ...], tuple[wire.Answer, float, float]] = {}
         self._down: dict[Upstream, float] = {}  # upstream -> until when it is tried last
         self._pending: set[_Pending] = set()
+        # each query being forwarded holds a descriptor: stay well below the process's limit
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_pending = MAX_PENDING if soft < 0 else max(16, min(MAX_PENDING,
+                                                                   soft // 2 - 64))
         self.stats = {"forwarded": 0, "cache_hits": 0, "upstream_failures": 0,
                       "servfail": 0}
 
@@ -152,7 +161,7 @@ class Forwarder:
                 owner: str) -> None:
         """Answer q (through reply, with the client's ID) from the cache or an upstream."""
         servers = self.servers_for(upstreams)
-        if not servers or len(self._pending) >= MAX_PENDING:
+        if not servers or len(self._pending) >= self.max_pending:
             self._servfail(q, reply, tcp)
             return
         key = (q.name, q.qtype, q.qclass, q.do, bool(q.flags & wire.CD), tuple(servers))
@@ -206,6 +215,8 @@ class Forwarder:
             try:
                 self._start(p, server, use_tcp)
                 return
+            except _NoSocket:
+                break  # out of descriptors: not the upstream's fault
             except OSError:
                 self._failed(server)
         self._servfail(p.query, p.reply, p.tcp)
@@ -214,7 +225,10 @@ class Forwarder:
     def _start(self, p: _Pending, server: Upstream, tcp: bool) -> None:
         family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
         kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
-        sock = socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            sock = socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        except OSError as e:
+            raise _NoSocket(str(e)) from None
         try:
             sent = wire.upstream_query(p.query, int.from_bytes(os.urandom(2), "big"))
             attempt = _Attempt(server, sock, sent, tcp)

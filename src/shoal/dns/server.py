@@ -373,11 +373,17 @@ def local_answer(table: NameTable, sandbox_id: str, q: wire.Query, tcp: bool = F
     if q.qclass in (wire.CLASS_IN, wire.TYPE_ANY):
         addresses = table.lookup(sandbox_id, q.name)
         if addresses is not None:
-            if q.qtype not in (wire.TYPE_A, wire.TYPE_ANY):
-                return [wire.respond(q, tcp=tcp)]  # NODATA: the name has only A records
-            return [wire.respond(q, records=[wire.a_record(ip) for ip in
-                                             addresses[i:] + addresses[:i]], tcp=tcp)
-                    for i in range(min(len(addresses), ROTATIONS))]
+            if q.qtype == wire.TYPE_ANY:
+                wanted = addresses
+            elif q.qtype in (wire.TYPE_A, wire.TYPE_AAAA):
+                wanted = [ip for ip in addresses if (":" in ip) == (q.qtype == wire.TYPE_AAAA)]
+            else:
+                wanted = []
+            if not wanted:
+                return [wire.respond(q, tcp=tcp)]  # NODATA: the name has no such record
+            return [wire.respond(q, records=[wire.address_record(ip) for ip in
+                                             wanted[i:] + wanted[:i]], tcp=tcp)
+                    for i in range(min(len(wanted), ROTATIONS))]
         if q.qtype in (wire.TYPE_PTR, wire.TYPE_ANY):
             ip = wire.reverse_ipv4(q.name)
             name = table.reverse(sandbox_id, ip) if ip is not None else None

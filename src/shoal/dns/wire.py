@@ -7,11 +7,12 @@ server answers with `query id + body`, and can keep bodies for the next identica
 
 from __future__ import annotations
 
+import socket
 import struct
 
 QR, AA, TC, RD, RA, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0010
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
-TYPE_A, TYPE_NS, TYPE_SOA, TYPE_PTR, TYPE_OPT, TYPE_ANY = 1, 2, 6, 12, 41, 255
+TYPE_A, TYPE_NS, TYPE_SOA, TYPE_PTR, TYPE_AAAA, TYPE_OPT, TYPE_ANY = 1, 2, 6, 12, 28, 41, 255
 CLASS_IN = 1
 EDNS_SIZE = 1232  # what the resolver says it can receive (the DNS flag day's size)
 UDP_PLAIN = 512  # a UDP answer's limit without EDNS
@@ -162,10 +163,12 @@ def error_body(e: FormError, rcode: int = FORMERR) -> bytes:
     return _COUNTS.pack(flags, 0, 0, 0, 0)
 
 
-def a_record(ip: str, ttl: int = 0) -> bytes:
-    """An A record whose name points at the question's (offset 12)."""
-    return (b"\xc0\x0c" + _RR.pack(TYPE_A, CLASS_IN, ttl, 4)
-            + bytes(int(part) for part in ip.split(".")))
+def address_record(ip: str, ttl: int = 0) -> bytes:
+    """An A (or AAAA) record whose name points at the question's (offset 12)."""
+    if ":" in ip:
+        return b"\xc0\x0c" + _RR.pack(TYPE_AAAA, CLASS_IN, ttl, 16) + \
+            socket.inet_pton(socket.AF_INET6, ip)
+    return b"\xc0\x0c" + _RR.pack(TYPE_A, CLASS_IN, ttl, 4) + socket.inet_aton(ip)
 
 
 def encode_name(name: str) -> bytes:
