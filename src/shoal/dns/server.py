@@ -15,7 +15,7 @@ What it answers:
   as asked, TTL 0; another type for that name: NOERROR without records (NODATA), never
   forwarded; a PTR of a container's address: its name;
 - another name: forwarded (forward.Forwarder), or REFUSED when the asker may not forward
-  (a container only on --internal networks: Docker answers those with an error too) ;
+  (a container only on --internal networks: Docker answers those with an error too);
   SERVFAIL when there is no upstream or none answered;
 - a UDP answer bigger than the client takes (512 bytes without EDNS): TC set, no records;
   EDNS in the query: an OPT in the answer (size wire.EDNS_SIZE);
