@@ -30,20 +30,24 @@ UPSTREAM_ANSWER = "192.0.2.7"  # what dnsmasq answers for example.test
 def dns_host(host: Host) -> Iterator[Host]:
     """A host whose outside namespace runs a DNS server (the 'internet's' resolver)."""
     proc = start_dnsmasq(host, OUTSIDE_ADDR)
+    UPSTREAMS[host.base] = proc
     try:
         yield host
     finally:
+        UPSTREAMS.pop(host.base, None)
         proc.kill()
         proc.wait()
+
+
+UPSTREAMS: dict[Path, subprocess.Popen[str]] = {}  # each dns_host's dnsmasq
 
 
 def start_dnsmasq(host: Host, addr: str) -> subprocess.Popen[str]:
     proc = host.background(host.outside, "dnsmasq", "--no-daemon", "--no-resolv",
                            "--no-hosts", "--bind-interfaces", f"--listen-address={addr}",
                            "--except-interface=lo", f"--address=/example.test/{UPSTREAM_ANSWER}",
-                           "--local=/test/", "--local=/arpa/", "--local=/#/", "--log-facility=-",
-                           f"--pid-file={host.base}/dnsmasq-{addr}.pid", "--user=root")
-    host.wait_for(lambda: "example.test" in host.in_ns(
+                           "--local=/#/", "--log-facility=-", "--user=root")
+    host.wait_for(lambda: UPSTREAM_ANSWER in host.in_ns(
         host.outside, "dig", "+short", "+time=1", "+tries=1", f"@{addr}", "example.test"
     ).stdout or proc.poll() is not None, what="dnsmasq")
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else "dnsmasq died"
@@ -190,9 +194,9 @@ def test_answers_are_cached_for_their_ttl(dns_host: Host) -> None:
     first = dig_full(host, "client", "example.test")
     assert UPSTREAM_ANSWER in first
     # dnsmasq gone: the cached answer is still served, its TTL counting down
-    pid = int(Path(host.base, f"dnsmasq-{OUTSIDE_ADDR}.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
-    host.wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="dnsmasq gone")
+    upstream = UPSTREAMS[host.base]
+    upstream.kill()
+    upstream.wait()
     again = dig_full(host, "client", "example.test")
     assert UPSTREAM_ANSWER in again
     ttls = [int(line.split()[1]) for line in again.splitlines()
@@ -218,7 +222,7 @@ def test_loopback_upstream_of_the_host_works(host: Host) -> None:
     proc = host.background(host.ns, "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
                            "--bind-interfaces", "--listen-address=127.0.0.53",
                            f"--address=/example.test/{UPSTREAM_ANSWER}", "--local=/#/",
-                           "--user=root", f"--pid-file={host.base}/dnsmasq-lo.pid")
+                           "--user=root")
     try:
         host.wait_for(lambda: UPSTREAM_ANSWER in host.in_ns(
             host.ns, "dig", "+short", "+time=1", "@127.0.0.53", "example.test").stdout,
