@@ -211,11 +211,10 @@ def container_resolv_conf(host: HostResolv, source: str, embedded: str | None,
     if embedded is not None:
         if not any(o.startswith("ndots:") for o in opts):
             opts.insert(0, NDOTS_EMBEDDED)
-        upstream = (f"--dns {', '.join(dns)}" if dns else
-                    f"the servers of {source} ({', '.join(host.nameservers) or 'none'})")
-        notes = [f"{embedded} is shoal's embedded resolver: it answers the names of the "
-                 "containers on this container's networks,", f"and forwards other queries to "
-                 f"{upstream}."]
+        upstream = (f"--dns {' '.join(dns)}" if dns else
+                    f"{' '.join(host.nameservers) or 'no server'} (from {source})")
+        notes = [f"{embedded}: shoal's embedded resolver; it answers the containers' names",
+                 f"and forwards other queries to {upstream}"]
         return resolv_conf_text([embedded], _search(search, host), opts, notes)
     notes = []
     if dns:
@@ -224,12 +223,12 @@ def container_resolv_conf(host: HostResolv, source: str, embedded: str | None,
         servers = [s for s in host.nameservers if reachable_from_container(s)]
         dropped = [s for s in host.nameservers if s not in servers]
         if dropped:
-            notes.append(f"left out of {source}: {', '.join(dropped)} (a loopback or IPv6 "
-                         "address, which this container cannot reach)")
+            notes.append(f"left out from {source}: {' '.join(dropped)} (loopback or IPv6: "
+                         "not reachable from this container)")
         if not servers:
-            notes.append(f"no nameserver: {source} names none this container can reach, and "
-                         "shoal uses no public server in their place; give --dns IP, or use a "
-                         "user network (its embedded resolver forwards to the host's servers)")
+            notes += ["no nameserver: the host's file names none this container can reach,",
+                      "and shoal puts no public server in their place; give --dns IP, or use",
+                      "a user network (its embedded resolver forwards to the host's servers)"]
     return resolv_conf_text(servers, _search(search, host), opts, notes)
 
 
