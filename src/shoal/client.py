@@ -198,16 +198,24 @@ class ContainerCollection:
             hostname: str | None = None, network: str | None = None,
             network_mode: str | None = None, environment: list[str] | dict[str, str] | None = None,
             detach: bool = False, remove: bool = False, working_dir: str | None = None,
-            ip: str | None = None, aliases: list[str] | None = None) -> Container | bytes:
+            ip: str | None = None, aliases: list[str] | None = None,
+            dns: list[str] | None = None, dns_search: list[str] | None = None,
+            dns_opt: list[str] | None = None,
+            extra_hosts: dict[str, str] | list[str] | None = None) -> Container | bytes:
         """Start a container. Detached: returns the Container. Otherwise waits, returns its
-        output, and raises ContainerError if it exited non-zero (as docker-py does)."""
+        output, and raises ContainerError if it exited non-zero (as docker-py does).
+        `extra_hosts`: {name: ip} or ["name:ip"] (ip may be "host-gateway")."""
         if isinstance(environment, dict):
             environment = [f"{k}={v}" for k, v in environment.items()]
+        if isinstance(extra_hosts, dict):
+            extra_hosts = [f"{name}:{addr}" for name, addr in extra_hosts.items()]
         spec = RunSpec(
             cmd=_command(command), name=name, hostname=hostname,
             network=network or network_mode or "bridge", ip=ip, aliases=list(aliases or []),
             env=list(environment or []), auto_remove=remove and detach,
-            workdir=working_dir or os.getcwd(),
+            workdir=working_dir or os.getcwd(), dns=list(dns or []),
+            dns_search=list(dns_search or []), dns_options=list(dns_opt or []),
+            extra_hosts=list(extra_hosts or []),
         )
         ctr = self.client.engine.run_detached(spec)
         container = self.get(ctr.id)
@@ -231,8 +239,16 @@ class ContainerCollection:
 class Client:
     """shoal's Python client. It works in the network namespace it is created in."""
 
-    def __init__(self, root: str | None = None, run_dir: str | None = None) -> None:
-        self.engine = Engine.open(root, run_dir)
+    def __init__(self, root: str | None = None, run_dir: str | None = None,
+                 resolv_conf: str | None = None) -> None:
+        """`resolv_conf`: the host's resolv.conf (default SHOAL_RESOLV_CONF, else
+        /etc/resolv.conf), read for the containers' DNS servers."""
+        from .controller.context import resolv_conf_setting
+
+        self.engine = Engine(root, run_dir)
+        # a setting of the Context (ctx.resolv_conf), given before bootstrap reads it
+        self.engine.ctx.resolv_conf = resolv_conf_setting(resolv_conf)
+        self.engine.bootstrap()
         self.networks = NetworkCollection(self)
         self.containers = ContainerCollection(self)
 

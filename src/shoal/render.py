@@ -74,8 +74,10 @@ def port_lines(ports: list[PublishedPort]) -> list[str]:
 
 def container_json(
     ctr: Container, status: str, endpoints: list[tuple[Endpoint, Network]], mode_name: str,
-    ports: list[PublishedPort] | None = None,
+    ports: list[PublishedPort] | None = None, files_dir: str = "",
 ) -> dict[str, Any]:
+    """`files_dir`: the container's directory, where its hostname, hosts and resolv.conf are
+    (Docker's ResolvConfPath, HostnamePath, HostsPath)."""
     networks = {}
     for ep, net in endpoints:
         networks[net.name] = {
@@ -109,6 +111,9 @@ def container_json(
             "StartedAt": ctr.started_at,
             "FinishedAt": ctr.finished_at,
         },
+        "ResolvConfPath": f"{files_dir}/resolv.conf" if files_dir else "",
+        "HostnamePath": f"{files_dir}/hostname" if files_dir else "",
+        "HostsPath": f"{files_dir}/hosts" if files_dir else "",
         "Name": "/" + ctr.name,
         "Config": {
             "Hostname": ctr.hostname,
@@ -118,7 +123,11 @@ def container_json(
             "WorkingDir": ctr.workdir,
         },
         "HostConfig": {"NetworkMode": mode_name, "AutoRemove": ctr.auto_remove,
-                       "PortBindings": port_bindings(ctr)},
+                       "PortBindings": port_bindings(ctr),
+                       # as Docker shows them: lists, ExtraHosts null when none
+                       "Dns": list(ctr.dns), "DnsSearch": list(ctr.dns_search),
+                       "DnsOptions": list(ctr.dns_options),
+                       "ExtraHosts": list(ctr.extra_hosts) or None},
         "NetworkSettings": {
             "SandboxKey": "",
             "IPAddress": str(first[0].ip) if first and first[0].ip else "",

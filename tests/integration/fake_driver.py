@@ -14,6 +14,7 @@ class FakeDriver:
     sandbox = ENDPOINTS
     user_networks = True
     addresses = True
+    names = False
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []

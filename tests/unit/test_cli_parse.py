@@ -38,6 +38,22 @@ def test_run_full() -> None:
     assert args.cmd == ["cmd", "arg"]
 
 
+def test_run_dns_and_hosts_options_repeat() -> None:
+    args = parse("run --dns 192.0.2.1 --dns=2001:db8::1 --dns-search a.example "
+                 "--dns-search b.example --dns-option ndots:2 --dns-opt timeout:1 "
+                 "--add-host db:192.0.2.9 --add-host gw:host-gateway -- cmd")
+    assert args.dns == ["192.0.2.1", "2001:db8::1"]
+    assert args.dns_search == ["a.example", "b.example"]
+    assert args.dns_option == ["ndots:2", "timeout:1"]  # --dns-opt is Docker's spelling
+    assert args.add_host == ["db:192.0.2.9", "gw:host-gateway"]
+    assert args.cmd == ["cmd"]
+
+
+def test_resolv_conf_is_a_global_option() -> None:
+    assert parse("--resolv-conf /srv/r.conf ps").resolv_conf == "/srv/r.conf"
+    assert parse("ps").resolv_conf is None  # then SHOAL_RESOLV_CONF, else /etc/resolv.conf
+
+
 def test_run_defaults() -> None:
     args = parse("run sleep 10")
     assert args.detach is False
@@ -48,6 +64,7 @@ def test_run_defaults() -> None:
     assert args.ip is None
     assert args.env == []
     assert args.network_alias == []
+    assert (args.dns, args.dns_search, args.dns_option, args.add_host) == ([], [], [], [])
     assert args.workdir is None
     assert args.cmd == ["sleep", "10"]
 

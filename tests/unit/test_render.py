@@ -171,6 +171,25 @@ def test_container_json_running() -> None:
     json.dumps(data)
 
 
+def test_container_json_dns_options_and_files_as_docker_names_them() -> None:
+    ctr = make_ctr(dns=["192.0.2.53"], dns_search=["example.com"], dns_options=["ndots:2"],
+                   extra_hosts=["db:192.0.2.9", "gw:172.18.0.1"])
+    data = render.container_json(ctr, RUNNING, [(make_ep(), make_net())], "mynet",
+                                 files_dir="/run/shoal/containers/" + CTR_ID)
+    hc = data["HostConfig"]
+    assert (hc["Dns"], hc["DnsSearch"], hc["DnsOptions"]) == (
+        ["192.0.2.53"], ["example.com"], ["ndots:2"])
+    assert hc["ExtraHosts"] == ["db:192.0.2.9", "gw:172.18.0.1"]
+    assert data["ResolvConfPath"] == f"/run/shoal/containers/{CTR_ID}/resolv.conf"
+    assert data["HostnamePath"] == f"/run/shoal/containers/{CTR_ID}/hostname"
+    assert data["HostsPath"] == f"/run/shoal/containers/{CTR_ID}/hosts"
+    plain = render.container_json(make_ctr(), RUNNING, [], "none")
+    # Docker's empty values: lists, and null for ExtraHosts
+    assert (plain["HostConfig"]["Dns"], plain["HostConfig"]["DnsSearch"],
+            plain["HostConfig"]["DnsOptions"], plain["HostConfig"]["ExtraHosts"]) == (
+        [], [], [], None)
+
+
 def test_container_json_requested_ip() -> None:
     ep = make_ep(requested_ip=IPv4Address("172.18.0.2"))
     data = render.container_json(make_ctr(status=RUNNING, pid=1), RUNNING,

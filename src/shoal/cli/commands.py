@@ -90,6 +90,13 @@ def _run(c: Command) -> None:
             help="publish a container port on the host"),
         Opt("-P", "--publish-all", kind=FLAG, help="publish every --expose'd port"),
         Opt("--expose", kind=APPEND, metavar="PORT[/PROTO]"),
+        Opt("--dns", kind=APPEND, metavar="IP",
+            help="a DNS server (on a user network: where the embedded resolver forwards)"),
+        Opt("--dns-search", kind=APPEND, metavar="DOMAIN", help="a search domain (. for none)"),
+        Opt("--dns-option", "--dns-opt", kind=APPEND, metavar="OPT",
+            help="a resolv.conf option, e.g. ndots:2"),
+        Opt("--add-host", kind=APPEND, metavar="NAME:IP",
+            help="a line of /etc/hosts; NAME:host-gateway: the gateway of its network"),
     ]
     c.args = [Arg("cmd", REMAINDER, "COMMAND")]
 
@@ -136,6 +143,8 @@ def root() -> Command:
             help="accept (default): add accepts for shoal's bridges to other firewalls' "
             "forward chains that drop (Docker, firewalld); leave: never touch them; "
             "remembered; env SHOAL_OTHER_FIREWALLS"),
+        Opt("--resolv-conf", metavar="FILE", help="the host's resolv.conf, read for the "
+            "containers' DNS servers (default /etc/resolv.conf; env SHOAL_RESOLV_CONF)"),
     ], sub_dest="command", subs=[
         Command("network", "manage networks", build=_network),
         Command("run", "run a command in a new container", help_flags=("--help",),

@@ -112,6 +112,8 @@ def cmd_run(engine: Any, args: Args) -> int:
         network=args.network, ip=args.ip, aliases=args.network_alias, env=args.env,
         auto_remove=args.rm, workdir=args.workdir or os.getcwd(),
         publish=args.publish, publish_all=args.publish_all, expose=args.expose,
+        dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option,
+        extra_hosts=args.add_host,
     )
     if args.detach:
         ctr = engine.run_detached(spec)
@@ -257,9 +259,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from ..controller import Engine
+        from ..controller.context import resolv_conf_setting
 
-        engine = Engine.open(args.root, args.run_dir, firewall_backend=args.firewall_backend,
+        engine = Engine(args.root, args.run_dir, firewall_backend=args.firewall_backend,
                         ip_forward=args.ip_forward, other_firewalls=args.other_firewalls)
+        # a setting of the Context (ctx.resolv_conf), given before bootstrap reads it
+        engine.ctx.resolv_conf = resolv_conf_setting(args.resolv_conf)
+        engine.bootstrap()
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 125 if args.command == "run" else e.exit_code

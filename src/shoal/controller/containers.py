@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import socket
     import subprocess
 
-    from .. import ipam
+    from .. import etcfiles, ipam
     from .. import ports as portspec
     from ..runtime import pids
     from ..runtime.process import Child, Namespaces
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .sandboxes import Sandboxes
 else:  # what only changes of state need, imported on first use
     ipam = LazyModule("shoal.ipam")
+    etcfiles = LazyModule("shoal.etcfiles")
     portspec = LazyModule("shoal.ports")
     pids = LazyModule("shoal.runtime.pids")
 
@@ -60,6 +61,10 @@ class RunSpec(Record):
     publish: list[str] = []  # -p specs
     publish_all: bool = False  # -P
     expose: list[str] = []  # --expose specs
+    dns: list[str] = []  # --dns IP
+    dns_search: list[str] = []  # --dns-search DOMAIN ("." for none)
+    dns_options: list[str] = []  # --dns-option OPT (Docker's --dns-opt)
+    extra_hosts: list[str] = []  # --add-host NAME:IP or NAME:host-gateway
 
 
 class Containers:
@@ -138,6 +143,7 @@ class Containers:
         requested = ipam.parse_address(spec.ip, "--ip") if spec.ip else None
         for alias in spec.aliases:
             validate_name(alias, "alias")
+        dns, extra = _parse_dns(spec)
         ctx, store = self.ctx, self.ctx.store
         with store.locked():
             mode, net, shared = self._resolve_mode(spec)
@@ -158,6 +164,9 @@ class Containers:
                 raise InvalidArgument(
                     f"conflicting options: --hostname and network mode {spec.network}"
                 )
+            extra_hosts = [etcfiles.extra_host_entry(host, self._host_gateway(mode, net)
+                                                     if ip == etcfiles.HOST_GATEWAY else ip)
+                           for host, ip in extra]
             name = spec.name or self._unused_name()
             if spec.name is not None and store.name_taken(spec.name):
                 raise Conflict(
@@ -173,6 +182,8 @@ class Containers:
                 publish=[[b.container_port, b.proto, str(b.host_ip), b.host_port]
                          for b in bindings],
                 expose=[[port, proto] for port, proto in exposed],
+                dns=dns.dns, dns_search=dns.dns_search, dns_options=dns.dns_options,
+                extra_hosts=extra_hosts,
                 # until a supervisor takes over, the creating process answers for it: if that
                 # dies before the start, reconcile rolls the half-made container back
                 supervisor_pid=os.getpid(), supervisor_start=pids.start_time(os.getpid()),
@@ -200,7 +211,8 @@ class Containers:
             crashpoint("run:rows")
             try:
                 files.write_container_files(ctx, ctr, shared,
-                                            [endpoint.ip] if endpoint and endpoint.ip else [])
+                                            [endpoint.ip] if endpoint and endpoint.ip else [],
+                                            [net] if endpoint and net else [])
                 if ctr.has_own_sandbox:
                     self.sandboxes.make(cid, [(endpoint, net)] if endpoint and net else [])
                 crashpoint("run:sandbox")
@@ -234,6 +246,17 @@ class Containers:
                 raise
             return ctr
 
+    def _host_gateway(self, mode: str, net: Network | None) -> str:
+        """What --add-host NAME:host-gateway names: the gateway of the container's network
+        (the host's address on it); in network mode host or none, the default bridge's
+        gateway, Docker's default host-gateway-ip (a host address: reachable in mode host)."""
+        if net is None:
+            net = self.ctx.store.network(DEFAULT_NETWORK)
+        if net.gateway is None:
+            raise InvalidArgument(f"--add-host NAME:host-gateway: network {net.name} has no "
+                                  "gateway; give NAME:IP")
+        return str(net.gateway)
+
     def _unused_name(self) -> str:
         attempt = 0
         while self.ctx.store.name_taken(name := random_name(attempt)):
@@ -245,13 +268,11 @@ class Containers:
     def namespaces(self, ctr: Container) -> Namespaces:
         from ..runtime.process import Namespaces
 
-        cdir = self.ctx.container_dir(ctr.id)
         sandbox = ctr.sandbox_id
         return Namespaces(
             netns=self.sandboxes.path(sandbox) if sandbox else None,
             hostname=None if ctr.network_mode == "host" else ctr.hostname,
-            files=[(os.path.join(cdir, "hosts"), "/etc/hosts"),
-                   (os.path.join(cdir, "hostname"), "/etc/hostname")],
+            files=files.mounts(self.ctx, ctr.id),
             # the container's processes see neither shoal's state nor its run directory
             hidden=[self.ctx.root, self.ctx.run_dir],
         )
@@ -323,7 +344,8 @@ class Containers:
                  ctx.run_dir, ctr.id, str(write_end), log],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(write_end, *held_fds), start_new_session=True, close_fds=True,
-                cwd="/", env=supervisor_env(os.environ),
+                # (the host's resolv.conf it reads is this command's, --resolv-conf too)
+                cwd="/", env={**supervisor_env(os.environ), "SHOAL_RESOLV_CONF": ctx.resolv_conf},
             )
         except BaseException:
             os.close(write_end)
@@ -681,6 +703,7 @@ class Containers:
             crashpoint("connect:row")
             if running:
                 self.sandboxes.join(ctr.id, ep, net)
+            files.refresh_container_files(self.ctx, ctr)
             return ep
 
     def disconnect(self, net_ref: str, ctr_ref: str) -> None:
@@ -694,9 +717,32 @@ class Containers:
                 raise Conflict(f"container {ctr.name} is not connected to network {net.name}")
             rows = store.port_rows(ctr.id, net.id)
             self.sandboxes.leave(ctr.id, ep, net, in_sandbox=ctr.status == RUNNING)
+            files.refresh_container_files(self.ctx, ctr)
             if rows:
                 held.release_elsewhere(self.ctx, ctr, [(proto, host_ip, int(port))
                                                        for proto, host_ip, port, _d, _p in rows])
+
+
+class _Dns(Record):
+    dns: list[str]
+    dns_search: list[str]
+    dns_options: list[str]
+
+
+def _parse_dns(spec: RunSpec) -> tuple[_Dns, list[tuple[str, str]]]:
+    """The DNS options and the --add-host entries, checked (host-gateway not resolved)."""
+    dns = _Dns(dns=[etcfiles.parse_dns_server(s) for s in spec.dns],
+               dns_search=[etcfiles.parse_dns_search(d) for d in spec.dns_search],
+               dns_options=[etcfiles.parse_dns_option(o) for o in spec.dns_options])
+    extra = [etcfiles.parse_extra_host(e) for e in spec.extra_hosts]
+    if spec.network.startswith("container:"):
+        # Docker's rule: the files are the other container's (its resolv.conf and hosts)
+        for flag, given in (("--dns", dns.dns), ("--dns-search", dns.dns_search),
+                            ("--dns-option", dns.dns_options), ("--add-host", extra)):
+            if given:
+                raise InvalidArgument(f"conflicting options: {flag} and the network mode "
+                                      f"{spec.network}; give it to that container instead")
+    return dns, extra
 
 
 def _parse_env(items: list[str]) -> list[str]:

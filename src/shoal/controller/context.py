@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import ShoalError
+from ..errors import InvalidArgument, ShoalError
 from ..names import owner_mark
 
 TYPE_CHECKING = False
@@ -21,10 +21,31 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/var/lib/shoal"
 DEFAULT_RUN_DIR = "/run/shoal"
+DEFAULT_RESOLV_CONF = "/etc/resolv.conf"
+
+
+def resolv_conf_setting(value: str | None) -> str:
+    """--resolv-conf FILE, else SHOAL_RESOLV_CONF, else /etc/resolv.conf: the host's file
+    the containers' resolv.conf and the embedded resolver's upstream servers come from. Only
+    ever read (controller/files.read_host_file); a missing file means no servers. Absolute:
+    the supervisor and the resolver run from "/"."""
+    if value is None:
+        value = os.environ.get("SHOAL_RESOLV_CONF")
+        if value is None:
+            return DEFAULT_RESOLV_CONF
+        what = "SHOAL_RESOLV_CONF"
+    else:
+        what = "--resolv-conf"
+    if not value or "\0" in value:
+        raise InvalidArgument(f"{what} is {'empty' if not value else 'not a path'}: give the "
+                              f"host's resolv.conf, or leave {what} out for the default "
+                              f"{DEFAULT_RESOLV_CONF}")
+    return os.path.abspath(value)
 
 
 class Context:
-    def __init__(self, root: str, run_dir: str, firewall_args: tuple[str | None, ...]) -> None:
+    def __init__(self, root: str, run_dir: str, firewall_args: tuple[str | None, ...],
+                 resolv_conf: str | None = None) -> None:
         self.root, self.run_dir = os.path.abspath(root), os.path.abspath(run_dir)
         self.netns_dir = os.path.join(self.run_dir, "netns")
         self.mark = owner_mark(self.root)  # on the links shoal makes: which root made them
@@ -42,8 +63,9 @@ class Context:
         self.held: dict[str, list[socket.socket]] = {}
         self.handling: set[str] = set()  # containers this command finishes itself
         self._resolver: ResolverLink | None = None
-        # TEMPORARY until the files lane lands (it owns --resolv-conf)
-        self.resolv_conf = os.environ.get("SHOAL_RESOLV_CONF") or "/etc/resolv.conf"
+        # the host's resolv.conf (see resolv_conf_setting); None: SHOAL_RESOLV_CONF or the
+        # default
+        self.resolv_conf = resolv_conf_setting(resolv_conf)
 
     # -- opening and closing -------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ class Queries:
                for ep in store.endpoints(sandbox_id=ctr.id)]
         status = self.containers.effective_status(ctr)
         data = container_json(ctr, status, eps, self.containers.mode_name(ctr),
-                              store.ports(ctr.id))
+                              store.ports(ctr.id), self.ctx.container_dir(ctr.id))
         if ctr.has_own_sandbox and status == RUNNING:
             data["NetworkSettings"]["SandboxKey"] = self.sandboxes.path(ctr.id)
         return data

@@ -47,6 +47,9 @@ class NetworkDriver(Protocol):
     sandbox: ClassVar[str]  # ENDPOINTS, HOST or NONE
     user_networks: ClassVar[bool]  # may `network create` make more than the built-in one?
     addresses: ClassVar[bool]  # do its networks have a subnet and hand out addresses?
+    # do its networks serve names by the embedded resolver (127.0.0.11 in their containers,
+    # see controller/files.embedded_dns)? Docker's default `bridge` network never does
+    names: ClassVar[bool]
 
     def validate(self, handles: HostHandles, net: Network, others: list[Network]) -> Network:
         """Check a network about to be created (its options, and that what it would make

@@ -93,6 +93,7 @@ class BridgeDriver:
     sandbox = ENDPOINTS
     user_networks = True
     addresses = True
+    names = True  # user-defined bridge networks (not the default `bridge`)
 
     def validate(self, h: HostHandles, net: Network, others: list[Network]) -> Network:
         for key, value in net.options.items():

@@ -22,6 +22,7 @@ class ModeDriver:
     sandbox = ""
     user_networks = False
     addresses = False
+    names = False
 
     def validate(self, h: HostHandles, net: Network, others: list[Network]) -> Network:
         raise Conflict(f"only one instance of the {self.name!r} network is allowed: use the "

@@ -24,7 +24,7 @@ class Namespaces(Record):
 
     netns: str | None  # a sandbox's namespace file; None for the host's namespace
     hostname: str | None  # a new UTS namespace with this hostname; None to keep the host's
-    files: list[tuple[str, str]]  # (source, target) bind mounts: /etc/hosts, /etc/hostname
+    files: list[tuple[str, str]]  # (source, target) bind mounts: /etc/hosts, resolv.conf...
     hidden: list[str] = []  # shoal's state and run directories: an empty tmpfs over each
 
 
