@@ -243,12 +243,7 @@ class Client:
                  resolv_conf: str | None = None) -> None:
         """`resolv_conf`: the host's resolv.conf (default SHOAL_RESOLV_CONF, else
         /etc/resolv.conf), read for the containers' DNS servers."""
-        from .controller.context import resolv_conf_setting
-
-        self.engine = Engine(root, run_dir)
-        # a setting of the Context (ctx.resolv_conf), given before bootstrap reads it
-        self.engine.ctx.resolv_conf = resolv_conf_setting(resolv_conf)
-        self.engine.bootstrap()
+        self.engine = Engine.open(root, run_dir, resolv_conf=resolv_conf)
         self.networks = NetworkCollection(self)
         self.containers = ContainerCollection(self)
 

@@ -46,7 +46,7 @@ def start_dnsmasq(host: Host, addr: str) -> subprocess.Popen[str]:
     proc = host.background(host.outside, "dnsmasq", "--no-daemon", "--no-resolv",
                            "--no-hosts", "--bind-interfaces", f"--listen-address={addr}",
                            "--except-interface=lo", f"--address=/example.test/{UPSTREAM_ANSWER}",
-                           "--local=/#/", "--log-facility=-", "--user=root")
+                           "--local-ttl=600", "--local=/#/", "--log-facility=-", "--user=root")
     host.wait_for(lambda: UPSTREAM_ANSWER in host.in_ns(
         host.outside, "dig", "+short", "+time=1", "+tries=1", f"@{addr}", "example.test"
     ).stdout or proc.poll() is not None, what="dnsmasq")

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
 
-import common  # noqa: E402 (bench/ is not a package)
-from common import Figure, figure_table  # noqa: E402
+
+def _load_common() -> ModuleType:
+    """bench/common.py by its path: bench/ is not a package, and put on sys.path it would
+    shadow packages (bench/dns.py is not dnspython)."""
+    spec = importlib.util.spec_from_file_location("common", BENCH / "common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["common"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _load_common()
+Figure, figure_table = common.Figure, common.figure_table
 
 
 def test_a_figure_is_marked_only_against_a_target() -> None:

@@ -259,13 +259,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from ..controller import Engine
-        from ..controller.context import resolv_conf_setting
 
-        engine = Engine(args.root, args.run_dir, firewall_backend=args.firewall_backend,
-                        ip_forward=args.ip_forward, other_firewalls=args.other_firewalls)
-        # a setting of the Context (ctx.resolv_conf), given before bootstrap reads it
-        engine.ctx.resolv_conf = resolv_conf_setting(args.resolv_conf)
-        engine.bootstrap()
+        engine = Engine.open(args.root, args.run_dir, firewall_backend=args.firewall_backend,
+                             ip_forward=args.ip_forward, other_firewalls=args.other_firewalls,
+                             resolv_conf=args.resolv_conf)
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 125 if args.command == "run" else e.exit_code

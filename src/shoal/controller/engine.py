@@ -57,13 +57,16 @@ def check_privileges() -> None:
 class Engine:
     def __init__(self, root: str | None = None, run_dir: str | None = None,
                  firewall_backend: str | None = None, ip_forward: str | None = None,
-                 other_firewalls: str | None = None) -> None:
-        """The settings only: nothing is opened, made or checked until bootstrap()."""
+                 other_firewalls: str | None = None, resolv_conf: str | None = None) -> None:
+        """The settings only: nothing is opened, made or checked until bootstrap().
+        `resolv_conf`: the host's resolv.conf (--resolv-conf, else SHOAL_RESOLV_CONF, else
+        /etc/resolv.conf), only ever read."""
         # an empty --root or SHOAL_ROOT is an error, not the default (see shoal.dirs for the
         # checks on the directories and every one above them)
         root = _setting(root, "--root", "SHOAL_ROOT", DEFAULT_ROOT)
         run_dir = _setting(run_dir, "--run-dir", "SHOAL_RUN_DIR", DEFAULT_RUN_DIR)
-        self.ctx = Context(root, run_dir, (firewall_backend, ip_forward, other_firewalls))
+        self.ctx = Context(root, run_dir, (firewall_backend, ip_forward, other_firewalls),
+                           resolv_conf)
         self.network_ops = Networks(self.ctx)
         self.sandboxes = Sandboxes(self.ctx)
         self.container_ops = Containers(self.ctx, self.network_ops, self.sandboxes)
@@ -73,9 +76,10 @@ class Engine:
     @classmethod
     def open(cls, root: str | None = None, run_dir: str | None = None,
              firewall_backend: str | None = None, ip_forward: str | None = None,
-             other_firewalls: str | None = None) -> Engine:
+             other_firewalls: str | None = None, resolv_conf: str | None = None) -> Engine:
         """An engine, bootstrapped."""
-        return cls(root, run_dir, firewall_backend, ip_forward, other_firewalls).bootstrap()
+        return cls(root, run_dir, firewall_backend, ip_forward, other_firewalls,
+                   resolv_conf).bootstrap()
 
     def bootstrap(self) -> Engine:
         from .. import dirs

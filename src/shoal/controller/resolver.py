@@ -21,9 +21,7 @@ starts a new one at the end of the command if it died (killed -9, a host restart
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 
 from ..errors import ShoalError
 
@@ -205,6 +203,9 @@ class ResolverLink:
     def request(self, message: dict[str, Any], record: tuple[int, int | None]
                 ) -> dict[str, Any]:
         """One request over the control socket, and its answer."""
+        import json
+        import socket
+
         fd = self._dns_dir()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
