@@ -95,6 +95,8 @@ def cli_python() -> str:
 
 
 def outer(args: argparse.Namespace) -> int:
+    # a TERM (timeout, Ctrl-C's cousin) still cleans up: the finally blocks run
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         print("bench/dns.py needs root (network namespaces, mounts)", file=sys.stderr)
         return 1
@@ -185,6 +187,7 @@ class Inner:
         return str(data["NetworkSettings"]["Networks"][net]["IPAddress"])
 
     def main(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             self.setup()
             self.dnsperf_load()
@@ -321,25 +324,39 @@ class Inner:
 
     def rss(self) -> None:
         n = self.args.containers
+        # created in one process, which answers for them while it runs (not started: no
+        # supervisor or command each); it removes them when its stdin closes
         code = (
             "import sys; sys.path.insert(0, sys.argv[1])\n"
             "from shoal.controller import Engine, RunSpec\n"
             "e = Engine.open(sys.argv[2], sys.argv[3])\n"
-            "for i in range(int(sys.argv[4])):\n"
-            "    e.create_container(RunSpec(cmd=['true'], network='bench', name=f'rss{i}'))\n"
-            "print(e.store.get_meta('resolver'))\n")
+            "ids = [e.create_container(RunSpec(cmd=['true'], network='bench')).id\n"
+            "       for _ in range(int(sys.argv[4]))]\n"
+            "pid = int(e.store.get_meta('resolver').split()[0])\n"
+            "status = open(f'/proc/{pid}/status').read()\n"
+            "rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith('VmRSS'))\n"
+            "print(rss, flush=True)\n"
+            "sys.stdin.read()\n"
+            "for cid in ids:\n"
+            "    e.remove_container(cid, force=True)\n")
+        proc = subprocess.Popen([cli_python(), "-c", code, SRC, self.root, self.run_dir, str(n)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env=self.env)
+        self.procs.append(proc)
+        assert proc.stdin and proc.stdout
         start = time.perf_counter()
-        out = run([cli_python(), "-c", code, SRC, self.root, self.run_dir, str(n)],
-                  env=self.env, timeout=1800).stdout
+        line = proc.stdout.readline()
         took = time.perf_counter() - start
-        pid = int(out.split()[0])
-        with open(f"/proc/{pid}/status") as f:
-            rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        if not line.strip():
+            raise RuntimeError(f"creating {n} containers failed (exit {proc.wait()})")
+        rss = int(line)
         self.fig(f"resolver RSS with {n + 2} containers", f"{rss / 1024:.1f} MiB",
                  f"(created in {took:.1f} s)")
         r = self.dnsperf("target A\n", "-l", "3")
         self.fig(f"    dnsperf with {n + 2} containers, 3 s", f"{r['qps']:,.0f} q/s, "
                  f"{r['lost']:.0f} lost, {ms(r['latency'])}")
+        proc.stdin.close()
+        proc.wait(timeout=1800)
 
     def teardown(self) -> None:
         """Remove every container: the resolver ends with the last one."""

@@ -8,6 +8,10 @@ base=$(mktemp -d /tmp/shoal-demo.XXXXXX)
 hostns="$base/host.ns"
 touch "$hostns"
 unshare --net="$hostns" true
+# the demo host's resolv.conf: no DNS server (names of the outside world are not asked for;
+# the machine's own resolvers are never used)
+printf '# the demo host has no DNS server\n' > "$base/resolv.conf"
+export SHOAL_RESOLV_CONF="$base/resolv.conf"
 
 shoal() { nsenter --net="$hostns" shoal --root "$base/root" --run-dir "$base/run" "$@"; }
 on_host() { nsenter --net="$hostns" "$@"; }
@@ -60,6 +64,12 @@ say "The client reaches the web server at $web_ip"
 for _ in $(seq 50); do shoal exec client -- python3 -c "import socket; socket.create_connection(('$web_ip', 8000), 1)" 2>/dev/null && break; sleep 0.1; done
 show exec client -- python3 -c "import urllib.request as u; r = u.urlopen('http://$web_ip:8000/'); print('HTTP', r.status, r.reason)"
 show exec client -- ping -c 2 "$web_ip"
+
+say "Names: on a user-defined network the embedded resolver (127.0.0.11) answers container names"
+show exec client -- cat /etc/resolv.conf
+show exec client -- getent hosts web
+show exec client -- python3 -c "import urllib.request as u; r = u.urlopen('http://web:8000/'); print('HTTP', r.status, r.reason)"
+show resolve web
 
 say "On the host: the bridge of 'isolated' and the host ends of the two veth pairs plugged into it"
 printf '$ ip -br link\n'; on_host ip -br link

@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
 def _open(root: str, run_dir: str, resolv_conf: str) -> tuple[Service, socket.socket]:
     from .. import dirs
     from ..dns.forward import HostServers
-    from ..dns.listen import Nft
+    from ..dns.listen import Nft, raise_open_files
     from ..dns.server import Server
     from ..dns.table import NameTable
     from ..kernel import ns
@@ -171,6 +171,7 @@ def _open(root: str, run_dir: str, resolv_conf: str) -> tuple[Service, socket.so
     from ..store import Store
     from .resolver import CONTROL
 
+    raise_open_files()
     # out of the command's cgroup (a container's, if a supervisor started it): with the
     # supervisors, whose cgroup no container's end kills
     Cgroups(run_dir).join_supervisors()
