@@ -128,7 +128,8 @@ def _high(sock: socket.socket) -> socket.socket:
         fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, HIGH_FDS)
     except OSError:
         return sock
-    high = socket.socket(fileno=fd)  # the same socket, non-blocking as it was
+    high = socket.socket(fileno=fd)
+    high.setblocking(sock.getblocking())  # (a socket from a descriptor starts blocking)
     sock.close()
     return high
 

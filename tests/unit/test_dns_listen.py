@@ -1,0 +1,35 @@
+"""dns/listen.py without a namespace: the sockets' descriptors and the DNAT script."""
+
+from __future__ import annotations
+
+import resource
+import socket
+
+import pytest
+
+from shoal.dns import listen
+
+
+def test_sockets_move_above_fd_setsize_and_stay_non_blocking() -> None:
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= listen.HIGH_FDS:
+        listen.raise_open_files()
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= listen.HIGH_FDS:
+        pytest.skip("the open-files limit is below 1024 here")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+    low = sock.fileno()
+    high = listen._high(sock)
+    try:
+        assert high.fileno() >= listen.HIGH_FDS
+        assert sock.fileno() == -1  # the low descriptor is closed, free for select() users
+        assert low < listen.HIGH_FDS
+        assert high.getblocking() is False and high.type == socket.SOCK_DGRAM
+    finally:
+        high.close()
+
+
+def test_dnat_script_redirects_port_53_of_127_0_0_11_only() -> None:
+    script = listen.dnat_script(40001, 40002)
+    assert "flush table ip shoal_dns" in script  # replaced whole: a new resolver, new ports
+    assert "ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:40001" in script
+    assert "ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:40002" in script
+    assert "type nat hook output" in script
