@@ -1,4 +1,5 @@
-"""dns/listen.py without a namespace: the sockets' descriptors and the DNAT script."""
+"""The resolver's sockets without a namespace: their descriptors (kernel/fds.py) and the DNAT
+script (dns/listen.py)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ import socket
 import pytest
 
 from shoal.dns import listen
+from shoal.kernel import fds
 
 
 def test_sockets_move_above_fd_setsize_and_stay_non_blocking() -> None:
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= listen.HIGH_FDS:
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= fds.HIGH_FDS:
         listen.raise_open_files()
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= listen.HIGH_FDS:
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] <= fds.HIGH_FDS:
         pytest.skip("the open-files limit is below 1024 here")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
     low = sock.fileno()
-    high = listen._high(sock)
+    high = fds.out_of_the_way(sock)
     try:
-        assert high.fileno() >= listen.HIGH_FDS
+        assert high.fileno() >= fds.HIGH_FDS
         assert sock.fileno() == -1  # the low descriptor is closed, free for select() users
-        assert low < listen.HIGH_FDS
+        assert low < fds.HIGH_FDS
         assert high.getblocking() is False and high.type == socket.SOCK_DGRAM
     finally:
         high.close()

@@ -18,14 +18,10 @@ from __future__ import annotations
 import os
 import socket
 
-from ..kernel import ns
+from ..kernel import fds, ns
 
 ADDRESS = "127.0.0.11"
 DNS_TABLE = "shoal_dns"
-# A sandbox's sockets are moved to descriptors from here up: libnftables waits for its
-# netlink socket with select(), which aborts the process (glibc's fortify check) on a
-# descriptor above FD_SETSIZE; with 500 sandboxes their sockets alone would get there.
-HIGH_FDS = 1024
 
 
 class Listener:
@@ -112,41 +108,21 @@ def _make(nft: Nft | None) -> Listener:
             if error is not None:
                 raise OSError(f"nftables refused the DNAT of 127.0.0.11:53: {error}")
             mode = "dnat"
-        return Listener(_high(udp), _high(tcp), mode)
+        # moved above FD_SETSIZE: libnftables waits with select(), which aborts the process
+        # on a higher descriptor, and 500 sandboxes' sockets would get there (kernel/fds.py)
+        return Listener(fds.out_of_the_way(udp), fds.out_of_the_way(tcp), mode)
     except BaseException:
         udp.close()
         tcp.close()
         raise
 
 
-def _high(sock: socket.socket) -> socket.socket:
-    """The socket on a descriptor at HIGH_FDS or above (the low ones are left to what uses
-    select(), see HIGH_FDS); as it was where the limit of open files does not allow it."""
-    import fcntl
-
-    try:
-        fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, HIGH_FDS)
-    except OSError:
-        return sock
-    high = socket.socket(fileno=fd)
-    high.setblocking(sock.getblocking())  # (a socket from a descriptor starts blocking)
-    sock.close()
-    return high
-
-
-def raise_open_files() -> int:
-    """Raise this process's limit of open files to its hard limit (each sandbox costs the
-    resolver two descriptors); the new limit."""
+def raise_open_files() -> None:
+    """Raise the resolver's limit of open files to its hard limit: each sandbox costs it two
+    descriptors."""
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (OSError, ValueError):
-            pass
-    return soft
+    fds.raise_open_file_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
 def open_netns(dir_fd: int, name: str) -> int:

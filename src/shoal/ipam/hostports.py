@@ -47,7 +47,7 @@ class HostPorts:
     def _allocate(self, ctr: Container, net: Network, dest_ip: IPv4Address,
                   bindings: list[portspec.Binding], host_addresses: set[IPv4Address],
                   sockets: list[socket.socket]) -> list[PublishedPort]:
-        from ..kernel import hostports, sysctl
+        from ..kernel import fds, hostports, sysctl
 
         if net.internal and bindings:
             raise InvalidArgument(
@@ -82,7 +82,7 @@ class HostPorts:
                 )
             holders[b.host_ip] = mine  # type: ignore[assignment]
         if len(bindings) > 64:
-            hostports.raise_open_file_limit(len(bindings))
+            fds.raise_open_file_limit(len(bindings))
 
         def hold(b: portspec.Binding, port: int) -> None:
             try:
@@ -93,7 +93,7 @@ class HostPorts:
                 if e.errno == errno.EMFILE:
                     raise Conflict(
                         f"cannot hold {len(bindings)} host ports: a process may open only "
-                        f"{hostports.open_file_limit()} files here (ulimit -n); raise that "
+                        f"{fds.open_file_limit()} files here (ulimit -n); raise that "
                         "limit or publish fewer ports") from None
                 raise ShoalError(f"cannot hold host port {b.host_ip}:{port}/{b.proto}: "
                                  f"{e.strerror}") from None

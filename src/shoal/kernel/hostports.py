@@ -20,12 +20,12 @@ message only."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
 
+from .fds import out_of_the_way
+
 SCTP = 132
-HIGH_FDS = 1024  # FD_SETSIZE: the descriptors select() can watch are below it
 _KINDS = {"tcp": (socket.SOCK_STREAM, 0), "udp": (socket.SOCK_DGRAM, 0),
           "sctp": (socket.SOCK_STREAM, SCTP)}
 # sockets of the same protocol in /proc/net (IPv6 ones too: a dual-stack [::]:PORT listener
@@ -63,20 +63,7 @@ def hold(proto: str, host_ip: str, port: int) -> socket.socket | None:
         if e.errno == errno.EADDRINUSE:
             raise PortInUse(proto, host_ip, port) from None
         raise
-    return _out_of_the_way(sock)
-
-
-def _out_of_the_way(sock: socket.socket) -> socket.socket:
-    """The socket moved to a descriptor from HIGH_FDS up, where the limit allows. Thousands
-    of held sockets in the low numbers would push every later descriptor of the process past
-    FD_SETSIZE, and code that still uses select() (libnftables does) aborts there."""
-    try:
-        fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, HIGH_FDS)
-    except OSError:  # (the soft limit is below HIGH_FDS, or full up there)
-        return sock
-    moved = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
-    sock.close()
-    return moved
+    return out_of_the_way(sock)
 
 
 def key(sock: socket.socket) -> tuple[str, str, int]:
@@ -87,23 +74,6 @@ def key(sock: socket.socket) -> tuple[str, str, int]:
         proto = "sctp" if sock.proto == SCTP else "tcp"
     ip, port = sock.getsockname()
     return proto, ip, port
-
-
-def raise_open_file_limit(needed: int) -> None:
-    """Let this process hold `needed` more descriptors, raising the soft RLIMIT_NOFILE up to
-    the hard one if it has to (10,000 published ports need 10,000 sockets)."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = HIGH_FDS + needed + 256  # above the select() range, and a margin
-    if soft != resource.RLIM_INFINITY and soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def open_file_limit() -> int:
-    import resource
-
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # -- who has it (the error path) -----------------------------------------------------------------
