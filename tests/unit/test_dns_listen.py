@@ -1,5 +1,5 @@
-"""The resolver's sockets without a namespace: their descriptors (kernel/fds.py) and the DNAT
-script (dns/listen.py)."""
+"""The resolver's sockets without a namespace: their descriptors (kernel/fds.py) and the
+redirect of port 53 (dns/listen.py)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,15 @@ def test_sockets_move_above_fd_setsize_and_stay_non_blocking() -> None:
         high.close()
 
 
-def test_dnat_script_redirects_port_53_of_127_0_0_11_only() -> None:
-    script = listen.dnat_script(40001, 40002)
+def test_redirect_script_rewrites_port_53_of_127_0_0_11_only_and_back() -> None:
+    script = listen.redirect_script(40001, 40002)
     assert "flush table ip shoal_dns" in script  # replaced whole: a new resolver, new ports
-    assert "ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:40001" in script
-    assert "ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:40002" in script
-    assert "type nat hook output" in script
+    assert "type filter hook output priority raw" in script  # before conntrack
+    rules = [line.split(" output ", 1)[1] for line in script.splitlines()
+             if line.startswith("add rule")]
+    assert rules == [
+        "ip daddr 127.0.0.11 udp dport 53 notrack udp dport set 40001",
+        "ip saddr 127.0.0.11 udp sport 40001 notrack udp sport set 53",
+        "ip daddr 127.0.0.11 tcp dport 53 notrack tcp dport set 40002",
+        "ip saddr 127.0.0.11 tcp sport 40002 notrack tcp sport set 53",
+    ]

@@ -146,7 +146,7 @@ class ResolverLink:
 
     def status(self) -> dict[str, Any] | None:
         """What the running resolver serves ({"listeners": {sandbox id: [udp port, tcp port,
-        "dnat" or "bound"]}, "stats", "upstreams", "resolv_conf"}), or None if none runs."""
+        "redirect" or "bound"]}, "stats", "upstreams", "resolv_conf"}), or None if none runs."""
         record = self.record()
         if record is None or not _alive(*record):
             return None

@@ -1,12 +1,19 @@
 """The resolver's sockets inside a sandbox: where a container's queries to 127.0.0.11:53 go.
 
 As Docker's embedded DNS does, the resolver listens at 127.0.0.11 on a random port of the
-container's own namespace and an nftables rule there (table `ip shoal_dns`, a nat chain on
-output) turns the container's queries to port 53 into queries to that port. So the
-container may run its own DNS server on port 53 (0.0.0.0:53 does not collide), and the
-host's port 53 is never touched (aardvark-dns binds the gateway's port 53 in the host's
-namespace and collides with a DNS server there: podman#15452). Where nftables is not
-available the sockets bind 127.0.0.11:53 itself (and say so: `mode` "bound").
+container's own namespace and nftables rules there turn the container's queries to port 53
+into queries to that port. So the container may run its own DNS server on port 53
+(0.0.0.0:53 does not collide), and the host's port 53 is never touched (aardvark-dns binds
+the gateway's port 53 in the host's namespace and collides with a DNS server there:
+podman#15452). Where nftables is not available the sockets bind 127.0.0.11:53 itself (and
+say so: `mode` "bound").
+
+The rules (table `ip shoal_dns`, a chain on output at the raw priority) rewrite the ports
+without state: a query to 127.0.0.11:53 gets the resolver's port as its destination, an
+answer from the resolver's port gets 53 as its source, and neither is tracked. Docker's
+DNAT does the same through conntrack, which costs every query a lookup and a translation
+both ways: measured with dnsperf through one namespace, the stateless rewrite answers
+about 105,000 queries/s where the DNAT answers 86,000-90,000 (bench/dns.py).
 
 A socket belongs to the namespace it was made in, whatever namespace its process is in
 later: the calling thread enters the sandbox, makes the sockets and the rule, and comes
@@ -39,16 +46,18 @@ class Listener:
         self.tcp.close()
 
 
-def dnat_script(udp_port: int, tcp_port: int) -> str:
-    """The sandbox's rule, replaced whole in one transaction (a restarted resolver has new
-    ports)."""
-    return (f"add table ip {DNS_TABLE}\n"
-            f"flush table ip {DNS_TABLE}\n"
-            f"add chain ip {DNS_TABLE} output {{ type nat hook output priority -100; }}\n"
-            f"add rule ip {DNS_TABLE} output ip daddr {ADDRESS} udp dport 53 "
-            f"dnat to {ADDRESS}:{udp_port}\n"
-            f"add rule ip {DNS_TABLE} output ip daddr {ADDRESS} tcp dport 53 "
-            f"dnat to {ADDRESS}:{tcp_port}\n")
+def redirect_script(udp_port: int, tcp_port: int) -> str:
+    """The sandbox's rules, replaced whole in one transaction (a restarted resolver has new
+    ports): port 53 of 127.0.0.11 to the resolver's ports and back, stateless."""
+    t = f"ip {DNS_TABLE}"
+    lines = [f"add table {t}", f"flush table {t}",
+             f"add chain {t} output {{ type filter hook output priority raw; }}"]
+    for proto, port in (("udp", udp_port), ("tcp", tcp_port)):
+        lines += [f"add rule {t} output ip daddr {ADDRESS} {proto} dport 53 notrack "
+                  f"{proto} dport set {port}",
+                  f"add rule {t} output ip saddr {ADDRESS} {proto} sport {port} notrack "
+                  f"{proto} sport set 53"]
+    return "\n".join(lines) + "\n"
 
 
 class Nft:
@@ -78,7 +87,7 @@ class Nft:
 
 def listen_in(netns_fd: int, home_fd: int, nft: Nft | None) -> Listener:
     """Make a sandbox's listener: enter its namespace (netns_fd), make the sockets (and the
-    DNAT rule if nft is given and available), come back (home_fd). OSError if it cannot."""
+    port 53 rules if nft is given and available), come back (home_fd). OSError if it cannot."""
     ns.setns(netns_fd, ns.CLONE_NEWNET)
     try:
         return _make(nft)
@@ -104,10 +113,11 @@ def _make(nft: Nft | None) -> Listener:
         mode = "bound"
         if redirect:
             assert nft is not None
-            error = nft.run_here(dnat_script(udp.getsockname()[1], tcp.getsockname()[1]))
+            error = nft.run_here(redirect_script(udp.getsockname()[1],
+                                                 tcp.getsockname()[1]))
             if error is not None:
-                raise OSError(f"nftables refused the DNAT of 127.0.0.11:53: {error}")
-            mode = "dnat"
+                raise OSError(f"nftables refused the redirect of 127.0.0.11:53: {error}")
+            mode = "redirect"
         # moved above FD_SETSIZE: libnftables waits with select(), which aborts the process
         # on a higher descriptor, and 500 sandboxes' sockets would get there (kernel/fds.py)
         return Listener(fds.out_of_the_way(udp), fds.out_of_the_way(tcp), mode)
