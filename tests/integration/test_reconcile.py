@@ -90,6 +90,11 @@ def test_host_restart_restores_networks_and_marks_containers_exited(host: Host) 
     # the restored network works, and the old host port is free
     _tcp_server(host, "web2", 8000, args=("-p", "8080:8000"), network="app")
     assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+    # and names: the embedded resolver (killed with everything) is back with the first
+    # container on a user-defined network
+    looked_up = host.shoal("run", "--rm", "--network", "app", "--", "getent", "hosts",
+                           "web2").stdout.split()
+    assert looked_up[:2] == [host.ip_of("web2", "app"), "web2"]
 
 
 def test_system_prune(host: Host) -> None:
