@@ -47,6 +47,7 @@ class ResolverLink:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.restart = False  # found dead at this command's first lock
+        self._serves_names: dict[str, bool] = {}  # network id -> files.embedded_dns
 
     # -- the store's hooks -------------------------------------------------------------------
 
@@ -77,11 +78,15 @@ class ResolverLink:
         them), starting it if it is needed and not running, ending it if nothing needs it."""
         self.restart = False
         record = self.record()
-        if record is not None and not _alive(*record):
+        died = record is not None and not _alive(*record)
+        if died:
+            assert record is not None
             self._forget(record)
             record = None
         if record is None:
-            if self.needed():
+            # none ran, so none was needed: only what this command touched can need one now
+            # (all of them if it died, or if all are asked for)
+            if self.needed() if died or sandbox_ids is None else self.needed_by(sandbox_ids):
                 self.start()
             return
         reply = self.request({"op": "sync", "ids": None if sandbox_ids is None
@@ -136,6 +141,23 @@ class ResolverLink:
 
         store = self.ctx.store
         return any(embedded_dns(net) and store.plugged(net.id) for net in store.networks())
+
+    def needed_by(self, sandbox_ids: set[str]) -> bool:
+        """Does one of these sandboxes have an address on a network with names?"""
+        store = self.ctx.store
+        return any(ep.ip is not None and self._names(ep.network_id)
+                   for sid in sandbox_ids for ep in store.endpoints(sandbox_id=sid))
+
+    def _names(self, network_id: str) -> bool:
+        """files.embedded_dns of a network, remembered (a network's driver and name never
+        change, and its id is never used again)."""
+        known = self._serves_names.get(network_id)
+        if known is None:
+            from .files import embedded_dns
+
+            known = embedded_dns(self.ctx.store.network_by_id(network_id))
+            self._serves_names[network_id] = known
+        return known
 
     def record(self) -> tuple[int, int | None] | None:
         value = self.ctx.store.get_meta(META)
