@@ -73,15 +73,19 @@ for line in sys.stdin:
     while time.perf_counter() - start < 2:
         s.sendto(wire, ("127.0.0.11", 53))
         try:
-            r = dns.message.from_wire(s.recv(4096))
+            data = s.recv(4096)
         except OSError:
             continue
+        # the answer is in: reading it is the client's time (dnspython imports a record
+        # type's module the first time it parses one, a few ms)
+        at = time.perf_counter()
+        r = dns.message.from_wire(data)
         got = [a.address for x in r.answer for a in x]
         ok = got == [expect] if expect != "-" else (r.rcode() == dns.rcode.NXDOMAIN)
         if first is None:
             first = ok
         if ok:
-            took = time.perf_counter() - start
+            took = at - start
             break
     print(f"{(took or 9) * 1e6:.0f} {int(bool(first))}", flush=True)
 """
