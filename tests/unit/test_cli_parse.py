@@ -151,6 +151,12 @@ def test_container_verbs() -> None:
     assert parse("ps -a -q").all is True
     assert parse("ps").format == "table"
     assert parse("inspect a b").names == ["a", "b"]
+    assert parse("inspect a").format is None
+    args = parse(["inspect", "-f", "{{.Name}} {{.Id}}", "a", "b"])
+    assert (args.format, args.names) == ("{{.Name}} {{.Id}}", ["a", "b"])
+    assert parse(["inspect", "--format={{json .}}", "a"]).format == "{{json .}}"
+    args = parse(["network", "inspect", "-f", "{{.Driver}}", "n"])
+    assert (args.format, args.names) == ("{{.Driver}}", ["n"])
     args = parse("exec -i -e A=1 web -- ls -l")
     assert args.container == "web"
     assert args.env == ["A=1"]

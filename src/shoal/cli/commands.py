@@ -33,6 +33,11 @@ def _format() -> Opt:
                help="table or json (a JSON object per line)")
 
 
+def _template() -> Opt:
+    return Opt("-f", "--format", metavar="TEMPLATE",
+               help="print each object through a Go template, e.g. '{{.Name}}'")
+
+
 def _network(c: Command) -> None:
     c.sub_dest = "network_command"
     c.subs = [
@@ -44,7 +49,8 @@ def _network(c: Command) -> None:
             Opt("-q", "--quiet", kind=FLAG, help="only the network IDs"),
             Opt("--no-trunc", kind=FLAG, help="full network IDs"),
         ]),
-        Command("inspect", "show networks as JSON", args=[Arg("names", "+", "NETWORK")]),
+        Command("inspect", "show networks as JSON", opts=[_template()],
+                args=[Arg("names", "+", "NETWORK")]),
         Command("rm", "remove networks", aliases=("remove",),
                 args=[Arg("names", "+", "NETWORK")]),
         Command("prune", "remove unused networks",
@@ -156,7 +162,7 @@ def root() -> Command:
             _format(),
         ])),
         Command("inspect", "show containers as JSON",
-                build=_set(args=[Arg("names", "+", "CONTAINER")])),
+                build=_set(opts=[_template()], args=[Arg("names", "+", "CONTAINER")])),
         Command("exec", "run a command in a running container", build=_exec),
         Command("logs", "show a container's output", build=_set(args=[Arg("container")])),
         Command("port", "list a container's published ports", build=_set(args=[

@@ -75,7 +75,7 @@ def cmd_network(engine: Any, args: Args) -> int:
         _print_rows(rows, args, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"),
                                  ("SCOPE", "Scope")])
     elif sub == "inspect":
-        return _inspect(args.names, engine.queries.network)
+        return _inspect(args.names, engine.queries.network, args.format)
     elif sub in ("rm", "remove"):
         return _each(args.names, engine.remove_network)
     elif sub == "prune":
@@ -90,17 +90,38 @@ def cmd_network(engine: Any, args: Args) -> int:
     return 0
 
 
-def _inspect(names: list[str], query: Any) -> int:
+def _inspect(names: list[str], query: Any, template: str | None = None) -> int:
+    """Objects as a JSON list, or with a template (`-f`) each through it, a line each, as
+    `docker inspect -f` prints them. A template that does not parse or execute: exit 1."""
     from ..errors import NotFound
 
+    parsed = None
+    if template is not None:
+        from ..gotemplate import TemplateError, parse
+
+        try:
+            parsed = parse(template)
+        except TemplateError as e:
+            sys.stderr.write(f"shoal: template parsing error: {e}\n")
+            return 1
     out, status = [], 0
     for name in names:
         try:
-            out.append(query(name))
+            obj = query(name)
         except NotFound as e:
             sys.stderr.write(f"shoal: {e}\n")
             status = 1
-    _print_json_list(out)
+            continue
+        if parsed is None:
+            out.append(obj)
+            continue
+        try:
+            print(parsed.execute(obj))
+        except TemplateError as e:
+            sys.stderr.write(f"shoal: {e}\n")
+            return 1
+    if parsed is None:
+        _print_json_list(out)
     return status
 
 
@@ -221,7 +242,7 @@ def dispatch(engine: Any, args: Args) -> int:
         case "ps":
             return cmd_ps(engine, args)
         case "inspect":
-            return _inspect(args.names, engine.queries.container)
+            return _inspect(args.names, engine.queries.container, args.format)
         case "exec":
             return cmd_exec(engine, args)
         case "logs":
