@@ -77,7 +77,7 @@ def _fields(src: str, i: int) -> tuple[list[str], int]:
     return out, i
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a",
+_GO_STRING_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a",
             "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 
 
@@ -171,7 +171,7 @@ def _lex_action(src: str, i: int, toks: list[_Tok], start: int) -> int:
         elif c == "'":
             j = src.find("'", i + 1)
             body = src[i + 1:j] if j > 0 else ""
-            ch = _ESCAPES.get(body[1:], "") if body.startswith("\\") else body
+            ch = _GO_STRING_ESCAPES.get(body[1:], "") if body.startswith("\\") else body
             if len(ch) != 1:
                 raise TemplateError(f"template: {_where(src, pos)}: malformed character "
                                     "constant")
@@ -232,10 +232,10 @@ def _lex_string(src: str, i: int, toks: list[_Tok], spaced: bool) -> int:
                                         "quoted string") from None
                 j += 2 + width
                 continue
-            if e not in _ESCAPES:
+            if e not in _GO_STRING_ESCAPES:
                 raise TemplateError(f"template: {_where(src, j)}: invalid syntax in quoted "
                                     "string")
-            out.append(_ESCAPES[e])
+            out.append(_GO_STRING_ESCAPES[e])
             j += 2
             continue
         out.append(c)
