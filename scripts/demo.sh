@@ -54,7 +54,7 @@ say "Two containers on 'isolated': a web server and a client (any host command, 
 show run -d --name web --network isolated -- python3 -m http.server 8000
 show run -d --name client --network isolated -- sleep 300
 show ps
-web_ip=$(shoal inspect web | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"]["isolated"]["IPAddress"])')
+web_ip=$(shoal inspect -f '{{.NetworkSettings.Networks.isolated.IPAddress}}' web)
 
 say "Inside the client: its own eth0 (one end of a veth pair), address and default route"
 show exec client -- ip -br addr
