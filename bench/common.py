@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 CMD_TIMEOUT = 300.0
 
 
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
+SRC = os.path.join(TOP, "src")
+VENV_PY = os.path.join(TOP, ".venv", "bin", "python")
+
+
+def cli_python() -> str:
+    """The interpreter the CLI is timed with: the project's venv, else this one."""
+    import sys
+
+    return VENV_PY if os.path.exists(VENV_PY) else sys.executable
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 

@@ -39,9 +39,11 @@ from dataclasses import asdict
 from typing import Any
 
 from common import (
+    SRC,
     Figure,
     check_in,
     cli_env,
+    cli_python,
     figure_table,
     kill_leftovers,
     make_host_ns,
@@ -52,10 +54,6 @@ from common import (
     run,
 )
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
-SRC = os.path.join(TOP, "src")
-VENV_PY = os.path.join(TOP, ".venv", "bin", "python")
 UPSTREAM = "127.0.0.53"
 UPSTREAM_ANSWER = "192.0.2.7"
 
@@ -89,10 +87,6 @@ for line in sys.stdin:
             break
     print(f"{(took or 9) * 1e6:.0f} {int(bool(first))}", flush=True)
 """
-
-
-def cli_python() -> str:
-    return VENV_PY if os.path.exists(VENV_PY) else sys.executable
 
 
 # -- outer run -------------------------------------------------------------------------------

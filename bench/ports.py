@@ -46,10 +46,13 @@ from typing import Any
 
 from common import (
     CMD_TIMEOUT,
+    SRC,
+    TOP,
     Breakdown,
     Figure,
     check_in,
     cli_env,
+    cli_python,
     figure_table,
     kill_leftovers,
     make_host_ns,
@@ -63,11 +66,6 @@ from common import (
     run,
     unescape,
 )
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
-SRC = os.path.join(TOP, "src")
-VENV_PY = os.path.join(TOP, ".venv", "bin", "python")
 
 SMALL, BIG = 1000, 10000
 SMALL_RANGE = f"{20000}-{20000 + SMALL - 1}"
@@ -284,10 +282,6 @@ def src_state() -> str:
         return f"HEAD {head}, clean"
     names = ", ".join(os.path.relpath(f, "src/shoal") for f in files)
     return f"HEAD {head} + uncommitted changes in {names}"
-
-
-def cli_python() -> str:
-    return VENV_PY if os.path.exists(VENV_PY) else sys.executable
 
 
 # -- inner runs: inside the throwaway host namespace ---------------------------------------------

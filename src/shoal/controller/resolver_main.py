@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 
 
 class Service:
-    def __init__(self, store: Store, run_fd: int, netns_fd: int, home_fd: int,
+    def __init__(self, store: Store, netns_fd: int, home_fd: int,
                  server: Server, table: NameTable, host_servers: HostServers, nft: Nft
                  ) -> None:
-        self.store, self.run_fd, self.netns_fd, self.home_fd = store, run_fd, netns_fd, home_fd
+        self.store, self.netns_fd, self.home_fd = store, netns_fd, home_fd
         self.server, self.table, self.host_servers, self.nft = server, table, host_servers, nft
         self.listeners: dict[str, Listener] = {}
         self.errors: dict[str, str] = {}  # sandbox id -> why it has no listener
@@ -183,7 +183,7 @@ def _open(root: str, run_dir: str, resolv_conf: str) -> tuple[Service, socket.so
     table = NameTable()
     host_servers = HostServers(resolv_conf)
     server = Server(table, host_servers)
-    service = Service(store, run_fd, netns_fd, home_fd, server, table, host_servers, Nft())
+    service = Service(store, netns_fd, home_fd, server, table, host_servers, Nft())
     service.sync(None)
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
                             | socket.SOCK_CLOEXEC)

@@ -92,13 +92,10 @@ class LocalStore(Protocol):
     # uncommitted): the moment to tell others what the command changed
     on_unlocking: Callable[[], None] | None
 
-    def touch(self, sandbox_id: str) -> None:
-        """Note that what the sandbox is resolved by changed (the store notes its own changes
-        of endpoints and containers)."""
-        ...
-
     def take_touched(self) -> set[str]:
-        """The sandboxes touched since the last call; forgets them."""
+        """The sandboxes whose names may have changed since the last call (the store notes
+        its own writes: endpoints added, updated or deleted, containers and sandboxes
+        deleted); forgets them."""
         ...
 
     def close(self) -> None: ...

@@ -459,10 +459,6 @@ class Store:
         finally:
             self._mutex.release()
 
-    def touch(self, sandbox_id: str) -> None:
-        """Note that the sandbox's names changed (its endpoints, or its container)."""
-        self._touched.add(sandbox_id)
-
     def take_touched(self) -> set[str]:
         """The sandboxes touched since the last call, and forget them."""
         touched, self._touched = self._touched, set()
