@@ -16,7 +16,15 @@ export SHOAL_RESOLV_CONF="$base/resolv.conf"
 shoal() { nsenter --net="$hostns" shoal --root "$base/root" --run-dir "$base/run" "$@"; }
 on_host() { nsenter --net="$hostns" "$@"; }
 say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
-show() { printf '$ shoal %s\n' "$*"; shoal "$@"; }
+# a command as you would type it: words that need quotes keep them
+quoted() {
+  local out=() a
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+  done
+  printf '%s' "${out[*]}"
+}
+show() { printf '$ shoal %s\n' "$(quoted "$@")"; shoal "$@"; }
 
 cleanup() {
   set +e
