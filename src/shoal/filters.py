@@ -19,6 +19,8 @@ from .errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .model import Container, Network
 
 KEYS = ("name", "id", "label", "status", "network", "publish", "expose")
@@ -29,8 +31,6 @@ class ContainerFilter:
     """Filters checked once (a bad one: InvalidArgument naming it and the fix)."""
 
     def __init__(self, filters: dict[str, list[str]]) -> None:
-        import re
-
         for key, values in filters.items():
             if key not in KEYS:
                 raise InvalidArgument(f"invalid filter {key!r}: use "
@@ -40,12 +40,16 @@ class ContainerFilter:
                     raise InvalidArgument(f"invalid filter 'status={value}': use one of "
                                           + ", ".join(STATUSES))
         self.filters = filters
-        try:
-            self.patterns = {key: [re.compile(v) for v in filters.get(key, [])]
-                             for key in ("name", "id")}
-        except re.error as e:
-            raise InvalidArgument(f"invalid filter: {e.pattern!r} is not a regular expression "
-                                  f"({e})") from None
+        self.patterns: dict[str, list[Any]] = {"name": [], "id": []}
+        if "name" in filters or "id" in filters:
+            import re  # (only then: `ps` without filters stays quick to start)
+
+            try:
+                self.patterns = {key: [re.compile(v) for v in filters.get(key, [])]
+                                 for key in ("name", "id")}
+            except re.error as e:
+                raise InvalidArgument(f"invalid filter: {e.pattern!r} is not a regular "
+                                      f"expression ({e})") from None
         self.ports = {key: {p for v in filters.get(key, []) for p in port_set(key, v)}
                       for key in ("publish", "expose")}
 

@@ -180,7 +180,7 @@ def root() -> Command:
             Opt("-f", "--filter", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
                 help="name=, id=, label=KEY[=VALUE], status=, network=, publish=PORT[/PROTO] "
                 "or expose=PORT[/PROTO] (ports or ranges, e.g. 8000-8080/tcp)"),
-            Opt("-n", "--last", default=0, convert=_count, metavar="N",
+            Opt("-n", "--last", convert=_count, metavar="N",
                 help="the N most recently created containers (any state)"),
             Opt("-l", "--latest", kind=FLAG, help="the most recently created container"),
             Opt("-q", "--quiet", kind=FLAG, help="only the container IDs"),

@@ -194,7 +194,7 @@ def cmd_ps(engine: Any, args: Args) -> int:
     filters: dict[str, list[str]] = {}
     for key, value in args.filter:
         filters.setdefault(key, []).append(value)
-    last = 1 if args.latest else args.last
+    last = 1 if args.latest else args.last or 0
     rows = engine.queries.container_rows(all_=args.all, trunc=not args.no_trunc,
                                          filters=filters, last=last)
     return _print_rows(rows, args.format, PS_TITLES, PS_TABLE, "*formatter.ContainerContext",
