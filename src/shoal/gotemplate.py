@@ -1,4 +1,5 @@
-"""Go's text/template language, the part Docker users write in `inspect --format`.
+"""Go's text/template language, the part Docker users write in `inspect --format` and in
+the listings' `--format` (`ps`, `network ls`, `port`: shoal.listing).
 
 Pure: text and data in, text out. Data are what `inspect` prints as JSON (dicts, lists, str,
 int, float, bool, None); a field on a dict looks its key up, as Go does on a map.
