@@ -1,9 +1,15 @@
-"""Go's text/template language, the part Docker users write in `inspect --format`.
+"""Go's text/template language, the part Docker users write in `inspect --format` and in
+the listings' `--format` (`ps`, `network ls`, `port`: shoal.listing).
 
 Pure: text and data in, text out. Data are what `inspect` prints as JSON (dicts, lists, str,
 int, float, bool, None); a field on a dict looks its key up, as Go does on a map.
 
     render("{{range $k, $v := .Labels}}{{$k}}={{$v}} {{end}}", data)
+
+A `Struct` (a dict) stands for a Go struct: a field it lacks is an error, as on Docker's
+`ps` and `network ls` rows, where a plain dict (a Go map) gives `<no value>`.
+`{{define}}`, `{{template}}` and `{{block}}` name templates within one text; `{{break}}` and
+`{{continue}}` end a `{{range}}`'s element early.
 
 Errors are TemplateError, one line that names the line:column and the bad part."""
 
@@ -14,11 +20,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["Template", "TemplateError", "parse", "render"]
+__all__ = ["Struct", "Template", "TemplateError", "parse", "render"]
 
 
 class TemplateError(Exception):
     """A template that does not parse, or does not execute on its data."""
+
+
+class Struct(dict):  # type: ignore[type-arg]
+    """A Go struct's fields: looking up one it lacks fails, naming `type_name`."""
+
+    type_name = "struct"
 
 
 class _Missing:
@@ -35,7 +47,9 @@ MISSING = _Missing()
 # token kinds
 TEXT, FIELD, VAR, IDENT, STR, NUM, PUNCT, END, DOT = (
     "text", "field", "var", "ident", "string", "number", "punct", "end", "dot")
-_KEYWORDS = ("if", "else", "end", "range", "with")
+_KEYWORDS = ("if", "else", "end", "range", "with", "break", "continue", "define", "template",
+             "block")
+_MAX_DEPTH = 64  # nested {{template}} calls (Go allows 100000; Python's stack fewer)
 
 
 class _Tok:
@@ -253,6 +267,8 @@ class _Parser:
         self.src = src
         self.toks = _lex(src)
         self.i = 0
+        self.loops = 0  # how many {{range}} bodies the parser is in
+        self.defs: dict[str, list[Any]] = {}
 
     def err(self, tok: _Tok, msg: str) -> TemplateError:
         return TemplateError(f"template: {_where(self.src, tok.pos)}: {msg}")
@@ -287,16 +303,52 @@ class _Parser:
                     if word == "end":
                         self.expect_end("end")
                     return out, word
-                out.append(self.block(word, head))
+                if word in ("break", "continue"):
+                    if not self.loops:
+                        raise self.err(head, f"{{{{{word}}}}} outside {{{{range}}}}")
+                    self.expect_end(word)
+                    out.append((word,))
+                elif word in ("define", "template", "block"):
+                    node = self.named(word, head, top=not stops)
+                    if node is not None:
+                        out.append(node)
+                else:
+                    out.append(self.block(word, head))
                 continue
             out.append(("action", self.pipe(head, decl_ok=True)))
         if stops:
             raise TemplateError("template: unexpected EOF (an {{end}} is missing)")
         return out, ""
 
+    def named(self, word: str, head: _Tok, top: bool) -> Any:
+        """`{{define "n"}}..{{end}}` (nothing left in place), `{{template "n" [pipe]}}`,
+        `{{block "n" pipe}}..{{end}}` (a define and a template in one)."""
+        name = self.next()
+        if name.kind != STR:
+            raise self.err(name, f"unexpected {_shown(name)} in {word} clause")
+        pipe = None
+        if word == "define":
+            if not top:
+                raise self.err(head, "unexpected {{define}}: only at the top level")
+            self.expect_end("define clause")
+        elif self.peek().kind == END:
+            if word == "block":
+                raise self.err(head, "missing value for block clause")
+            self.next()
+        else:
+            pipe = self.pipe(head, decl_ok=False, context=f"{word} clause")
+        if word != "template":
+            loops, self.loops = self.loops, 0  # a template's body is not in the caller's range
+            body, _ = self.list_until(("end",))
+            self.loops = loops
+            self.defs[name.value] = body
+        return None if word == "define" else ("template", name.value, pipe, name.pos)
+
     def block(self, word: str, head: _Tok) -> Any:
         pipe = self.pipe(head, decl_ok=True, context=word)
+        self.loops += word == "range"
         body, stop = self.list_until(("end", "else"))
+        self.loops -= word == "range"
         other: list[Any] = []
         if stop == "else":
             nxt = self.peek()
@@ -390,6 +442,8 @@ class _Parser:
 
 
 def _go_type(v: Any) -> str:
+    if isinstance(v, Struct):
+        return v.type_name
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
@@ -689,11 +743,22 @@ _LAZY = ("and", "or")  # evaluate their arguments only as far as needed
 # -- execution --------------------------------------------------------------------------------
 
 
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
 class _Exec:
-    def __init__(self, src: str, data: Any) -> None:
+    def __init__(self, src: str, data: Any, defs: dict[str, list[Any]],
+                 funcs: dict[str, Callable[..., Any]]) -> None:
         self.src = src
         self.vars: list[tuple[str, Any]] = [("$", data)]
         self.out: list[str] = []
+        self.defs, self.funcs = defs, funcs
+        self.depth = 0
 
     def err(self, node: Any, msg: str) -> TemplateError:
         return TemplateError(f"template: {_where(self.src, node[0])}: executing at "
@@ -715,6 +780,12 @@ class _Exec:
                 value = self.pipe(node[1], dot)
                 if not node[1][0]:  # a declaration prints nothing
                     self.out.append(show(value))
+            elif kind == "break":
+                raise _Break
+            elif kind == "continue":
+                raise _Continue
+            elif kind == "template":
+                self.call(node, dot)
             elif kind in ("if", "with"):
                 mark = len(self.vars)
                 value = self.pipe(node[1], dot)
@@ -725,6 +796,23 @@ class _Exec:
                 del self.vars[mark:]
             else:
                 self.range(node, dot)
+
+    def call(self, node: Any, dot: Any) -> None:
+        _, name, pipe, pos = node
+        body = self.defs.get(name)
+        where = f"template: {_where(self.src, pos)}: executing at <{{{{template {_quote(name)}}}}}>"
+        if body is None:
+            raise TemplateError(f'{where}: template "{name}" not defined')
+        if self.depth >= _MAX_DEPTH:
+            raise TemplateError(f"{where}: exceeded maximum template depth ({_MAX_DEPTH})")
+        value = self.pipe(pipe, dot) if pipe is not None else None
+        saved, self.vars = self.vars, [("$", value)]
+        self.depth += 1
+        try:
+            self.run(body, value)
+        finally:
+            self.depth -= 1
+            self.vars = saved
 
     def range(self, node: Any, dot: Any) -> None:
         mark = len(self.vars)
@@ -745,7 +833,13 @@ class _Exec:
                 self.vars.append((decl[0], v))
             elif len(decl) == 2:
                 self.vars += [(decl[0], k), (decl[1], v)]
-            self.run(node[2], v)
+            try:
+                self.run(node[2], v)
+            except _Continue:
+                pass
+            except _Break:
+                del self.vars[mark:]
+                break
             del self.vars[mark:]
         if not pairs:
             self.run(node[3], dot)
@@ -783,7 +877,7 @@ class _Exec:
             name = first[2]
             if name in _LAZY:
                 return self.lazy(name, first, cmd[1:], dot, piped, has_piped)
-            fn = FUNCS.get(name)
+            fn = self.funcs.get(name)
             if fn is None:
                 raise TemplateError(f"template: {_where(self.src, first[0])}: function "
                                     f'"{name}" not defined')
@@ -834,6 +928,8 @@ class _Exec:
         for f in fields:
             if value is MISSING:
                 continue
+            if isinstance(value, Struct) and f not in value:
+                raise self.err(node, f"can't evaluate field {f} in type {value.type_name}")
             if isinstance(value, dict):
                 value = value.get(f, MISSING)
             elif value is None:
@@ -848,10 +944,15 @@ class Template:
 
     def __init__(self, src: str) -> None:
         self.src = src
-        self.nodes = _Parser(src).parse()
+        parser = _Parser(src)
+        self.nodes = parser.parse()
+        self.defs = parser.defs
 
-    def execute(self, data: Any) -> str:
-        ex = _Exec(self.src, data)
+    def execute(self, data: Any, funcs: dict[str, Callable[..., Any]] | None = None) -> str:
+        """The text for `data`; `funcs` replace functions of the same name (as Docker's
+        table header replaces `upper`, `json` and the others so the titles stay as they
+        are)."""
+        ex = _Exec(self.src, data, self.defs, {**FUNCS, **funcs} if funcs else FUNCS)
         ex.run(self.nodes, data)
         return "".join(ex.out)
 

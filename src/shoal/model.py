@@ -141,6 +141,7 @@ class Container(Record):
     dns_search: list[str] = []  # --dns-search
     dns_options: list[str] = []  # --dns-option
     extra_hosts: list[str] = []  # --add-host NAME:IP, as given (host-gateway resolved)
+    labels: dict[str, str] = {}  # --label and --label-file
 
     @property
     def shares_sandbox_of(self) -> str | None:

@@ -39,6 +39,9 @@ def network_json(net: Network, members: list[tuple[Endpoint, Container]],
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": net.internal,
         "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
         "Containers": containers,
         "Options": dict(net.options),
         "Labels": dict(net.labels),
@@ -64,6 +67,49 @@ def published(ctr: Container, ports: list[PublishedPort]) -> dict[str, Any]:
         key = f"{p.container_port}/{p.proto}"
         out[key] = (out.get(key) or []) + [entry]
     return out
+
+
+def port_row(p: PublishedPort) -> dict[str, Any]:
+    """A published port as `port --format` sees it: {{.PrivatePort}} (a number), {{.Type}},
+    {{.HostIp}} and {{.HostPort}} (text, as inspect's NetworkSettings.Ports has them)."""
+    return {"PrivatePort": p.container_port, "Type": p.proto, "HostIp": str(p.host_ip),
+            "HostPort": str(p.host_port)}
+
+
+def ps_ports(ports: list[PublishedPort], exposed: list[tuple[int, str]] | None = None) -> str:
+    """`ps`'s PORTS, as Docker's DisplayablePorts writes them: a port published on the same
+    host port merged with its neighbours into ranges (0.0.0.0:9000-9002->9000-9002/tcp), an
+    exposed port without a binding as 80/tcp, other mappings (0.0.0.0:8080->80/tcp) last."""
+    # (private port, host ip, public port, type), sorted as Docker's comparePorts
+    entries = sorted([(p.container_port, str(p.host_ip), p.host_port, p.proto) for p in ports]
+                     + [(port, "", 0, proto) for port, proto in exposed or []
+                        if not any(p.container_port == port and p.proto == proto
+                                   for p in ports)])
+    groups: dict[str, list[int]] = {}  # key: type or ip/type; value: [first, last]
+    out, mappings = [], []
+    for private, ip, public, proto in entries:
+        key = proto
+        if ip:
+            if public != private:
+                mappings.append(f"{ip}:{public}->{private}/{proto}")
+                continue
+            key = f"{ip}/{proto}"
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [private, private]
+        elif private == group[1] + 1:
+            group[1] = private
+        else:
+            out.append(_port_group(key, *group))
+            groups[key] = [private, private]
+    out += [_port_group(key, *g) for key, g in groups.items()]
+    return ", ".join(out + mappings)
+
+
+def _port_group(key: str, first: int, last: int) -> str:
+    ip, _, proto = key.rpartition("/")
+    ports = str(first) if first == last else f"{first}-{last}"
+    return f"{ip}:{ports}->{ports}/{proto}" if ip else f"{ports}/{proto}"
 
 
 def port_lines(ports: list[PublishedPort]) -> list[str]:
@@ -121,6 +167,7 @@ def container_json(
             "Cmd": list(ctr.cmd),
             "Env": list(ctr.env),
             "WorkingDir": ctr.workdir,
+            "Labels": dict(ctr.labels),
         },
         "HostConfig": {"NetworkMode": mode_name, "AutoRemove": ctr.auto_remove,
                        "PortBindings": port_bindings(ctr),
@@ -162,7 +209,8 @@ def status_text(ctr: Container, status: str) -> str:
 
 
 def ps_row(ctr: Container, status: str, ports: list[PublishedPort] | None = None,
-           trunc: bool = True) -> dict[str, str]:
+           trunc: bool = True, networks: list[str] | None = None) -> dict[str, str]:
+    """A `ps` row, Docker's fields (`networks`: the names of the container's networks)."""
     import shlex
 
     cmd = printable(shlex.join(ctr.cmd))
@@ -173,11 +221,12 @@ def ps_row(ctr: Container, status: str, ports: list[PublishedPort] | None = None
         "RunningFor": _ago(ctr.created) + " ago",
         "Status": status_text(ctr, status),
         "State": status,
-        "Networks": "",
-        "Ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.proto}"
-                           for p in sorted(ports or [], key=lambda p: (p.container_port,
-                                                                        p.proto))),
+        "Networks": ",".join(sorted(networks or [])),
+        "Ports": ps_ports(ports or [], [(int(port), str(proto)) for port, proto in ctr.expose]
+                          if status == RUNNING else []),
         "Names": ctr.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(ctr.labels.items())),
+        "Mounts": "",
     }
 
 
@@ -201,14 +250,3 @@ def printable(text: str) -> str:
 
 _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
             "\t": "\\t", "\v": "\\v"}
-
-
-def table(rows: list[dict[str, str]], columns: list[tuple[str, str]]) -> str:
-    """A left-aligned table with Docker's three-space gutter."""
-    widths = [max([len(title)] + [len(r[key]) for r in rows]) for title, key in columns]
-    lines = ["   ".join(t.ljust(w) for (t, _), w in zip(columns, widths, strict=True)).rstrip()]
-    for r in rows:
-        lines.append(
-            "   ".join(r[k].ljust(w) for (_, k), w in zip(columns, widths, strict=True)).rstrip()
-        )
-    return "\n".join(lines)

@@ -84,9 +84,11 @@ def test_host_restart_restores_networks_and_marks_containers_exited(host: Host) 
     links = host.links()
     assert "shoal0" in links and any(n.startswith("sh-") for n in links)
     assert "map ports_any" in host.in_ns(host.ns, "nft", "list", "ruleset").stdout
-    members = host.shoal_json("network", "inspect", "app")[0]["Containers"]
-    # no address stays allocated to a container that does not run
-    assert [m["IPv4Address"] for m in members.values()] == [""]
+    # network inspect lists running containers only (as Docker), and no address stays
+    # allocated to a container that does not run
+    assert host.shoal_json("network", "inspect", "app")[0]["Containers"] == {}
+    web = host.shoal_json("inspect", "web")[0]["NetworkSettings"]["Networks"]["app"]
+    assert (web["IPAddress"], web["EndpointID"]) == ("", "")
     # the restored network works, and the old host port is free
     _tcp_server(host, "web2", 8000, args=("-p", "8080:8000"), network="app")
     assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR

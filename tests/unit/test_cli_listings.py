@@ -34,8 +34,10 @@ class FakeQueries:
         return [network_row(n, trunc) for n in NETS]
 
     @staticmethod
-    def container_rows(all_: bool = False, trunc: bool = True) -> list[dict[str, str]]:
-        return [ps_row(c, CREATED, [], trunc=trunc) for c in CTRS]
+    def container_rows(all_: bool = False, trunc: bool = True,
+                       filters: dict[str, list[str]] | None = None,
+                       last: int = 0) -> list[dict[str, str]]:
+        return [ps_row(c, CREATED, [], trunc=trunc, networks=["bridge"]) for c in CTRS]
 
 
 class FakeEngine:
@@ -60,13 +62,16 @@ def test_quiet_prints_the_ids(capsys: pytest.CaptureFixture[str], argv: tuple[st
 
 
 def test_network_ls_json_is_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
-    rows = [json.loads(line) for line in listing(capsys, "network", "ls", "--format", "json")]
+    lines = listing(capsys, "network", "ls", "--format", "json")
+    rows = [json.loads(line) for line in lines]
     assert rows == [
-        {"ID": "1" * 12, "Name": "bridge", "Driver": "bridge", "Scope": "local",
+        {"ID": "1" * 12, "Name": "bridge", "Driver": "bridge", "Scope": "local", "IPv6": "false",
          "Internal": "false", "Labels": "", "CreatedAt": T0},
-        {"ID": "2" * 12, "Name": "back", "Driver": "bridge", "Scope": "local",
+        {"ID": "2" * 12, "Name": "back", "Driver": "bridge", "Scope": "local", "IPv6": "false",
          "Internal": "true", "Labels": "team=db", "CreatedAt": T0},
     ]
+    # as Docker's {{json .}}: compact, keys sorted
+    assert lines[0].startswith('{"CreatedAt":"') and ", " not in lines[0]
 
 
 def test_ps_json_is_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,10 +82,11 @@ def test_ps_json_is_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_network_ls_table(capsys: pytest.CaptureFixture[str]) -> None:
+    # Docker's tabwriter: a column is its widest cell plus 3, at least 10 wide
     assert listing(capsys, "network", "ls") == [
-        "NETWORK ID     NAME     DRIVER   SCOPE",
-        f"{'1' * 12}   bridge   bridge   local",
-        f"{'2' * 12}   back     bridge   local",
+        "NETWORK ID     NAME      DRIVER    SCOPE",
+        f"{'1' * 12}   bridge    bridge    local",
+        f"{'2' * 12}   back      bridge    local",
     ]
 
 
@@ -95,10 +101,46 @@ def test_ps_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_both_listings_print_through_one_helper(capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[str]] = []
-    monkeypatch.setattr(cli, "_print_rows",
-                        lambda rows, args, columns: seen.append([t for t, _ in columns]))
+    seen: list[str] = []
+    monkeypatch.setattr(cli, "_print_rows", lambda rows, fmt, titles, default, *a:
+                        seen.append(default) or 0)
     listing(capsys, "network", "ls")
     listing(capsys, "ps")
-    assert seen == [["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-                    ["CONTAINER ID", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    assert seen == [cli.NETWORK_TABLE, cli.PS_TABLE]
+
+
+def test_a_template_prints_each_row(capsys: pytest.CaptureFixture[str]) -> None:
+    assert listing(capsys, "network", "ls", "--format", "{{.Name}}: {{.Driver}}") == [
+        "bridge: bridge", "back: bridge"]
+    assert listing(capsys, "ps", "-a", "--format", "{{.Names}} {{.Networks}} {{.State}}") == [
+        "web bridge created"]
+    # -q gives way to a template, as in Docker
+    assert listing(capsys, "ps", "-q", "--format", "{{.Names}}") == ["web"]
+
+
+def test_table_and_a_template_prints_docker_titles(capsys: pytest.CaptureFixture[str]) -> None:
+    assert listing(capsys, "network", "ls", "--format", "table {{.ID}}\\t{{.Name}}") == [
+        "NETWORK ID     NAME",
+        f"{'1' * 12}   bridge",
+        f"{'2' * 12}   back",
+    ]
+    assert listing(capsys, "ps", "-a", "--format",
+                   "table {{.ID}}\t{{upper .Names}}\t{{.Networks}}") == [
+        "CONTAINER ID   NAMES     NETWORKS",
+        f"{'a' * 12}   WEB       bridge",
+    ]
+
+
+@pytest.mark.parametrize(("argv", "stderr"), [
+    (("ps", "--format", "{{.Names"), "shoal: template parsing error: template: 1:1: "
+                                      "unclosed action\n"),
+    (("network", "ls", "--format", "{{.Nope}}"),
+     "shoal: template: 1:3: executing at <.Nope>: can't evaluate field Nope in type "
+     "*formatter.networkContext\n"),
+])
+def test_a_bad_template_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str],
+                                               argv: tuple[str, ...], stderr: str) -> None:
+    args = cli.build_parser().parse_args(list(argv))
+    assert cli.dispatch(FakeEngine(), args) == 1
+    out = capsys.readouterr()
+    assert (out.out, out.err) == ("", stderr)

@@ -187,7 +187,7 @@ def test_global_options() -> None:
         ["network", "create", "--label", "nokv", "n"],
         ["network", "create", "--label", "=v", "n"],
         ["network", "create", "-o", "x", "n"],
-        ["network", "ls", "--format", "yaml"],
+        ["ps", "--last", "two"],  # (--format takes any Go template, as in Docker)
         ["network", "ls", "-f", "novalue"],
         ["network", "frobnicate"],
         ["network"],

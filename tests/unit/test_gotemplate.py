@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shoal.gotemplate import TemplateError, parse, render
+from shoal.gotemplate import Struct, TemplateError, parse, render
 
 CONTAINER: dict[str, Any] = {
     "Name": "/web",
@@ -172,3 +172,107 @@ def test_index_gives_the_printed_value(data: dict[str, Any], draw: st.DataObject
     key = draw.draw(st.sampled_from(sorted(data)))
     literal = json.dumps(key, ensure_ascii=False)  # a Go string literal too
     assert render("{{index . " + literal + "}}", data) == go_print(data[key])
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(texts)
+def test_printf_s_of_any_string_is_the_string(s: str) -> None:
+    assert render('{{printf "%s" .}}', s) == s
+    assert render("{{.}}", s) == s
+    assert render("{{print .}}", s) == s
+
+
+@given(texts.filter(lambda s: "{{" not in s and not s.endswith("{")),
+       texts.filter(lambda s: "{{" not in s), st.integers(0, 999))
+def test_trim_markers_cut_the_white_space_next_to_them(left: str, right: str, n: int) -> None:
+    ws = " \t\r\n"
+    assert render(left + "{{- . -}}" + right, n) == left.rstrip(ws) + str(n) + right.lstrip(ws)
+    assert render(left + "{{- . }}" + right, n) == left.rstrip(ws) + str(n) + right
+    assert render(left + "{{ . -}}" + right, n) == left + str(n) + right.lstrip(ws)
+
+
+@given(st.lists(st.integers(0, 9), max_size=10), st.integers(0, 9))
+def test_break_and_continue_in_range(items: list[int], stop: int) -> None:
+    broke = render("{{range .L}}{{if eq . $.S}}{{break}}{{end}}{{.}},{{end}}",
+                   {"L": items, "S": stop})
+    head = items[:items.index(stop)] if stop in items else items
+    assert broke == "".join(f"{i}," for i in head)
+    skipped = render("{{range $i, $e := .L}}{{if eq $e $.S}}{{continue}}{{end}}{{$e}},{{end}}",
+                     {"L": items, "S": stop})
+    assert skipped == "".join(f"{i}," for i in items if i != stop)
+
+
+@given(jsonable)
+def test_a_defined_template_renders_as_its_body_inline(data: Any) -> None:
+    body = "[{{json .}}|{{len (printf \"%v\" .)}}]"
+    assert render('{{define "T"}}' + body + '{{end}}<{{template "T" .}}>', data) == \
+        "<" + render(body, data) + ">"
+    assert render('{{block "B" .}}' + body + "{{end}}", data) == render(body, data)
+
+
+@pytest.mark.parametrize(("template", "data", "expected"), [
+    ('{{define "row"}}{{.Name}}={{.IP}};{{end}}{{range .}}{{template "row" .}}{{end}}',
+     [{"Name": "a", "IP": "10.0.0.2"}, {"Name": "b", "IP": "10.0.0.3"}],
+     "a=10.0.0.2;b=10.0.0.3;"),
+    ('{{template "x"}}{{define "x"}}no dot: {{.}}{{end}}', {"a": 1}, "no dot: <no value>"),
+    # a later define of the same name wins (Go's redefinition)
+    ('{{define "x"}}1{{end}}{{define "x"}}2{{end}}{{template "x"}}', None, "2"),
+    ('{{block "b" .A}}[{{.}}]{{end}}{{define "b"}}<{{.}}>{{end}}', {"A": 5}, "<5>"),
+    # recursion, down a nested list
+    ('{{define "t"}}{{range .}}({{template "t" .}}){{end}}{{end}}{{template "t" .}}',
+     [[[]], []], "(())()"),
+    ("{{range .}}{{range .}}{{if eq . 2}}{{break}}{{end}}{{.}}{{end}};{{end}}",
+     [[1, 2, 3], [4]], "1;4;"),
+    ("{{range .}}{{with .}}{{continue}}{{end}}x{{end}}", [1, 0, 1], "x"),
+])
+def test_define_template_block_break_continue(template: str, data: Any,
+                                              expected: str) -> None:
+    assert render(template, data) == expected
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{{break}}", "template: 1:3: {{break}} outside {{range}}"),
+    ("{{if .}}{{continue}}{{end}}", "template: 1:11: {{continue}} outside {{range}}"),
+    ('{{range .}}{{define "x"}}{{end}}{{end}}',
+     "template: 1:14: unexpected {{define}}: only at the top level"),
+    ('{{range .}}{{template "x"}}{{end}}{{define "x"}}{{break}}{{end}}',
+     "template: 1:51: {{break}} outside {{range}}"),
+    ("{{template .X}}", 'template: 1:12: unexpected ".X" in template clause'),
+    ('{{block "b"}}{{end}}', "template: 1:3: missing value for block clause"),
+])
+def test_named_templates_and_loop_control_errors(template: str, message: str) -> None:
+    with pytest.raises(TemplateError) as err:
+        parse(template)
+    assert str(err.value) == message
+
+
+def test_template_execution_errors() -> None:
+    with pytest.raises(TemplateError) as err:
+        render('{{template "nope" .}}', {})
+    assert str(err.value) == ('template: 1:12: executing at <{{template "nope"}}>: '
+                              'template "nope" not defined')
+    with pytest.raises(TemplateError) as err:  # endless recursion ends with one line
+        render('{{define "r"}}{{template "r" .}}{{end}}{{template "r" .}}', {})
+    assert "exceeded maximum template depth" in str(err.value)
+
+
+def test_a_struct_s_missing_field_is_an_error_a_map_s_is_no_value() -> None:
+    row = Struct({"Names": "web"})
+    row.type_name = "*formatter.ContainerContext"
+    assert render("{{.Names}}", row) == "web"
+    assert render("{{.Nope}}", {"Names": "web"}) == "<no value>"
+    with pytest.raises(TemplateError) as err:
+        render("{{.Nope}}", row)
+    assert str(err.value) == ("template: 1:3: executing at <.Nope>: can't evaluate field Nope "
+                              "in type *formatter.ContainerContext")
+    assert render('{{printf "%d" .}}', row) == "%!d(*formatter.ContainerContext=map[Names:web])"
+
+
+def test_functions_replaced_for_one_execution() -> None:
+    t = parse("{{upper .A}}|{{json .A}}")
+    assert t.execute({"A": "x"}) == 'X|"x"'
+    assert t.execute({"A": "TITLE"}, funcs={"upper": lambda s: s, "json": lambda s: s}) == \
+        "TITLE|TITLE"
+    assert t.execute({"A": "x"}) == 'X|"x"'  # the module's functions are left as they were

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from shoal import render
-from shoal.model import CREATED, EXITED, RUNNING, Container, Endpoint, Network
+from shoal.model import CREATED, EXITED, RUNNING, Container, Endpoint, Network, PublishedPort
 
 NET_ID = "1" * 64
 CTR_ID = "c" * 64
@@ -56,9 +56,12 @@ def make_ep(ip: str | None = "172.18.0.2", **kw: object) -> Endpoint:
 def test_network_json_keys_and_values() -> None:
     net = make_net(labels={"a": "b"}, options={"shoal.bridge.name": "br0"})
     data = render.network_json(net, [(make_ep(), make_ctr())])
-    for key in ("Name", "Id", "Created", "Scope", "Driver", "EnableIPv6", "IPAM", "Internal",
-                "Containers", "Options", "Labels"):
-        assert key in data
+    # Docker's keys, in Docker's order
+    assert list(data) == ["Name", "Id", "Created", "Scope", "Driver", "EnableIPv6", "IPAM",
+                          "Internal", "Attachable", "Ingress", "ConfigFrom", "ConfigOnly",
+                          "Containers", "Options", "Labels"]
+    assert (data["Ingress"], data["ConfigFrom"], data["ConfigOnly"]) == (
+        False, {"Network": ""}, False)
     assert data["Name"] == "mynet"
     assert data["Id"] == NET_ID
     assert data["Created"] == T0
@@ -329,42 +332,43 @@ def test_ps_row() -> None:
     assert render.ps_row(make_ctr(cmd=["sleep", "5"]), CREATED)["Command"] == "sleep 5"
 
 
-# -- table -----------------------------------------------------------------------------------
+# -- ps ports --------------------------------------------------------------------------------
 
 
-def test_table_alignment() -> None:
-    rows = [
-        {"ID": "abc", "Name": "bridge", "Driver": "bridge"},
-        {"ID": "0123456789ab", "Name": "n", "Driver": "null"},
-    ]
-    out = render.table(rows, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver")])
-    assert out.split("\n") == [
-        "NETWORK ID     NAME     DRIVER",
-        "abc            bridge   bridge",
-        "0123456789ab   n        null",
-    ]
+def pp(container_port: int, host_port: int, proto: str = "tcp",
+       host_ip: str = "0.0.0.0") -> PublishedPort:
+    return PublishedPort(sandbox_id=CTR_ID, network_id=NET_ID, proto=proto,
+                         host_ip=IPv4Address(host_ip), host_port=host_port,
+                         container_port=container_port, dest_ip=IPv4Address("172.18.0.2"))
 
 
-def test_table_columns_start_at_the_same_offset() -> None:
-    rows = [{"a": "x" * n, "b": str(n)} for n in (1, 7, 3)]
-    lines = render.table(rows, [("A", "a"), ("B", "b")]).split("\n")
-    assert len(lines) == 4
-    col = lines[0].index("B")
-    assert col == 7 + 3
-    for line, row in zip(lines[1:], rows, strict=True):
-        assert line[col:] == row["b"]
-        assert line.startswith(row["a"])
-    for line in lines:
-        assert line == line.rstrip()
+@pytest.mark.parametrize(("ports", "exposed", "text"), [
+    ([], [], ""),
+    ([pp(80, 8080)], [], "0.0.0.0:8080->80/tcp"),
+    # consecutive ports on the same host ports: one range, as Docker's DisplayablePorts
+    ([pp(9002, 9002), pp(9000, 9000), pp(9001, 9001)], [],
+     "0.0.0.0:9000-9002->9000-9002/tcp"),
+    ([pp(9000, 9000), pp(9001, 9001), pp(9003, 9003)], [],
+     "0.0.0.0:9000-9001->9000-9001/tcp, 0.0.0.0:9003->9003/tcp"),
+    # per protocol and per address; other mappings last
+    ([pp(53, 53, "udp"), pp(53, 53), pp(54, 54), pp(80, 8080), pp(53, 53, host_ip="127.0.0.1")],
+     [], "0.0.0.0:53-54->53-54/tcp, 0.0.0.0:53->53/udp, 127.0.0.1:53->53/tcp, "
+         "0.0.0.0:8080->80/tcp"),
+    # an exposed port without a binding
+    ([pp(80, 8080)], [(80, "tcp"), (443, "tcp"), (444, "tcp")],
+     "443-444/tcp, 0.0.0.0:8080->80/tcp"),
+])
+def test_ps_ports_as_docker_writes_them(ports: list[PublishedPort],
+                                        exposed: list[tuple[int, str]], text: str) -> None:
+    assert render.ps_ports(ports, exposed) == text
 
 
-def test_table_no_rows() -> None:
-    assert render.table([], [("CONTAINER ID", "ID"), ("NAMES", "Names")]) == "CONTAINER ID   NAMES"
+def test_ps_row_networks_and_labels() -> None:
+    row = render.ps_row(make_ctr(labels={"b": "2", "a": "1"}), CREATED,
+                        networks=["front", "back"])
+    assert (row["Networks"], row["Labels"]) == ("back,front", "a=1,b=2")
 
 
-def test_table_no_trailing_spaces_for_empty_last_column() -> None:
-    rows = [{"a": "value", "b": ""}]
-    assert render.table(rows, [("A", "a"), ("LABELS", "b")]).split("\n") == [
-        "A       LABELS",
-        "value",
-    ]
+def test_port_row() -> None:
+    assert render.port_row(pp(80, 8080)) == {"PrivatePort": 80, "Type": "tcp",
+                                             "HostIp": "0.0.0.0", "HostPort": "8080"}

@@ -18,6 +18,21 @@ def _kv(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _label(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    if not key.strip():
+        raise ValueError("expected KEY[=VALUE] with a KEY")
+    return key, value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -29,8 +44,9 @@ def _seconds(text: str) -> float:
 
 
 def _format() -> Opt:
-    return Opt("--format", default="table", choices=("table", "json"),
-               help="table or json (a JSON object per line)")
+    return Opt("--format", default="table", metavar="FORMAT",
+               help="table, json (a JSON object per line), a Go template ('{{.Names}}'), "
+               "or table and a template ('table {{.ID}}\\t{{.Names}}')")
 
 
 def _template() -> Opt:
@@ -103,6 +119,10 @@ def _run(c: Command) -> None:
             help="a resolv.conf option, e.g. ndots:2"),
         Opt("--add-host", kind=APPEND, metavar="NAME:IP",
             help="a line of /etc/hosts; NAME:host-gateway: the gateway of its network"),
+        Opt("-l", "--label", kind=APPEND, convert=_label, metavar="KEY[=VALUE]",
+            help="a label on the container (ps --filter label=KEY[=VALUE] finds it)"),
+        Opt("--label-file", kind=APPEND, metavar="FILE",
+            help="labels from a file, a KEY[=VALUE] a line (# comments)"),
     ]
     c.args = [Arg("cmd", REMAINDER, "COMMAND")]
 
@@ -157,6 +177,12 @@ def root() -> Command:
                 build=_run),
         Command("ps", "list containers", build=_set(opts=[
             Opt("-a", "--all", kind=FLAG, help="also stopped containers"),
+            Opt("-f", "--filter", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
+                help="name=, id=, label=KEY[=VALUE], status=, network=, publish=PORT[/PROTO] "
+                "or expose=PORT[/PROTO] (ports or ranges, e.g. 8000-8080/tcp)"),
+            Opt("-n", "--last", convert=_count, metavar="N",
+                help="the N most recently created containers (any state)"),
+            Opt("-l", "--latest", kind=FLAG, help="the most recently created container"),
             Opt("-q", "--quiet", kind=FLAG, help="only the container IDs"),
             Opt("--no-trunc", kind=FLAG, help="full container IDs"),
             _format(),
@@ -165,8 +191,11 @@ def root() -> Command:
                 build=_set(opts=[_template()], args=[Arg("names", "+", "CONTAINER")])),
         Command("exec", "run a command in a running container", build=_exec),
         Command("logs", "show a container's output", build=_set(args=[Arg("container")])),
-        Command("port", "list a container's published ports", build=_set(args=[
-            Arg("container"), Arg("private", "?", "PORT[/PROTO]")])),
+        Command("port", "list a container's published ports", build=_set(
+            opts=[Opt("--format", metavar="TEMPLATE",
+                      help="a Go template for each mapping: {{.PrivatePort}}, {{.Type}}, "
+                      "{{.HostIp}}, {{.HostPort}}; or table and a template")],
+            args=[Arg("container"), Arg("private", "?", "PORT[/PROTO]")])),
         Command("stop", "stop running containers", build=_set(
             opts=[Opt("-t", "--time", default=10.0, convert=_seconds, metavar="SECONDS",
                       help="wait this long after SIGTERM, then SIGKILL")],

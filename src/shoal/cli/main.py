@@ -26,21 +26,45 @@ def _print_json_list(items: list[Any]) -> None:
     print(json.dumps(items, indent=4))
 
 
-def _print_rows(rows: list[dict[str, str]], args: Args, columns: list[tuple[str, str]]) -> None:
-    """A listing as `-q` (the IDs), `--format json` (one object a line) or a table of
-    `columns` (title, key) asks."""
-    if args.quiet:
+# Docker's column titles of each listing's fields, and the default table of each
+PS_TITLES = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+             "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+             "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
+             "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES",
+             "Networks": "NETWORKS"}
+PS_TABLE = "table {{.ID}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+NETWORK_TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+                  "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
+                  "CreatedAt": "CREATED AT"}
+NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+PORT_TITLES = {"PrivatePort": "PRIVATE PORT", "Type": "TYPE", "HostIp": "HOST IP",
+               "HostPort": "HOST PORT"}
+PORT_TABLE = "table {{.PrivatePort}}\t{{.Type}}\t{{.HostIp}}\t{{.HostPort}}"
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str, titles: dict[str, str], default: str,
+                type_name: str, quiet: bool = False) -> int:
+    """A listing as `-q` (the IDs; with the default format only, as Docker), or as
+    `--format` asks (shoal.listing). A bad template: one line on stderr, exit 1."""
+    if quiet and fmt == "table":
         for r in rows:
             print(r["ID"])
-    elif args.format == "json":
-        import json
+        return 0
+    from ..gotemplate import TemplateError
+    from ..listing import Listing
 
-        for r in rows:
-            print(json.dumps(r))
-    else:
-        from ..render import table
-
-        print(table(rows, columns))
+    try:
+        listing = Listing(fmt, default)
+    except TemplateError as e:
+        sys.stderr.write(f"shoal: template parsing error: {e}\n")
+        return 1
+    try:
+        text = listing.render(rows, titles, type_name)
+    except TemplateError as e:
+        sys.stderr.write(f"shoal: {e}\n")
+        return 1
+    sys.stdout.write(text)
+    return 0
 
 
 def _each(names: list[str], action: Any) -> int:
@@ -72,8 +96,8 @@ def cmd_network(engine: Any, args: Args) -> int:
         for key, value in args.filter:
             filters.setdefault(key, []).append(value)
         rows = engine.queries.network_rows(filters, trunc=not args.no_trunc)
-        _print_rows(rows, args, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"),
-                                 ("SCOPE", "Scope")])
+        return _print_rows(rows, args.format, NETWORK_TITLES, NETWORK_TABLE,
+                           "*formatter.networkContext", args.quiet)
     elif sub == "inspect":
         return _inspect(args.names, engine.queries.network, args.format)
     elif sub in ("rm", "remove"):
@@ -134,7 +158,7 @@ def cmd_run(engine: Any, args: Args) -> int:
         auto_remove=args.rm, workdir=args.workdir or os.getcwd(),
         publish=args.publish, publish_all=args.publish_all, expose=args.expose,
         dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option,
-        extra_hosts=args.add_host,
+        extra_hosts=args.add_host, labels=_labels(args.label_file, args.label),
     )
     if args.detach:
         ctr = engine.run_detached(spec)
@@ -143,12 +167,38 @@ def cmd_run(engine: Any, args: Args) -> int:
     return engine.run_foreground(spec, interactive=args.interactive)
 
 
+def _labels(files: list[str], given: list[tuple[str, str]]) -> dict[str, str]:
+    """--label-file's lines (KEY[=VALUE]; blank and # lines skipped), then --label: the last
+    of a key wins, as in Docker."""
+    from ..errors import InvalidArgument
+
+    out: dict[str, str] = {}
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InvalidArgument(f"cannot read --label-file {path}: {e}") from None
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                if not key.strip():
+                    raise InvalidArgument(f"--label-file {path}:{n}: expected KEY[=VALUE]")
+                out[key] = value
+    out.update(given)
+    return out
+
+
 def cmd_ps(engine: Any, args: Args) -> int:
-    rows = engine.queries.container_rows(all_=args.all, trunc=not args.no_trunc)
-    _print_rows(rows, args, [("CONTAINER ID", "ID"), ("COMMAND", "Command"),
-                             ("CREATED", "RunningFor"), ("STATUS", "Status"),
-                             ("PORTS", "Ports"), ("NAMES", "Names")])
-    return 0
+    filters: dict[str, list[str]] = {}
+    for key, value in args.filter:
+        filters.setdefault(key, []).append(value)
+    last = 1 if args.latest else args.last or 0
+    rows = engine.queries.container_rows(all_=args.all, trunc=not args.no_trunc,
+                                         filters=filters, last=last)
+    return _print_rows(rows, args.format, PS_TITLES, PS_TABLE, "*formatter.ContainerContext",
+                       args.quiet)
 
 
 def cmd_exec(engine: Any, args: Args) -> int:
@@ -182,6 +232,13 @@ def cmd_port(engine: Any, args: Args) -> int:
         if not ports:
             raise NotFound(f"no public port {number}/{proto or 'tcp'} published for "
                            f"{args.container}")
+    if args.format is not None:
+        from ..render import port_row
+
+        rows = [port_row(p) for p in sorted(ports, key=lambda p: (p.container_port, p.proto,
+                                                                   p.host_port))]
+        return _print_rows(rows, args.format, PORT_TITLES, PORT_TABLE, "*types.Port")
+    if args.private:
         for p in ports:
             print(f"{p.host_ip}:{p.host_port}")
         return 0

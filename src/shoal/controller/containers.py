@@ -65,6 +65,7 @@ class RunSpec(Record):
     dns_search: list[str] = []  # --dns-search DOMAIN ("." for none)
     dns_options: list[str] = []  # --dns-option OPT (Docker's --dns-opt)
     extra_hosts: list[str] = []  # --add-host NAME:IP or NAME:host-gateway
+    labels: dict[str, str] = {}  # --label KEY=VALUE (the files of --label-file read)
 
 
 class Containers:
@@ -183,7 +184,7 @@ class Containers:
                          for b in bindings],
                 expose=[[port, proto] for port, proto in exposed],
                 dns=dns.dns, dns_search=dns.dns_search, dns_options=dns.dns_options,
-                extra_hosts=extra_hosts,
+                extra_hosts=extra_hosts, labels=dict(spec.labels),
                 # until a supervisor takes over, the creating process answers for it: if that
                 # dies before the start, reconcile rolls the half-made container back
                 supervisor_pid=os.getpid(), supervisor_start=pids.start_time(os.getpid()),

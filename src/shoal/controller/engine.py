@@ -239,7 +239,12 @@ class Engine:
         self.network_ops.remove(ref)
 
     def prune_networks(self) -> list[str]:
-        return self.network_ops.prune()
+        return self.network_ops.prune(self._running, self.container_ops.disconnect)
+
+    def _running(self, ctr: Container) -> bool:
+        from ..model import RUNNING
+
+        return self.container_ops.effective_status(ctr) == RUNNING
 
     def network_members(self, net: Network) -> list[tuple[Endpoint, Container]]:
         return self.network_ops.members(net)
@@ -327,7 +332,7 @@ class Engine:
     def prune(self) -> tuple[list[str], list[str]]:
         """Remove stopped containers, then networks no container uses (`system prune`)."""
         with self.store.locked():
-            return self.container_ops.prune(), self.network_ops.prune()
+            return self.container_ops.prune(), self.prune_networks()
 
     # -- held host ports -------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from ..names import new_id, validate_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from ipaddress import IPv4Network
 
     from .context import Context
@@ -213,12 +214,28 @@ class Networks:
             crashpoint("network-rm:row")
             drivers.get(net.driver).delete_network(self.ctx, net)
 
-    def prune(self) -> list[str]:
+    def prune(self, running: Callable[[Container], bool] | None = None,
+              disconnect: Callable[[str, str], None] | None = None) -> list[str]:
+        """Remove the networks no running container uses, as Docker does: the endpoints
+        of stopped containers on one are disconnected first (`disconnect(network_id,
+        container_id)`; the container keeps its record and can be removed or inspected).
+        Without `running`, any endpoint keeps its network. The names removed."""
         removed = []
         store = self.ctx.store
         with store.locked():
             for net in store.networks():
-                if not net.builtin and not store.endpoints(network_id=net.id):
+                if net.builtin:
+                    continue
+                stopped = []
+                for ep in store.endpoints(network_id=net.id):
+                    ctr = store.container_by_id(ep.sandbox_id)
+                    if ctr is None or running is None or running(ctr):
+                        break  # a handed-in sandbox's, or a running container's
+                    stopped.append(ctr.id)
+                else:
+                    for ctr_id in stopped:
+                        if disconnect is not None:
+                            disconnect(net.id, ctr_id)
                     self.remove(net.id)
                     removed.append(net.name)
         return removed

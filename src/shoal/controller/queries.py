@@ -29,7 +29,9 @@ class Queries:
         from ..render import network_json
 
         net = self.ctx.store.network(ref)
-        return network_json(net, self.networks.members(net), drivers.scope(net.driver))
+        running = [(ep, ctr) for ep, ctr in self.networks.members(net)
+                   if self.containers.effective_status(ctr) == RUNNING]  # as Docker lists them
+        return network_json(net, running, drivers.scope(net.driver))
 
     def container(self, ref: str) -> dict[str, Any]:
         """`inspect`."""
@@ -49,14 +51,35 @@ class Queries:
     def network_rows(self, filters: dict[str, list[str]] | None = None,
                      trunc: bool = True) -> list[dict[str, str]]:
         """`network ls`: one row per network."""
-        return [network_row(n, trunc) for n in self.networks.list(filters)]
+        return [network_row(n, trunc) for n in sorted(self.networks.list(filters),
+                                                      key=lambda n: n.name)]
 
-    def container_rows(self, all_: bool = False, trunc: bool = True) -> list[dict[str, str]]:
-        """`ps`: one row per (running, or every with all_) container."""
+    def container_rows(self, all_: bool = False, trunc: bool = True,
+                       filters: dict[str, list[str]] | None = None,
+                       last: int = 0) -> list[dict[str, str]]:
+        """`ps`: one row per running container (every one with all_, a status filter or
+        `last`), newest first, those the filters (shoal.filters) keep, at most `last`."""
+        from ..filters import ContainerFilter
         from ..render import ps_row
 
-        return [ps_row(ctr, self.containers.effective_status(ctr), self.ctx.store.ports(ctr.id),
-                       trunc=trunc) for ctr in self.containers.list(all_=all_)]
+        store = self.ctx.store
+        wanted = ContainerFilter(filters or {})
+        rows = []
+        for ctr in reversed(store.containers()):
+            if last > 0 and len(rows) == last:
+                break
+            status = self.containers.effective_status(ctr)
+            if status != RUNNING and not (all_ or last > 0 or wanted.wants_all):
+                continue
+            nets = [store.network_by_id(ep.network_id)
+                    for ep in store.endpoints(sandbox_id=ctr.id)] if ctr.has_own_sandbox else []
+            if ctr.network_mode in ("host", "none"):  # a mode: the built-in network of its name
+                nets.append(store.network(ctr.network_mode))
+            if not wanted.matches(ctr, status, nets):
+                continue
+            rows.append(ps_row(ctr, status, store.ports(ctr.id), trunc=trunc,
+                               networks=[n.name for n in nets]))
+        return rows
 
     def container_record(self, container_id: str) -> Container | None:
         """A container's record by id (None once it is removed), for those who wait on it."""
@@ -91,6 +114,7 @@ class Queries:
 
 def network_row(net: Network, trunc: bool = True) -> dict[str, str]:
     return {"ID": net.id[:12] if trunc else net.id, "Name": net.name, "Driver": net.driver,
-            "Scope": drivers.scope(net.driver), "Internal": str(net.internal).lower(),
+            "Scope": drivers.scope(net.driver), "IPv6": "false",
+            "Internal": str(net.internal).lower(),
             "Labels": ",".join(f"{k}={v}" for k, v in net.labels.items()),
             "CreatedAt": net.created}
