@@ -141,6 +141,7 @@ class Container(Record):
     dns_search: list[str] = []  # --dns-search
     dns_options: list[str] = []  # --dns-option
     extra_hosts: list[str] = []  # --add-host NAME:IP, as given (host-gateway resolved)
+    user: str = ""  # -u user|uid[:group|gid] as given ("": root), resolved at each start
 
     @property
     def shares_sandbox_of(self) -> str | None:

@@ -121,6 +121,7 @@ def container_json(
             "Cmd": list(ctr.cmd),
             "Env": list(ctr.env),
             "WorkingDir": ctr.workdir,
+            "User": ctr.user,
         },
         "HostConfig": {"NetworkMode": mode_name, "AutoRemove": ctr.auto_remove,
                        "PortBindings": port_bindings(ctr),

@@ -90,7 +90,12 @@ def _run(c: Command) -> None:
             help="NETWORK, host, none or container:NAME"),
         Opt("--ip", metavar="IP", help="the container's address on its network"),
         Opt("--network-alias", kind=APPEND, metavar="NAME"),
-        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]"),
+        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]",
+            help="a variable (KEY alone: this shell's value); wins over --env-file"),
+        Opt("--env-file", kind=APPEND, metavar="FILE",
+            help="KEY=VALUE lines (# comments, blank lines, KEY alone: this shell's value)"),
+        Opt("-u", "--user", metavar="USER[:GROUP]",
+            help="run as this user or uid (and group or gid), from the host's passwd"),
         Opt("-w", "--workdir", metavar="DIR", help="default: the current directory"),
         Opt("-p", "--publish", kind=APPEND, metavar="[IP:][HOST:]PORT[/PROTO]",
             help="publish a container port on the host"),
@@ -109,8 +114,15 @@ def _run(c: Command) -> None:
 
 def _exec(c: Command) -> None:
     c.opts = [
+        Opt("-d", "--detach", kind=FLAG, help="start the command in the background and return"),
         Opt("-i", "--interactive", kind=FLAG, help="keep standard input open"),
-        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]"),
+        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]",
+            help="a variable (KEY alone: this shell's value); wins over --env-file"),
+        Opt("--env-file", kind=APPEND, metavar="FILE", help="KEY=VALUE lines, as for run"),
+        Opt("-u", "--user", metavar="USER[:GROUP]",
+            help="run as this user or uid (default: the container's)"),
+        Opt("-w", "--workdir", metavar="DIR",
+            help="an absolute path (default: the container's directory)"),
     ]
     c.args = [Arg("container"), Arg("cmd", REMAINDER, "COMMAND")]
 

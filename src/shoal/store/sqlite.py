@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from .protocol import Processes
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS containers (
     auto_remove INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', workdir TEXT,
     publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]',
     dns TEXT NOT NULL DEFAULT '[]', dns_search TEXT NOT NULL DEFAULT '[]',
-    dns_options TEXT NOT NULL DEFAULT '[]', extra_hosts TEXT NOT NULL DEFAULT '[]'
+    dns_options TEXT NOT NULL DEFAULT '[]', extra_hosts TEXT NOT NULL DEFAULT '[]',
+    user TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY, path TEXT NOT NULL DEFAULT '', owned INTEGER NOT NULL,
@@ -135,6 +136,8 @@ MIGRATIONS = {
           ALTER TABLE containers ADD COLUMN dns_search TEXT NOT NULL DEFAULT '[]';
           ALTER TABLE containers ADD COLUMN dns_options TEXT NOT NULL DEFAULT '[]';
           ALTER TABLE containers ADD COLUMN extra_hosts TEXT NOT NULL DEFAULT '[]';""",
+    # -u/--user of each container, as given
+    6: """ALTER TABLE containers ADD COLUMN user TEXT NOT NULL DEFAULT '';""",
 }
 
 _JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose", "dns",
