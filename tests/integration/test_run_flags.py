@@ -206,3 +206,37 @@ def test_flag_errors_exit_125_and_help_exits_0(host: Host, argv: list[str]) -> N
     assert res.returncode == 125, res.stderr
     assert res.stderr.startswith("shoal: ") and len(res.stderr.splitlines()) == 1
     assert host.shoal(argv[0], "--help").returncode == 0
+
+
+def test_network_container_mode_shares_the_hostname(host: Host) -> None:
+    host.shoal("run", "-d", "--name", "a", "--hostname", "web1", "--", "sleep", "60")
+    host.shoal("run", "-d", "--name", "b", "--network", "container:a", "--", "sleep", "60")
+    assert host.shoal_json("inspect", "b")[0]["Config"]["Hostname"] == "web1"
+    assert host.in_container("b", "hostname").stdout.strip() == "web1"
+    assert host.in_container("b", "cat", "/etc/hostname").stdout.strip() == "web1"
+    assert host.in_container("b", "sh", "-c", "echo $HOSTNAME").stdout.strip() == "web1"
+    # without --hostname: the other's default name (its id's first 12 digits), through a chain
+    host.shoal("run", "-d", "--name", "c", "--", "sleep", "60")
+    host.shoal("run", "-d", "--name", "d", "--network", "container:c", "--", "sleep", "60")
+    host.shoal("run", "-d", "--name", "e", "--network", "container:d", "--", "sleep", "60")
+    cid = host.shoal_json("inspect", "c")[0]["Id"]
+    assert host.in_container("e", "hostname").stdout.strip() == cid[:12]
+    assert host.shoal_json("inspect", "e")[0]["Config"]["Hostname"] == cid[:12]
+
+
+@pytest.mark.parametrize("flags", [["-p", "8080:80"], ["-p", "127.0.0.1:9090:90/udp"],
+                                   ["-P", "--expose", "80"]])
+def test_host_network_with_published_ports_warns_and_drops_them(host: Host,
+                                                                flags: list[str]) -> None:
+    res = host.shoal("run", "-d", "--name", "h", "--network", "host", *flags, "--",
+                     "sleep", "60")
+    assert res.stderr == "WARNING: Published ports are discarded when using host network mode\n"
+    assert host.shoal("port", "h").stdout == ""
+    info = host.shoal_json("inspect", "h")[0]
+    assert info["HostConfig"]["PortBindings"] == {}
+    assert info["HostConfig"]["NetworkMode"] == "host"
+    fw = host.shoal("system", "firewall").stdout
+    assert "8080" not in fw and "9090" not in fw
+    # a foreground run too, and the warning comes before the command's output
+    res = host.shoal("run", "--rm", "--net=host", *flags, "--", "echo", "ran")
+    assert res.stdout == "ran\n" and "Published ports are discarded" in res.stderr

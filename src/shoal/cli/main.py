@@ -128,6 +128,12 @@ def _inspect(names: list[str], query: Any, template: str | None = None) -> int:
 def cmd_run(engine: Any, args: Args) -> int:
     from ..controller import RunSpec
 
+    if args.network == "host" and (args.publish or args.publish_all):
+        from ..controller.containers import HOST_PORTS_DISCARDED
+
+        # Docker's CLI says it first, and the ports are dropped
+        sys.stderr.write(f"WARNING: {HOST_PORTS_DISCARDED}\n")
+        args.publish, args.publish_all = [], False
     spec = RunSpec(
         cmd=args.cmd, name=args.name, hostname=args.hostname,
         network=args.network, ip=args.ip, aliases=args.network_alias,

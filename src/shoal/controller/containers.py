@@ -45,6 +45,8 @@ else:  # what only changes of state need, imported on first use
     portspec = LazyModule("shoal.ports")
     pids = LazyModule("shoal.runtime.pids")
 
+# Docker's warning for -p/-P with --network host (whose ports are the host's own)
+HOST_PORTS_DISCARDED = "Published ports are discarded when using host network mode"
 
 
 class RunSpec(Record):
@@ -160,6 +162,9 @@ class Containers:
                     "user-specified IP addresses and aliases are supported on user-defined "
                     "networks only; create one with shoal network create"
                 )
+            if bindings and mode == "host" and not spec.network.startswith("container:"):
+                bindings = []  # as Docker: accepted, with its warning (scripts pass both)
+                ctx.netfilter.warnings.append(HOST_PORTS_DISCARDED)
             if bindings and net is None:
                 raise InvalidArgument(
                     f"ports can only be published on a bridge network, not network mode {mode}"
@@ -178,9 +183,12 @@ class Containers:
                     "(shoal rm) or pick another --name"
                 )
             cid = new_id()
+            # --network container:X shares X's hostname, as in Docker (and so its /etc/hostname)
+            default_hostname = (os.uname().nodename if mode == "host" else
+                                shared.hostname if shared is not None else cid[:12])
             ctr = Container(
                 id=cid, name=name, created=now(),
-                hostname=spec.hostname or (os.uname().nodename if mode == "host" else cid[:12]),
+                hostname=spec.hostname or default_hostname,
                 cmd=list(spec.cmd), env=env, network_mode=mode, auto_remove=spec.auto_remove,
                 workdir=spec.workdir,
                 publish=[[b.container_port, b.proto, str(b.host_ip), b.host_port]
