@@ -165,6 +165,12 @@ class Containers:
             if bindings and mode == "host" and not spec.network.startswith("container:"):
                 bindings = []  # as Docker: accepted, with its warning (scripts pass both)
                 ctx.netfilter.warnings.append(HOST_PORTS_DISCARDED)
+            default_ip = drivers.get(net.driver).host_binding_ip(net) if net else None
+            if bindings and default_ip:  # a -p without an address: the network's default
+                from ipaddress import IPv4Address
+
+                bindings = [b if b.ip_given else b.replace(host_ip=IPv4Address(default_ip))
+                            for b in bindings]
             if bindings and net is None:
                 raise InvalidArgument(
                     f"ports can only be published on a bridge network, not network mode {mode}"
