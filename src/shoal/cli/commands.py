@@ -74,7 +74,10 @@ def _network_create(c: Command) -> None:
         Opt("--internal", kind=FLAG, help="no route out, no masquerade, no published ports"),
         Opt("--label", kind=APPEND, convert=_kv, metavar="KEY=VALUE"),
         Opt("-o", "--opt", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
-            help="shoal.bridge.name=NAME or shoal.bridge.enable_icc=false"),
+            help="a bridge option, in shoal's or Docker's name: bridge.name=NAME, "
+            "bridge.enable_icc=false, bridge.enable_ip_masquerade=false, "
+            "bridge.host_binding_ipv4=IP (after shoal. or com.docker.network.), "
+            "shoal.bridge.mtu or com.docker.network.driver.mtu=68..65535"),
     ]
     c.args = [Arg("name")]
 
@@ -93,7 +96,7 @@ def _run(c: Command) -> None:
         Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]",
             help="a variable (KEY alone: this shell's value); wins over --env-file"),
         Opt("--env-file", kind=APPEND, metavar="FILE",
-            help="KEY=VALUE lines (# comments, blank lines, KEY alone: this shell's value)"),
+            help="KEY=VALUE lines; # comments; KEY alone: this shell's value"),
         Opt("-u", "--user", metavar="USER[:GROUP]",
             help="run as this user or uid (and group or gid), from the host's passwd"),
         Opt("-w", "--workdir", metavar="DIR", help="default: the current directory"),
