@@ -142,6 +142,7 @@ class Container(Record):
     dns_options: list[str] = []  # --dns-option
     extra_hosts: list[str] = []  # --add-host NAME:IP, as given (host-gateway resolved)
     labels: dict[str, str] = {}  # --label and --label-file
+    user: str = ""  # -u user|uid[:group|gid] as given ("": root), resolved at each start
 
     @property
     def shares_sandbox_of(self) -> str | None:

@@ -49,10 +49,12 @@ def _truthy(text: str) -> bool:
 
 def net_rule(net: Network) -> NetworkElement:
     """The firewall's element of a network with an interface and a subnet (of the subnet's
-    family); whether its containers reach each other is its driver's to say."""
+    family); whether its containers reach each other, and whether what they send out is
+    masqueraded, is its driver's to say."""
     assert net.bridge is not None and net.subnet is not None
+    driver = drivers.get(net.driver)
     return NetworkElement(net.subnet.version, net.bridge, net.subnet, net.internal,
-                          drivers.get(net.driver).icc(net))
+                          driver.icc(net), driver.masquerade(net))
 
 
 def _firewalled(net: Network) -> bool:

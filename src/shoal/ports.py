@@ -15,12 +15,15 @@ ANY = IPv4Address("0.0.0.0")
 
 class Binding(Record):
     """One published port: host (address, port) to container port, for one protocol.
-    host_ip ANY means every address of the host; host_port None means 'pick one'."""
+    host_ip ANY means every address of the host; host_port None means 'pick one'.
+    ip_given: the spec named the host address (else the network's default one applies:
+    Docker's host_binding_ipv4)."""
 
     container_port: int
     proto: str = "tcp"
     host_ip: IPv4Address = ANY
     host_port: int | None = None
+    ip_given: bool = False
 
 
 def _port(text: str, what: str) -> int:
@@ -80,9 +83,10 @@ def parse_publish(spec: str) -> list[Binding]:
     parts = body.split(":")
     if len(parts) > 3:
         raise InvalidArgument(f"invalid port spec {spec!r}: use [IP:][HOST_PORT:]CONTAINER_PORT")
-    host_ip = ANY
+    host_ip, ip_given = ANY, False
     if len(parts) == 3:
         ip_text = parts.pop(0)
+        ip_given = bool(ip_text)
         if ip_text:
             try:
                 host_ip = IPv4Address(ip_text)
@@ -107,7 +111,7 @@ def parse_publish(spec: str) -> list[Binding]:
             )
     return [
         Binding(container_port=c, proto=proto, host_ip=host_ip,
-                host_port=host[i] if host else None)
+                host_port=host[i] if host else None, ip_given=ip_given)
         for i, c in enumerate(container)
     ]
 

@@ -168,6 +168,7 @@ def container_json(
             "Env": list(ctr.env),
             "WorkingDir": ctr.workdir,
             "Labels": dict(ctr.labels),
+            "User": ctr.user,
         },
         "HostConfig": {"NetworkMode": mode_name, "AutoRemove": ctr.auto_remove,
                        "PortBindings": port_bindings(ctr),

@@ -39,6 +39,7 @@ class NetworkElement(NamedTuple):
     subnet: IPv4Network | IPv6Network
     internal: bool = False
     icc: bool = True
+    masquerade: bool = True  # what its containers send beyond the host (enable_ip_masquerade)
 
 
 class PortMapping(NamedTuple):

@@ -50,6 +50,12 @@ class FakeDriver:
     def icc(self, net: Any) -> bool:
         return True
 
+    def masquerade(self, net: Any) -> bool:
+        return True
+
+    def host_binding_ip(self, net: Any) -> str | None:
+        return None
+
     def join(self, h: Any, sandbox: Any, net: Any, ep: Any, first: bool,
              fresh: bool = False) -> None:
         self.calls.append(("join", net.name, ep.ifname, str(ep.ip), first))

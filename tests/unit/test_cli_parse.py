@@ -199,11 +199,11 @@ def test_global_options() -> None:
         ["run", "--name"],
     ],
 )
-def test_parse_error_is_one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
+def test_parse_error_is_one_line_exit_125(argv: list[str], capsys: pytest.CaptureFixture[str]
                                         ) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
-    assert exc.value.code == USAGE_EXIT == 2
+    assert exc.value.code == USAGE_EXIT == 125  # as docker: its CLI exits 125 on flag errors
     out, err = capsys.readouterr()
     assert out == ""
     assert err.endswith("\n")

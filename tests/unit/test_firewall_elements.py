@@ -129,6 +129,7 @@ def test_a_change_of_networks_is_a_delta_for_nftables_and_a_rewrite_for_iptables
     assert nft.delta(added, Elements()).splitlines() == [
         'add element ip shoal bridges { "sh-bbbbbbbbbbbb" }',
         "add element ip shoal masq_subnets { 172.19.0.0/16 }",
+        "add element ip shoal hairpin_subnets { 172.19.0.0/16 }",
         'add element bridge shoal no_icc_ports { "vsh0123456789ab" }']
     assert ipt.iptables_port_delta(added, Elements()) is None
 

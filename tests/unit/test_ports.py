@@ -15,9 +15,11 @@ from shoal.ports import ANY, PROTOCOLS, Binding
 LOOP = IPv4Address("127.0.0.1")
 
 
-def b(container: int, proto: str = "tcp", ip: IPv4Address = ANY,
+def b(container: int, proto: str = "tcp", ip: IPv4Address | None = None,
       host: int | None = None) -> Binding:
-    return Binding(container_port=container, proto=proto, host_ip=ip, host_port=host)
+    """A binding; `ip` None: the spec named no host address."""
+    return Binding(container_port=container, proto=proto, host_ip=ip or ANY, host_port=host,
+                   ip_given=ip is not None)
 
 
 def error(spec: str) -> str:
@@ -44,7 +46,7 @@ def error(spec: str) -> str:
         ("80/tcp", [b(80)]),
         ("80/sctp", [b(80, "sctp")]),
         ("8080:80/sctp", [b(80, "sctp", host=8080)]),
-        ("0.0.0.0:80:80", [b(80, host=80)]),
+        ("0.0.0.0:80:80", [b(80, ip=ANY, host=80)]),  # named: no network default replaces it
         ("10.1.2.3:443:8443/tcp", [b(8443, ip=IPv4Address("10.1.2.3"), host=443)]),
         ("1:1", [b(1, host=1)]),
         ("65535:65535", [b(65535, host=65535)]),
@@ -204,7 +206,7 @@ def publish_spec(draw: st.DrawFn) -> tuple[str, list[Binding]]:
     host_ip = IPv4Address(ip_text) if ip_text else ANY
     expected = [
         Binding(container_port=c, proto=(proto or "tcp").lower(), host_ip=host_ip,
-                host_port=host[i] if host else None)
+                host_port=host[i] if host else None, ip_given=bool(ip_text))
         for i, c in enumerate(container)
     ]
     return spec, expected

@@ -53,15 +53,29 @@ def test_network_elements_of_a_plain_network() -> None:
     assert nft(rules.network_elements(DEFAULT)) == {
         "bridges": {'"shoal0"'},
         "masq_subnets": {"172.17.0.0/16"},
+        "hairpin_subnets": {"172.17.0.0/16"},
         "icc": {'"shoal0" . "shoal0"'},
     }
+
+
+def test_a_network_without_masquerade_keeps_its_hairpin() -> None:
+    """enable_ip_masquerade=false: its subnet is not masqueraded beyond the host, but a
+    container's connection to a published port through the host still is (as Docker)."""
+    quiet = rules.NetworkElement(4, "sh-cccccccccccc", IPv4Network("172.21.0.0/16"),
+                                 masquerade=False)
+    got = nft(rules.network_elements(quiet))
+    assert "masq_subnets" not in got
+    assert got["hairpin_subnets"] == {"172.21.0.0/16"}
+    nat = ipt_rules.iptables_tables(rules.network_elements(quiet))["nat"]
+    assert "-A SHOAL-POSTROUTING -s 172.21.0.0/16 ! -o sh-cccccccccccc -j MASQUERADE" not in nat
+    assert any("-s 172.21.0.0/16 -d 172.21.0.0/16" in line for line in nat)
 
 
 def test_network_elements_internal_is_not_masqueraded() -> None:
     got = nft(rules.network_elements(VAULT))
     assert got["internal"] == {'"sh-aaaaaaaaaaaa"'}
     assert got["bridges"] == {'"sh-aaaaaaaaaaaa"'}
-    assert "masq_subnets" not in got
+    assert "masq_subnets" not in got and "hairpin_subnets" not in got
     assert got["icc"] == {'"sh-aaaaaaaaaaaa" . "sh-aaaaaaaaaaaa"'}
 
 
@@ -151,6 +165,7 @@ def test_nft_full_declares_every_set_and_adds_the_elements_last() -> None:
         'add element ip shoal bridges { "shoal0" }',
         'add element ip shoal icc { "shoal0" . "shoal0" }',
         "add element ip shoal masq_subnets { 172.17.0.0/16 }",
+        "add element ip shoal hairpin_subnets { 172.17.0.0/16 }",
         "add element ip shoal ports_any { tcp . 8080 : 172.17.0.2 . 80 }",
     ]
     # the user chain is created but never flushed

@@ -29,9 +29,10 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 REGEN = os.environ.get("SHOAL_REGEN_GOLDEN") == "1"
 
 
-def net(bridge: str, subnet: str, *, internal: bool = False, icc: bool = True
-        ) -> NetworkElement:
-    return NetworkElement(4, bridge, IPv4Network(subnet), internal=internal, icc=icc)
+def net(bridge: str, subnet: str, *, internal: bool = False, icc: bool = True,
+        masquerade: bool = True) -> NetworkElement:
+    return NetworkElement(4, bridge, IPv4Network(subnet), internal=internal, icc=icc,
+                          masquerade=masquerade)
 
 
 def port(proto: str, host_ip: IPv4Address | str, host_port: int, dest_ip: str,
@@ -65,6 +66,10 @@ STATES: dict[str, State] = {
         port("tcp", ANY, p, "172.17.0.2", p) for p in range(9000, 9005)
     ]),
     "internal-network": State([DEFAULT, INTERNAL]),
+    # enable_ip_masquerade=false: no masquerade out of the host for its subnet, but the
+    # hairpin to a published port still is
+    "no-masquerade": State([DEFAULT, net("sh-0d0e0f101112", "172.20.0.0/16", masquerade=False)],
+                           [port("tcp", ANY, 8086, "172.20.0.2", 80)]),
     "icc-off": State([DEFAULT, QUIET], [port("tcp", ANY, 8085, "172.18.0.2", 8000)],
                      no_icc_ports=["vsh3f2e1d0c0b0a", "vsh9a8b7c6d5e4f"]),
     # the internal network sits between the two others, so the order of the iptables rules

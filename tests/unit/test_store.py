@@ -540,6 +540,7 @@ def test_a_version_3_database_gets_sandboxes_and_keeps_every_row(root: str) -> N
         assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert [(sb.id, sb.owned, sb.path) for sb in s.sandboxes()] == [(CTR_A, True, "")]
         assert s.container("web").labels == {}  # (schema 6: a container's --label)
+        assert {c.user for c in s.containers()} == {""}  # (-u came later: root, as before)
         assert [(e.sandbox_id, str(e.ip)) for e in s.endpoints()] == [(CTR_A, "172.18.0.2")]
         assert [tuple(r) for r in s.port_rows(CTR_A)] == [
             ("tcp", "0.0.0.0", 8080, "172.18.0.2", 80)]

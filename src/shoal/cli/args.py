@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-USAGE_EXIT = 2
+USAGE_EXIT = 125  # as the docker CLI exits on a flag error (its own errors are 125)
 FLAG, VALUE, APPEND = "flag", "value", "append"
 REMAINDER = "..."  # the command and its arguments: every word after the positionals before it
 
@@ -110,7 +110,7 @@ class Command:
     # -- parsing ------------------------------------------------------------------------------
 
     def parse_args(self, argv: Sequence[str], prog: str = "shoal") -> Args:
-        """Parse, or exit: 0 after printing help, 2 after a one-line error."""
+        """Parse, or exit: 0 after printing help, 125 (USAGE_EXIT) after a one-line error."""
         try:
             return self.parse(list(argv), prog)
         except HelpRequested as h:

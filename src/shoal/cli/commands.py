@@ -90,7 +90,10 @@ def _network_create(c: Command) -> None:
         Opt("--internal", kind=FLAG, help="no route out, no masquerade, no published ports"),
         Opt("--label", kind=APPEND, convert=_kv, metavar="KEY=VALUE"),
         Opt("-o", "--opt", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
-            help="shoal.bridge.name=NAME or shoal.bridge.enable_icc=false"),
+            help="a bridge option, in shoal's or Docker's name: bridge.name=NAME, "
+            "bridge.enable_icc=false, bridge.enable_ip_masquerade=false, "
+            "bridge.host_binding_ipv4=IP (after shoal. or com.docker.network.), "
+            "shoal.bridge.mtu or com.docker.network.driver.mtu=68..65535"),
     ]
     c.args = [Arg("name")]
 
@@ -106,7 +109,12 @@ def _run(c: Command) -> None:
             help="NETWORK, host, none or container:NAME"),
         Opt("--ip", metavar="IP", help="the container's address on its network"),
         Opt("--network-alias", kind=APPEND, metavar="NAME"),
-        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]"),
+        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]",
+            help="a variable (KEY alone: this shell's value); wins over --env-file"),
+        Opt("--env-file", kind=APPEND, metavar="FILE",
+            help="KEY=VALUE lines; # comments; KEY alone: this shell's value"),
+        Opt("-u", "--user", metavar="USER[:GROUP]",
+            help="run as this user or uid (and group or gid), from the host's passwd"),
         Opt("-w", "--workdir", metavar="DIR", help="default: the current directory"),
         Opt("-p", "--publish", kind=APPEND, metavar="[IP:][HOST:]PORT[/PROTO]",
             help="publish a container port on the host"),
@@ -129,8 +137,15 @@ def _run(c: Command) -> None:
 
 def _exec(c: Command) -> None:
     c.opts = [
+        Opt("-d", "--detach", kind=FLAG, help="start the command in the background and return"),
         Opt("-i", "--interactive", kind=FLAG, help="keep standard input open"),
-        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]"),
+        Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]",
+            help="a variable (KEY alone: this shell's value); wins over --env-file"),
+        Opt("--env-file", kind=APPEND, metavar="FILE", help="KEY=VALUE lines, as for run"),
+        Opt("-u", "--user", metavar="USER[:GROUP]",
+            help="run as this user or uid (default: the container's)"),
+        Opt("-w", "--workdir", metavar="DIR",
+            help="an absolute path (default: the container's directory)"),
     ]
     c.args = [Arg("container"), Arg("cmd", REMAINDER, "COMMAND")]
 

@@ -152,9 +152,16 @@ def _inspect(names: list[str], query: Any, template: str | None = None) -> int:
 def cmd_run(engine: Any, args: Args) -> int:
     from ..controller import RunSpec
 
+    if args.network == "host" and (args.publish or args.publish_all):
+        from ..controller.containers import HOST_PORTS_DISCARDED
+
+        # Docker's CLI says it first, and the ports are dropped
+        sys.stderr.write(f"WARNING: {HOST_PORTS_DISCARDED}\n")
+        args.publish, args.publish_all = [], False
     spec = RunSpec(
         cmd=args.cmd, name=args.name, hostname=args.hostname,
-        network=args.network, ip=args.ip, aliases=args.network_alias, env=args.env,
+        network=args.network, ip=args.ip, aliases=args.network_alias,
+        env=_env(args), user=args.user or "",
         auto_remove=args.rm, workdir=args.workdir or os.getcwd(),
         publish=args.publish, publish_all=args.publish_all, expose=args.expose,
         dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option,
@@ -201,11 +208,25 @@ def cmd_ps(engine: Any, args: Args) -> int:
                        args.quiet)
 
 
-def cmd_exec(engine: Any, args: Args) -> int:
-    from ..runtime.process import wait_status
+def _env(args: Args) -> list[str]:
+    """The --env-file entries, read here as the caller sees the files, then the -e ones."""
+    if not args.env_file:
+        return list(args.env)
+    from ..envfile import combined
 
-    proc = engine.exec(args.container, args.cmd, env=args.env,
-                       stdin=None if args.interactive else -3)
+    return combined(args.env_file, args.env)
+
+
+def cmd_exec(engine: Any, args: Args) -> int:
+    from ..runtime.process import DEVNULL, wait_status
+
+    if args.detach:  # Docker's exec -d: started, and left to run in the container
+        engine.exec(args.container, args.cmd, env=_env(args), stdin=DEVNULL, stdout=DEVNULL,
+                    stderr=DEVNULL, user=args.user, workdir=args.workdir, detach=True)
+        return 0
+    proc = engine.exec(args.container, args.cmd, env=_env(args),
+                       stdin=None if args.interactive else DEVNULL, user=args.user,
+                       workdir=args.workdir)
     return wait_status(proc)
 
 

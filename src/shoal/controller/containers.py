@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .. import ports as portspec
     from ..runtime import pids
     from ..runtime.process import Child, Namespaces
+    from ..runtime.users import Credentials
     from .context import Context
     from .networks import Networks
     from .sandboxes import Sandboxes
@@ -44,6 +45,8 @@ else:  # what only changes of state need, imported on first use
     portspec = LazyModule("shoal.ports")
     pids = LazyModule("shoal.runtime.pids")
 
+# Docker's warning for -p/-P with --network host (whose ports are the host's own)
+HOST_PORTS_DISCARDED = "Published ports are discarded when using host network mode"
 
 
 class RunSpec(Record):
@@ -66,6 +69,7 @@ class RunSpec(Record):
     dns_options: list[str] = []  # --dns-option OPT (Docker's --dns-opt)
     extra_hosts: list[str] = []  # --add-host NAME:IP or NAME:host-gateway
     labels: dict[str, str] = {}  # --label KEY=VALUE (the files of --label-file read)
+    user: str = ""  # -u user|uid[:group|gid]
 
 
 class Containers:
@@ -133,6 +137,8 @@ class Containers:
             )
         env = _parse_env(spec.env)
         _check_workdir(spec.workdir)
+        if spec.user:
+            _credentials(spec.user)  # checked now, before anything is made for it
         bindings = [b for text in spec.publish for b in portspec.parse_publish(text)]
         exposed = [e for text in spec.expose for e in portspec.parse_expose(text)]
         exposed += [(b.container_port, b.proto) for b in bindings
@@ -157,6 +163,15 @@ class Containers:
                     "user-specified IP addresses and aliases are supported on user-defined "
                     "networks only; create one with shoal network create"
                 )
+            if bindings and mode == "host" and not spec.network.startswith("container:"):
+                bindings = []  # as Docker: accepted, with its warning (scripts pass both)
+                ctx.netfilter.warnings.append(HOST_PORTS_DISCARDED)
+            default_ip = drivers.get(net.driver).host_binding_ip(net) if net else None
+            if bindings and default_ip:  # a -p without an address: the network's default
+                from ipaddress import IPv4Address
+
+                bindings = [b if b.ip_given else b.replace(host_ip=IPv4Address(default_ip))
+                            for b in bindings]
             if bindings and net is None:
                 raise InvalidArgument(
                     f"ports can only be published on a bridge network, not network mode {mode}"
@@ -175,16 +190,19 @@ class Containers:
                     "(shoal rm) or pick another --name"
                 )
             cid = new_id()
+            # --network container:X shares X's hostname, as in Docker (and so its /etc/hostname)
+            default_hostname = (os.uname().nodename if mode == "host" else
+                                shared.hostname if shared is not None else cid[:12])
             ctr = Container(
                 id=cid, name=name, created=now(),
-                hostname=spec.hostname or (os.uname().nodename if mode == "host" else cid[:12]),
+                hostname=spec.hostname or default_hostname,
                 cmd=list(spec.cmd), env=env, network_mode=mode, auto_remove=spec.auto_remove,
                 workdir=spec.workdir,
                 publish=[[b.container_port, b.proto, str(b.host_ip), b.host_port]
                          for b in bindings],
                 expose=[[port, proto] for port, proto in exposed],
                 dns=dns.dns, dns_search=dns.dns_search, dns_options=dns.dns_options,
-                extra_hosts=extra_hosts, labels=dict(spec.labels),
+                extra_hosts=extra_hosts, labels=dict(spec.labels), user=spec.user,
                 # until a supervisor takes over, the creating process answers for it: if that
                 # dies before the start, reconcile rolls the half-made container back
                 supervisor_pid=os.getpid(), supervisor_start=pids.start_time(os.getpid()),
@@ -279,9 +297,10 @@ class Containers:
         )
 
     @staticmethod
-    def process_env(ctr: Container) -> dict[str, str]:
+    def process_env(ctr: Container, home: str = "/root") -> dict[str, str]:
+        """The command's environment: HOME is the -u user's (from passwd) unless -e sets it."""
         env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "HOSTNAME": ctr.hostname,
-               "HOME": "/root"}
+               "HOME": home}
         for item in ctr.env:
             key, _, value = item.partition("=")
             env[key] = value
@@ -301,9 +320,12 @@ class Containers:
                 raise NotFound(f"container {ctr.name} was removed before it started")
             procs_fd = self.ctx.cgroups.create(ctr.id)
             try:
+                # -u is resolved at each start, as Docker does (the passwd file may change)
+                creds = _credentials(ctr.user, 125) if ctr.user else None
                 proc = process.spawn(
-                    ctr.cmd, self.namespaces(ctr), self.process_env(ctr), ctr.workdir,
-                    stdin, stdout, stderr, new_session, procs_fd,
+                    ctr.cmd, self.namespaces(ctr),
+                    self.process_env(ctr, creds.home if creds else "/root"), ctr.workdir,
+                    stdin, stdout, stderr, new_session, procs_fd, creds,
                 )
             except process.CommandError as e:
                 self._finish(ctr.id, None, e.exit_code, error=str(e))
@@ -409,7 +431,11 @@ class Containers:
 
     def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
              stdin: int | None = None, stdout: int | None = None,
-             stderr: int | None = None) -> subprocess.Popen[bytes]:
+             stderr: int | None = None, user: str | None = None, workdir: str | None = None,
+             detach: bool = False) -> subprocess.Popen[bytes]:
+        """Run a command in a running container: as `user` (default: the container's -u),
+        in `workdir` (default: the container's), detached from this terminal with `detach`
+        (a session of its own; the caller gives it no streams and does not wait)."""
         from ..runtime import process
 
         if not cmd:
@@ -418,12 +444,20 @@ class Containers:
         if self.effective_status(ctr) != RUNNING:
             raise Conflict(f"container {ctr.name} is not running")
         assert ctr.pid is not None
-        proc_env = self.process_env(ctr.replace(env=ctr.env + _parse_env(env or [])))
+        if workdir is not None and not (os.path.isabs(workdir) and os.path.isdir(workdir)):
+            raise process.CommandError(126, f"the working directory {workdir!r} does not exist "
+                                       "(or is not an absolute path to a directory): give "
+                                       "exec -w an existing one")
+        who = ctr.user if user is None else user
+        creds = _credentials(who, 126) if who else None
+        proc_env = self.process_env(ctr.replace(env=ctr.env + _parse_env(env or [])),
+                                    creds.home if creds else "/root")
         # the command joins the container's cgroup: what it leaves running ends with it
         procs_fd = self.ctx.cgroups.join_fd(ctr.id)
         try:
-            return process.exec_in(ctr.pid, cmd, proc_env, ctr.workdir, stdin, stdout, stderr,
-                                   procs_fd)
+            return process.exec_in(ctr.pid, cmd, proc_env, workdir or ctr.workdir, stdin,
+                                   stdout, stderr, procs_fd, creds,
+                                   strict_cwd=workdir is not None, new_session=detach)
         finally:
             if procs_fd is not None:
                 os.close(procs_fd)
@@ -758,6 +792,22 @@ def _parse_env(items: list[str]) -> list[str]:
             value = os.environ[key]
         out.append(f"{key}={value}")
     return out
+
+
+def _credentials(user: str, exit_code: int | None = None) -> Credentials:
+    """The credentials of a -u value. A user or group that does not exist: Docker's message,
+    as InvalidArgument (run checks it before anything is made: exit 125), or with
+    `exit_code` as a CommandError (at a start, 125; in exec, 126, as Docker)."""
+    from ..runtime import users
+
+    try:
+        return users.resolve(user)
+    except users.UnknownUser as e:
+        if exit_code is None:
+            raise InvalidArgument(str(e)) from None
+        from ..runtime.process import CommandError
+
+        raise CommandError(exit_code, str(e)) from None
 
 
 def _check_workdir(path: str) -> None:

@@ -284,8 +284,10 @@ class Engine:
 
     def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
              stdin: int | None = None, stdout: int | None = None,
-             stderr: int | None = None) -> subprocess.Popen[bytes]:
-        return self.container_ops.exec(ref, cmd, env, stdin, stdout, stderr)
+             stderr: int | None = None, user: str | None = None, workdir: str | None = None,
+             detach: bool = False) -> subprocess.Popen[bytes]:
+        return self.container_ops.exec(ref, cmd, env, stdin, stdout, stderr, user, workdir,
+                                       detach)
 
     def log_path(self, ref: str) -> str:
         return self.container_ops.log_path(ref)

@@ -79,6 +79,14 @@ class NetworkDriver(Protocol):
     def icc(self, net: Network) -> bool:
         """May the containers of the network reach each other (Docker's enable_icc)?"""
 
+    def masquerade(self, net: Network) -> bool:
+        """Is what its containers send beyond the host masqueraded (Docker's
+        enable_ip_masquerade)?"""
+
+    def host_binding_ip(self, net: Network) -> str | None:
+        """The host address a `-p` without one publishes on (Docker's host_binding_ipv4);
+        None: every address."""
+
     def join(self, handles: HostHandles, sandbox: Netlink, net: Network, ep: Endpoint,
              first: bool, fresh: bool = False) -> None:
         """Plug an endpoint (address and MAC allocated) into a sandbox: `sandbox` is netlink

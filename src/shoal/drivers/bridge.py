@@ -32,7 +32,63 @@ HOST_VETH_PREFIX = "vsh"
 MAX_PORTS = 1023
 NAME_OPTION = "shoal.bridge.name"
 ICC_OPTION = "shoal.bridge.enable_icc"
-OPTIONS = {NAME_OPTION, ICC_OPTION}
+MASQUERADE_OPTION = "shoal.bridge.enable_ip_masquerade"
+HOST_IP_OPTION = "shoal.bridge.host_binding_ipv4"
+MTU_OPTION = "shoal.bridge.mtu"
+OPTIONS = {NAME_OPTION, ICC_OPTION, MASQUERADE_OPTION, HOST_IP_OPTION, MTU_OPTION}
+# Docker's names for the same options (`-o com.docker.network.bridge.name=br0`): either
+# spelling is accepted, and kept as given (network inspect shows it)
+DOCKER_OPTIONS = {
+    "com.docker.network.bridge.name": NAME_OPTION,
+    "com.docker.network.bridge.enable_icc": ICC_OPTION,
+    "com.docker.network.bridge.enable_ip_masquerade": MASQUERADE_OPTION,
+    "com.docker.network.bridge.host_binding_ipv4": HOST_IP_OPTION,
+    "com.docker.network.driver.mtu": MTU_OPTION,
+}
+BOOLEAN_OPTIONS = {ICC_OPTION, MASQUERADE_OPTION}
+# Go's strconv.ParseBool, which Docker parses these with
+_TRUE, _FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
+MIN_MTU, MAX_MTU = 68, 65535  # IPv4's minimum (RFC 791) and the largest the kernel takes
+
+
+def option(net: Network, name: str) -> str | None:
+    """The value of a bridge option, given in shoal's spelling or Docker's."""
+    for key, value in net.options.items():
+        if DOCKER_OPTIONS.get(key, key) == name:
+            return value
+    return None
+
+
+def _boolean(net: Network, name: str) -> bool:
+    return option(net, name) not in _FALSE
+
+
+def mtu(net: Network) -> int | None:
+    """The MTU of the network's bridge and veths; None: the kernel's default (1500)."""
+    value = option(net, MTU_OPTION)
+    return int(value) if value else None
+
+
+def _check_option(key: str, value: str) -> None:
+    name = DOCKER_OPTIONS.get(key, key)
+    if name not in OPTIONS:
+        known = sorted(OPTIONS | set(DOCKER_OPTIONS))
+        raise InvalidArgument(f"unknown bridge option {key!r}: known options are "
+                              + ", ".join(known))
+    if name in BOOLEAN_OPTIONS and value not in _TRUE + _FALSE:
+        raise InvalidArgument(f"option {key} must be true or false, not {value!r}")
+    if name == MTU_OPTION and not (value.isascii() and value.isdigit()
+                                   and MIN_MTU <= int(value) <= MAX_MTU):
+        raise InvalidArgument(f"option {key} must be an MTU from {MIN_MTU} to {MAX_MTU}, "
+                              f"not {value!r}")
+    if name == HOST_IP_OPTION:
+        from ipaddress import IPv4Address
+
+        try:
+            IPv4Address(value)
+        except ValueError:
+            raise InvalidArgument(f"option {key} must be an IPv4 address of the host, not "
+                                  f"{value!r}") from None
 
 
 def bridge_name(network_id: str) -> str:
@@ -84,7 +140,7 @@ def _ensure(h: HostHandles, net: Network) -> int:
     host restart)."""
     assert net.bridge is not None
     return links.ensure_bridge_up(h.host, net.bridge, net.gateway_interface, h.mark,
-                                  bridge_mac(net))
+                                  bridge_mac(net), mtu(net))
 
 
 class BridgeDriver:
@@ -96,15 +152,18 @@ class BridgeDriver:
     names = True  # user-defined bridge networks (not the default `bridge`)
 
     def validate(self, h: HostHandles, net: Network, others: list[Network]) -> Network:
+        seen: dict[str, str] = {}
         for key, value in net.options.items():
-            if key not in OPTIONS:
-                raise InvalidArgument(f"unknown bridge option {key!r}: known options are "
-                                      + ", ".join(sorted(OPTIONS)))
-            if key == ICC_OPTION and value not in ("true", "false"):
-                raise InvalidArgument(f"option {key} must be true or false, not {value!r}")
-        bridge = net.options.get(NAME_OPTION) or bridge_name(net.id)
+            _check_option(key, value)
+            name = DOCKER_OPTIONS.get(key, key)
+            if name in seen:
+                raise InvalidArgument(f"options {seen[name]} and {key} are the same option: "
+                                      "give one of them")
+            seen[name] = key
+        given = option(net, NAME_OPTION)
+        bridge = given or bridge_name(net.id)
         validate_ifname(bridge, "bridge")
-        if NAME_OPTION in net.options:
+        if given:
             check_user_bridge_name(bridge)
         for other in others:
             if other.bridge == bridge:
@@ -124,7 +183,7 @@ class BridgeDriver:
         assert net.bridge is not None
         try:
             links.create_bridge(h.host, net.bridge, net.gateway_interface, h.mark,
-                                bridge_mac(net))
+                                bridge_mac(net), mtu(net))
         except BaseException:
             with suppress(ShoalError, OSError):
                 links.delete_link(h.host, net.bridge)
@@ -144,7 +203,14 @@ class BridgeDriver:
         return is_reserved(name)
 
     def icc(self, net: Network) -> bool:
-        return net.options.get(ICC_OPTION, "true") == "true"
+        return _boolean(net, ICC_OPTION)
+
+    def masquerade(self, net: Network) -> bool:
+        return _boolean(net, MASQUERADE_OPTION)
+
+    def host_binding_ip(self, net: Network) -> str | None:
+        value = option(net, HOST_IP_OPTION)
+        return value if value and value != "0.0.0.0" else None
 
     def join(self, h: HostHandles, sandbox: Netlink, net: Network, ep: Endpoint, first: bool,
              fresh: bool = False) -> None:
@@ -158,6 +224,7 @@ class BridgeDriver:
                 mac=ep.mac, iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
                 gateway=net.gateway if first and not net.internal else None,
                 bridge_index=bridge_index, first=first, fresh=fresh, alias=h.mark,
+                mtu=mtu(net),
             )
         except KernelError as e:
             if e.errno == errno.EXFULL:  # ports someone else plugged in count too

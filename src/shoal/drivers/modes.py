@@ -49,6 +49,12 @@ class ModeDriver:
     def icc(self, net: Network) -> bool:
         return True
 
+    def masquerade(self, net: Network) -> bool:
+        return True
+
+    def host_binding_ip(self, net: Network) -> str | None:
+        return None
+
     def join(self, h: HostHandles, sandbox: Netlink, net: Network, ep: Endpoint, first: bool,
              fresh: bool = False) -> None:
         raise Conflict(f"containers cannot be connected to network {net.name}; it is a "

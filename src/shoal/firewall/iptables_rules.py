@@ -64,7 +64,7 @@ def iptables_tables(elements: Elements) -> dict[str, list[str]]:
         post.append(f"-A SHOAL-POSTROUTING -s 127.0.0.0/8 -o {n.bridge} -j MASQUERADE")
         post.append(f"-A SHOAL-POSTROUTING -s {n.subnet} -d {n.subnet} -o {n.bridge} "
                     "-m conntrack --ctstate DNAT -j MASQUERADE")
-        if not n.internal:
+        if not n.internal and n.masquerade:
             post.append(f"-A SHOAL-POSTROUTING -s {n.subnet} ! -o {n.bridge} -j MASQUERADE")
     fwd = [f"-A SHOAL-FORWARD -j {IPT_USER}"]
     links = sorted(h.ifname for h in elements.host_links)

@@ -28,7 +28,11 @@ SETS: dict[str, tuple[str, str]] = {
     "bridges": ("ip", "type ifname;"),
     "internal": ("ip", "type ifname;"),
     "icc": ("ip", "type ifname . ifname;"),
+    # the subnets whose traffic beyond the host is masqueraded (enable_ip_masquerade)
     "masq_subnets": ("ip", "type ipv4_addr; flags interval;"),
+    # the subnets of every network that is not internal: a container's connection to a
+    # published port through the host is masqueraded (hairpin), whether or not the first is
+    "hairpin_subnets": ("ip", "type ipv4_addr; flags interval;"),
     "ports_any": ("ip", "type inet_proto . inet_service : ipv4_addr . inet_service;"),
     "ports_ip": (
         "ip", "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;"),
@@ -71,7 +75,9 @@ def set_elements(elements: Elements) -> SetElements:
         if net.internal:
             out["internal"].add(bridge)
         else:
-            out["masq_subnets"].add(str(net.subnet))
+            out["hairpin_subnets"].add(str(net.subnet))
+            if net.masquerade:
+                out["masq_subnets"].add(str(net.subnet))
         if net.icc:
             out["icc"].add(f"{bridge} . {bridge}")
     ports = elements.ports
@@ -115,7 +121,7 @@ def _chains() -> list[str]:
         f"add rule {t} postrouting oifname @bridges ip saddr 127.0.0.0/8 masquerade",
         # hairpin: a container reaching a published port through the host's address, routed
         # or (bridge netfilter on) bridged, where no input interface is known here
-        f"add rule {t} postrouting oifname @bridges ct status dnat ip saddr @masq_subnets "
+        f"add rule {t} postrouting oifname @bridges ct status dnat ip saddr @hairpin_subnets "
         "masquerade",
         # containers reaching beyond the host
         f"add rule {t} postrouting ip saddr @masq_subnets oifname != @bridges masquerade",

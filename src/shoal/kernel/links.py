@@ -103,7 +103,8 @@ def _set_up(index: int = 0, name: str | None = None, master: int | None = None) 
 
 
 def create_bridge(sock: Netlink, name: str, gateway: IPInterface,
-                  alias: str | None = None, mac: str | None = None) -> int:
+                  alias: str | None = None, mac: str | None = None,
+                  mtu: int | None = None) -> int:
     """A bridge holding the gateway address, up, without IPv6 autoconfiguration and without
     multicast snooping, its alias set to `alias` (shoal's mark of its root).
 
@@ -113,10 +114,13 @@ def create_bridge(sock: Netlink, name: str, gateway: IPInterface,
     broadcast, which is what a bridge without a multicast querier does anyway.
 
     With `mac`, the bridge's address is fixed (the kernel marks it as set): otherwise a bridge
-    takes the lowest MAC of its ports, and the gateway's MAC changes when that port goes."""
+    takes the lowest MAC of its ports, and the gateway's MAC changes when that port goes.
+    With `mtu`, the bridge's MTU is fixed too (IFLA_MTU; else the kernel's 1500)."""
     body = ifinfomsg() + attr_str(nl.IFLA_IFNAME, name)
     if mac is not None:
         body += attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
+    if mtu is not None:
+        body += attr_u32(nl.IFLA_MTU, mtu)
     body += nested(nl.IFLA_LINKINFO, attr_str(nl.IFLA_INFO_KIND, "bridge"),
                    nested(nl.IFLA_INFO_DATA, attr_u8(nl.IFLA_BR_MCAST_SNOOPING, 0)))
     sock.call((nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body, f"create bridge {name}"))
@@ -143,13 +147,14 @@ def set_alias(sock: Netlink, index: int, alias: str) -> None:
 
 
 def ensure_bridge_up(sock: Netlink, name: str, gateway: IPInterface,
-                     alias: str | None = None, mac: str | None = None) -> int:
+                     alias: str | None = None, mac: str | None = None,
+                     mtu: int | None = None) -> int:
     """The bridge's index; (re)creates it if missing, and if it was found down brings it up
     and restores its gateway address. A bridge without an alias (made by an older shoal)
     gets `alias`."""
     link = get_link(sock, name)
     if link is None:
-        return create_bridge(sock, name, gateway, alias, mac)
+        return create_bridge(sock, name, gateway, alias, mac, mtu)
     if alias is not None and link.alias is None:
         set_alias(sock, link.index, alias)
     if not link.up:
@@ -250,14 +255,18 @@ INDEX_TAKEN = (errno.EEXIST, errno.EBUSY)
 Request = tuple[int, int, bytes, str]
 
 
-def _veth_create(index: int, inside: str, outside: str, mac: str, host_ns_fd: int) -> Request:
-    peer = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + attr_u32(nl.IFLA_NET_NS_FD, host_ns_fd)
+def _veth_create(index: int, inside: str, outside: str, mac: str, host_ns_fd: int,
+                 mtu: int | None = None) -> Request:
+    """`mtu`: of both ends (IFLA_MTU on each; else the kernel's 1500)."""
+    size = attr_u32(nl.IFLA_MTU, mtu) if mtu is not None else b""
+    peer = (ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside)
+            + attr_u32(nl.IFLA_NET_NS_FD, host_ns_fd) + size)
     linkinfo = nested(
         nl.IFLA_LINKINFO,
         attr_str(nl.IFLA_INFO_KIND, "veth"),
         nested(nl.IFLA_INFO_DATA, attr(nl.VETH_INFO_PEER, peer)),
     )
-    body = attr_str(nl.IFLA_IFNAME, inside) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
+    body = attr_str(nl.IFLA_IFNAME, inside) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac)) + size
     return (nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, ifinfomsg(index) + body + linkinfo,
             f"create veth {inside}")
 
@@ -305,6 +314,7 @@ def add_veth_endpoint(
     first: bool,
     fresh: bool = False,
     alias: str | None = None,
+    mtu: int | None = None,
 ) -> None:
     """Create a veth pair from inside the sandbox, handing its peer to the host namespace, then
     address it, route through the gateway and plug the peer into the bridge.
@@ -322,7 +332,7 @@ def add_veth_endpoint(
     six = ipv6_enabled()
     if fresh:
         rest = _inside_requests(FRESH_INDEX, inside, iface, gateway, first, six)
-        create = _veth_create(FRESH_INDEX, inside, outside, mac, host_ns_fd)
+        create = _veth_create(FRESH_INDEX, inside, outside, mac, host_ns_fd, mtu)
         results = sandbox.batch([create, *rest])
         err = results[0]
         if err is not None and err.errno in INDEX_TAKEN:
@@ -333,7 +343,7 @@ def add_veth_endpoint(
                 if err is not None:
                     raise err
     if not fresh:
-        sandbox.call(_veth_create(0, inside, outside, mac, host_ns_fd))
+        sandbox.call(_veth_create(0, inside, outside, mac, host_ns_fd, mtu))
         link = get_link(sandbox, inside)
         assert link is not None
         sandbox.call(*_inside_requests(link.index, inside, iface, gateway, first, six))

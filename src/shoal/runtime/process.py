@@ -10,11 +10,14 @@ from ..errors import ShoalError
 from ..kernel import ns
 from ..records import Record
 from .pids import alive, wait_gone
+from .users import apply as become
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Callable
+
+    from .users import Credentials
 
 DEVNULL = -3  # as subprocess.DEVNULL: connect that stream to /dev/null
 
@@ -120,6 +123,7 @@ def spawn(
     stderr: int | None,
     new_session: bool,
     cgroup_fd: int | None = None,
+    credentials: Credentials | None = None,
 ) -> Child:
     """Fork, enter the sandbox in the child and exec the command. A fork of our own rather
     than subprocess.Popen: importing subprocess (with threading, selectors, locale and re)
@@ -128,6 +132,10 @@ def spawn(
     # the namespace's fd is opened for the fork and closed right after it: kept open, it would
     # hold the sandbox's namespace (and its veths) alive after the sandbox is removed
     netns_fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC) if spec.netns else None
+    if credentials is not None:
+        # os.execvpe imports it (os.get_exec_path): after setuid, the -u user may not be
+        # allowed to read Python's library
+        import warnings  # noqa: F401
     enter = _enter_new(spec, netns_fd)
     workdir = cwd if os.path.isdir(cwd) else "/"
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -135,7 +143,7 @@ def spawn(
         pid = os.fork()
         if pid == 0:  # the child: never returns
             _child(cmd, env, workdir, (stdin, stdout, stderr), new_session, enter, report_w,
-                   cgroup_fd)
+                   cgroup_fd, credentials)
     except BaseException:
         os.close(report_r)
         raise
@@ -156,15 +164,19 @@ def spawn(
         if int(number) == errno.EACCES:
             raise CommandError(126, f"cannot run {cmd[0]!r}: permission denied")
         raise CommandError(126, f"cannot run {cmd[0]!r}: {text.lower()}")
+    if kind == "chdir":
+        raise CommandError(126, f"cannot change to the working directory {message} (give -w "
+                           "a directory the user may enter)")
     raise CommandError(126, f"cannot enter the container's namespaces: {message}")
 
 
 def _child(cmd: list[str], env: dict[str, str], cwd: str, streams: tuple[int | None, ...],
            new_session: bool, enter: Callable[[], None], report: int,
-           cgroup_fd: int | None = None) -> None:
+           cgroup_fd: int | None = None, credentials: Credentials | None = None) -> None:
     """In the forked child: join the container's cgroup (first, so that whatever it starts
-    is the container's too), wire the standard streams, enter the namespaces, exec. Whatever
-    fails is written to `report` ("enter" or "exec", a tab, the message)."""
+    is the container's too), wire the standard streams, enter the namespaces, become the
+    user of -u (`credentials`), exec. Whatever fails is written to `report` ("enter",
+    "chdir" or "exec", a tab, the message)."""
     stage = "enter"
     try:
         if cgroup_fd is not None:
@@ -184,11 +196,15 @@ def _child(cmd: list[str], env: dict[str, str], cwd: str, streams: tuple[int | N
         # what exec must not inherit: any fd past 2 (the supervisor's report pipe among them)
         os.closerange(3, report)
         os.closerange(report + 1, os.sysconf("SC_OPEN_MAX"))
+        if credentials is not None:
+            become(credentials)
+        stage = "chdir"  # (as the -u user, who may not be allowed in)
         os.chdir(cwd)
         stage = "exec"
         os.execvpe(cmd[0], cmd, env)
     except OSError as e:
-        detail = f"{e.errno}\t{e.strerror}" if stage == "exec" else str(e)
+        detail = {"exec": f"{e.errno}\t{e.strerror}",
+                  "chdir": f"{cwd}: {(e.strerror or str(e)).lower()}"}.get(stage, str(e))
         os.write(report, f"{stage}\t{detail}".encode(errors="replace"))
     except BaseException as e:
         os.write(report, f"enter\t{e}".encode(errors="replace"))
@@ -213,9 +229,14 @@ def exec_in(
     stdout: int | None = None,
     stderr: int | None = None,
     cgroup_fd: int | None = None,
+    credentials: Credentials | None = None,
+    strict_cwd: bool = False,
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Run a command inside the namespaces of a running container's process, and in its
-    cgroup: what it starts ends with the container."""
+    cgroup: what it starts ends with the container. As the user of `credentials` if given
+    (set after the namespaces are entered, which needs root); in `cwd`, or "/" when it is
+    missing unless `strict_cwd` (exec -w: a missing directory is an error)."""
     fds = []
     try:
         for kind in ("net", "uts", "mnt"):
@@ -230,13 +251,16 @@ def exec_in(
             os.write(cgroup_fd, b"0")
         for fd, flag in zip(fds, (ns.CLONE_NEWNET, ns.CLONE_NEWUTS, ns.CLONE_NEWNS), strict=True):
             ns.setns(fd, flag)
-        os.chdir(cwd if os.path.isdir(cwd) else "/")
+        if credentials is not None:
+            become(credentials)
+        os.chdir(cwd if strict_cwd or os.path.isdir(cwd) else "/")
 
     import subprocess
 
     try:
         return subprocess.Popen(
-            cmd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, preexec_fn=enter
+            cmd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, preexec_fn=enter,
+            start_new_session=new_session,
         )
     except FileNotFoundError:
         raise CommandError(127, f"cannot run {cmd[0]!r}: executable file not found") from None

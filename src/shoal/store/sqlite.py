@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS containers (
     publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]',
     dns TEXT NOT NULL DEFAULT '[]', dns_search TEXT NOT NULL DEFAULT '[]',
     dns_options TEXT NOT NULL DEFAULT '[]', extra_hosts TEXT NOT NULL DEFAULT '[]',
-    labels TEXT NOT NULL DEFAULT '{}'
+    labels TEXT NOT NULL DEFAULT '{}', user TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY, path TEXT NOT NULL DEFAULT '', owned INTEGER NOT NULL,
@@ -136,8 +136,9 @@ MIGRATIONS = {
           ALTER TABLE containers ADD COLUMN dns_search TEXT NOT NULL DEFAULT '[]';
           ALTER TABLE containers ADD COLUMN dns_options TEXT NOT NULL DEFAULT '[]';
           ALTER TABLE containers ADD COLUMN extra_hosts TEXT NOT NULL DEFAULT '[]';""",
-    # --label of each container
-    6: """ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';""",
+    # --label and -u/--user (as given) of each container
+    6: """ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+          ALTER TABLE containers ADD COLUMN user TEXT NOT NULL DEFAULT '';""",
 }
 
 _JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose", "dns",
