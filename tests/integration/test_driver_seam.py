@@ -87,7 +87,7 @@ def test_a_fake_driver_goes_through_the_whole_lifecycle(host: Host) -> None:
     assert ("repair", "f1") in calls
     assert names.index("delete_network") > names.index("leave")
     assert calls[-2:] == [("delete_network", "f2"), ("delete_network", "f1")]
-    assert "f1" not in host.shoal("network", "ls").stdout
+    assert "f1" not in host.shoal("network", "ls", "--format", "json").stdout.split('"')
 
 
 def test_building_an_engine_does_nothing(tmp_path: Path) -> None:
