@@ -3,6 +3,7 @@ Docker spells them. The flags of a command are only built when that command is u
 
 from __future__ import annotations
 
+from . import lifecycle
 from .args import APPEND, FLAG, REMAINDER, Arg, Command, Opt
 
 TYPE_CHECKING = False
@@ -103,6 +104,8 @@ def _run(c: Command) -> None:
             help="a resolv.conf option, e.g. ndots:2"),
         Opt("--add-host", kind=APPEND, metavar="NAME:IP",
             help="a line of /etc/hosts; NAME:host-gateway: the gateway of its network"),
+        Opt("--restart", default="no", metavar="POLICY",
+            help="no, on-failure[:N], always or unless-stopped (with -d)"),
     ]
     c.args = [Arg("cmd", REMAINDER, "COMMAND")]
 
@@ -151,6 +154,7 @@ def root() -> Command:
             "remembered; env SHOAL_OTHER_FIREWALLS"),
         Opt("--resolv-conf", metavar="FILE", help="the host's resolv.conf, read for the "
             "containers' DNS servers (default /etc/resolv.conf; env SHOAL_RESOLV_CONF)"),
+        Opt("-v", "--version", kind=FLAG, help="print the version and exit"),
     ], sub_dest="command", subs=[
         Command("network", "manage networks", build=_network),
         Command("run", "run a command in a new container", help_flags=("--help",),
@@ -183,4 +187,5 @@ def root() -> Command:
             opts=[Opt("--to", metavar="HOST:PORT",
                       help="also try a TCP connection to HOST:PORT")],
             args=[Arg("container", "?")])),
+        *lifecycle.commands(),
     ])
