@@ -642,9 +642,9 @@ class Containers:
 
         ctr = self.get(ref)
         if ctr.status == RUNNING:
-            ctr = self._stopped_by_user(ctr)
-            self.ctx.handling.add(ctr.id)
+            self.ctx.handling.add(ctr.id)  # (before the lock: its orphan check skips it)
             try:
+                ctr = self._stopped_by_user(ctr)
                 sig = process.terminate(ctr.pid or 0, ctr.pid_start, timeout)
                 self._await_supervisor(ctr, sig)
             finally:
@@ -704,9 +704,9 @@ class Containers:
                     f"container {ctr.name} is running: stop it first (shoal stop {ctr.name}) "
                     "or remove it with -f"
                 )
-            ctr = self._stopped_by_user(ctr)
-            self.ctx.handling.add(ctr.id)
+            self.ctx.handling.add(ctr.id)  # (before the lock: its orphan check skips it)
             try:
+                ctr = self._stopped_by_user(ctr)
                 sig = process.terminate(ctr.pid or 0, ctr.pid_start, 0)
                 self._await_supervisor(ctr, sig)
             finally:

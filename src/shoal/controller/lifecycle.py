@@ -103,25 +103,28 @@ class Lifecycle:
         from ..runtime import pids
 
         ops, store = self.containers, self.ctx.store
-        with store.locked():
-            ctr = ops._reap_if_orphaned(ops.get(ref))
-            if ops.effective_status(ctr) != RUNNING:
-                raise Conflict(f"cannot kill container: {ref}: container {ctr.id} is not "
-                               "running")
-            ctr = ops._stopped_by_user(ctr)
-        assert ctr.pid is not None
-        if pids.alive(ctr.pid, ctr.pid_start):
-            try:
-                os.kill(ctr.pid, sig)
-            except ProcessLookupError:
-                pass
-        if sig == signal.SIGKILL:
-            self.ctx.handling.add(ctr.id)
-            try:
-                pids.wait_gone(ctr.pid, ctr.pid_start, 5.0)
+        cid = ops.get(ref).id
+        self.ctx.handling.add(cid)  # (before the lock: its orphan check leaves it to this)
+        try:
+            with store.locked():
+                ctr = ops._reap_if_orphaned(ops.get(cid))
+                if ops.effective_status(ctr) != RUNNING:
+                    raise Conflict(f"cannot kill container: {ref}: container {ctr.id} is not "
+                                   "running")
+                ctr = ops._stopped_by_user(ctr)
+            assert ctr.pid is not None
+            if pids.alive(ctr.pid, ctr.pid_start):
+                try:
+                    os.kill(ctr.pid, sig)
+                except ProcessLookupError:
+                    pass
+            supervised = pids.alive(ctr.supervisor_pid, ctr.supervisor_start)
+            if sig == signal.SIGKILL or not supervised:
+                # (unsupervised: this command records the exit, if the signal ended it)
+                pids.wait_gone(ctr.pid, ctr.pid_start, 5.0 if sig == signal.SIGKILL else 0.5)
                 ops._await_supervisor(ctr, sig)
-            finally:
-                self.ctx.handling.discard(ctr.id)
+        finally:
+            self.ctx.handling.discard(cid)
         return ctr
 
     # -- wait ------------------------------------------------------------------------------
