@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from .harness import HOST_ADDR, OUTSIDE_ADDR, Host
 from .servers import TCP
 
@@ -100,6 +102,25 @@ def test_start_with_its_fixed_port_taken_fails_and_leaves_nothing(host: Host) ->
     host.shoal("start", "web")
     host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR,
                   what="web's port")
+
+
+@pytest.mark.parametrize("point", ["start:rows", "run:sandbox", "run:firewall"])
+def test_a_start_killed_half_way_leaves_the_container_stopped(host: Host, point: str) -> None:
+    from .test_crash import _shoal_crashing, _works, assert_consistent
+
+    host.shoal("network", "create", "app")
+    _web(host, "web", "-p", "8080:8000")
+    host.shoal("stop", "-t", "0", "web")
+    code, err = _shoal_crashing(host, point, "start", "web")
+    assert code == -9, (code, err)
+    host.shoal("ps", "-a")  # any command repairs first
+    assert _state(host, "web")["Status"] == "exited"  # rolled back, not removed
+    assert_consistent(host)
+    host.shoal("start", "web")
+    host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR,
+                  what="web's port")
+    _works(host, 9200)
+    assert_consistent(host)
 
 
 def test_start_and_other_commands_of_a_missing_container(host: Host) -> None:
