@@ -290,6 +290,13 @@ def test_restart_always_restarts_until_stopped_and_keeps_its_name(host: Host) ->
     time.sleep(1.0)
     assert _state(host, "loop")["Status"] == "exited"
     assert _state(host, "loop")["ExitCode"] == 137
+    # nor is rm -f: nothing of it comes back
+    host.shoal("start", "loop")
+    host.shoal("rm", "-f", "loop")
+    time.sleep(1.0)
+    assert "loop" not in host.shoal("ps", "-a").stdout
+    assert os.listdir(os.path.join(host.run_dir, "netns")) == [host.sandbox("client")
+                                                               .rsplit("/", 1)[1]]
 
 
 def test_restart_policy_errors_are_dockers(host: Host) -> None:
