@@ -108,7 +108,11 @@ class Lifecycle:
         try:
             with store.locked():
                 ctr = ops._reap_if_orphaned(ops.get(cid))
-                if ops.effective_status(ctr) != RUNNING:
+                gone = not pids.alive(ctr.pid, ctr.pid_start)
+                if ctr.status == RUNNING and gone and ctr.restart_policy != "no":
+                    raise Conflict(f"cannot kill container: {ref}: container {ctr.id} is "
+                                   "restarting, wait until it is running (or stop it)")
+                if ctr.status != RUNNING or gone:
                     raise Conflict(f"cannot kill container: {ref}: container {ctr.id} is not "
                                    "running")
                 ctr = ops._stopped_by_user(ctr)
