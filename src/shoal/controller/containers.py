@@ -1,5 +1,6 @@
 """Containers: a sandbox plus processes. Create (its record, its sandbox and endpoints, its
-ports), start its command, record its exit and release what it held, stop, remove, exec,
+ports), start its command, start a stopped one again (sharing create's sandbox-making),
+record its exit and release what it held, stop, remove, exec,
 and connect/disconnect it to networks (through the sandbox's endpoints)."""
 
 from __future__ import annotations

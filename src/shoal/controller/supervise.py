@@ -1,7 +1,7 @@
 """The supervisor of a detached container (`shoal run -d`): a small process in its own
 session that starts the container's command, tells the `shoal run` that launched it whether
-the start worked, waits for the command to exit, and records the exit (removing the
-container with --rm).
+the start worked, waits for the command to exit, runs it again while its --restart policy
+says so (_keep_policy), and records the last exit (removing the container with --rm).
 
 Started by `Containers.run_detached` in isolated mode, from "/", with argv
 ROOT RUN_DIR CONTAINER_ID FD LOG (see BOOT). It inherits the sockets that hold the
