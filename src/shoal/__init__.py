@@ -10,7 +10,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Client", "ContainerError", "ExecResult", "ShoalError", "from_env"]
+__all__ = ["Client", "ContainerError", "ExecResult", "ShoalError", "__version__", "from_env"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,11 @@ def __getattr__(name: str) -> Any:
         from .errors import ShoalError
 
         return ShoalError
+    if name == "__version__":  # the installed distribution's (pyproject.toml's version)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("shoal")
+        except PackageNotFoundError:
+            return "unknown (not installed: pip install .)"
     raise AttributeError(name)

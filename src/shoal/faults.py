@@ -12,6 +12,7 @@ POINTS = (
     "network-rm:row",
     "run:rows", "run:sandbox", "run:firewall", "run:spawned",
     "stop:released",
+    "start:rows",
     "connect:row", "connect:attached",
     "disconnect:row",
 )

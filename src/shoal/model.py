@@ -143,6 +143,10 @@ class Container(Record):
     extra_hosts: list[str] = []  # --add-host NAME:IP, as given (host-gateway resolved)
     labels: dict[str, str] = {}  # --label and --label-file
     user: str = ""  # -u user|uid[:group|gid] as given ("": root), resolved at each start
+    restart_policy: str = "no"  # --restart: no, on-failure, always or unless-stopped
+    restart_max: int = 0  # on-failure:N (0: no limit), Docker's MaximumRetryCount
+    restart_count: int = 0  # restarts by the policy since the last start by the user
+    stopped_by_user: bool = False  # stop, kill or rm -f: the policy does not undo it
 
     @property
     def shares_sandbox_of(self) -> str | None:

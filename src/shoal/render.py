@@ -161,6 +161,7 @@ def container_json(
         "HostnamePath": f"{files_dir}/hostname" if files_dir else "",
         "HostsPath": f"{files_dir}/hosts" if files_dir else "",
         "Name": "/" + ctr.name,
+        "RestartCount": ctr.restart_count,
         "Config": {
             "Hostname": ctr.hostname,
             "ExposedPorts": {f"{port}/{proto}": {} for port, proto in ctr.expose},
@@ -175,7 +176,9 @@ def container_json(
                        # as Docker shows them: lists, ExtraHosts null when none
                        "Dns": list(ctr.dns), "DnsSearch": list(ctr.dns_search),
                        "DnsOptions": list(ctr.dns_options),
-                       "ExtraHosts": list(ctr.extra_hosts) or None},
+                       "ExtraHosts": list(ctr.extra_hosts) or None,
+                       "RestartPolicy": {"Name": ctr.restart_policy,
+                                         "MaximumRetryCount": ctr.restart_max}},
         "NetworkSettings": {
             "SandboxKey": "",
             "IPAddress": str(first[0].ip) if first and first[0].ip else "",

@@ -231,6 +231,23 @@ class Host:
                     pass
             time.sleep(0.1)
 
+    def restart_host(self, networks: list[str]) -> None:
+        """What a host restart does to shoal: every process of the host dies, the kernel
+        forgets shoal's objects (the bridges of `networks`, the ruleset), the run directory
+        (a tmpfs) is empty; the state directory stays."""
+        import shutil
+
+        bridges = ["shoal0"] + ["sh-" + self.shoal_json("network", "inspect", n)[0]["Id"][:12]
+                                for n in networks]
+        self.kill_processes()
+        for name in bridges:
+            self.ip("link", "del", name)
+        self.in_ns(self.ns, "nft", "flush", "ruleset", check=True)
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            if point.startswith(self.run_dir):
+                subprocess.run(["umount", "-l", point], check=True)
+        shutil.rmtree(self.run_dir)
+
     def cgroups(self) -> list[str]:
         """The cgroups this host's shoal made: <cgroup2>/shoal/<hash of its run dir>/*
         (the naming of shoal/runtime/cgroup.py, computed here without importing shoal)."""

@@ -68,16 +68,7 @@ def test_host_restart_restores_networks_and_marks_containers_exited(host: Host) 
     host.shoal("run", "-d", "--name", "web", "--network", "app", "-p", "8080:8000", "--",
                PY, "-c", TCP, "8000")
     host.shoal("run", "-d", "--rm", "--name", "temp", "--", "sleep", "60")
-    # "restart": every process of the host dies, the kernel forgets shoal's objects, the run
-    # directory (a tmpfs) is empty; the state directory stays
-    host.kill_processes()
-    for name in ("shoal0", "sh-" + host.shoal_json("network", "inspect", "app")[0]["Id"][:12]):
-        host.ip("link", "del", name)
-    host.in_ns(host.ns, "nft", "flush", "ruleset", check=True)
-    for point in sorted(host.mounts(), key=len, reverse=True):
-        if point.startswith(host.run_dir):
-            subprocess.run(["umount", "-l", point], check=True)
-    shutil.rmtree(host.run_dir)
+    host.restart_host(["app"])
 
     ps = host.shoal("ps", "-a").stdout
     assert "web" in ps and "Exited" in ps and "temp" not in ps  # --rm removed it

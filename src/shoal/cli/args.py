@@ -59,8 +59,8 @@ class Opt:
 
 
 class Arg:
-    """A positional argument: nargs 1 (required), "?" (optional), "+" (one or more) or
-    REMAINDER (every word left, flags included)."""
+    """A positional argument: nargs 1 (required), "?" (optional), "+" (one or more), "*"
+    (any number) or REMAINDER (every word left, flags included)."""
 
     __slots__ = ("dest", "nargs", "metavar", "help")
 
@@ -224,6 +224,10 @@ class Command:
                     raise UsageError(f"missing {arg.metavar}", prog)
                 setattr(ns, arg.dest, rest[:take])
                 rest = rest[take:]
+            elif arg.nargs == "*":
+                take = max(len(rest) - later_required, 0)
+                setattr(ns, arg.dest, rest[:take])
+                rest = rest[take:]
             elif arg.nargs == "?":
                 take = 1 if len(rest) > later_required else 0
                 setattr(ns, arg.dest, rest[0] if take else None)
@@ -246,6 +250,7 @@ class Command:
         for arg in self.args:
             parts.append({1: arg.metavar, "?": f"[{arg.metavar}]",
                           "+": f"{arg.metavar} [{arg.metavar}...]",
+                          "*": f"[{arg.metavar}...]",
                           REMAINDER: f"[--] {arg.metavar} [ARG...]"}[arg.nargs])
         return "usage: " + " ".join(parts)
 

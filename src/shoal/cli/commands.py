@@ -3,6 +3,7 @@ Docker spells them. The flags of a command are only built when that command is u
 
 from __future__ import annotations
 
+from . import lifecycle
 from .args import APPEND, FLAG, REMAINDER, Arg, Command, Opt
 
 TYPE_CHECKING = False
@@ -131,6 +132,8 @@ def _run(c: Command) -> None:
             help="a label on the container (ps --filter label=KEY[=VALUE] finds it)"),
         Opt("--label-file", kind=APPEND, metavar="FILE",
             help="labels from a file, a KEY[=VALUE] a line (# comments)"),
+        Opt("--restart", default="no", metavar="POLICY",
+            help="no, on-failure[:N], always or unless-stopped (with -d)"),
     ]
     c.args = [Arg("cmd", REMAINDER, "COMMAND")]
 
@@ -186,6 +189,7 @@ def root() -> Command:
             "remembered; env SHOAL_OTHER_FIREWALLS"),
         Opt("--resolv-conf", metavar="FILE", help="the host's resolv.conf, read for the "
             "containers' DNS servers (default /etc/resolv.conf; env SHOAL_RESOLV_CONF)"),
+        Opt("-v", "--version", kind=FLAG, help="print the version and exit"),
     ], sub_dest="command", subs=[
         Command("network", "manage networks", build=_network),
         Command("run", "run a command in a new container", help_flags=("--help",),
@@ -227,4 +231,5 @@ def root() -> Command:
             opts=[Opt("--to", metavar="HOST:PORT",
                       help="also try a TCP connection to HOST:PORT")],
             args=[Arg("container", "?")])),
+        *lifecycle.commands(),
     ])

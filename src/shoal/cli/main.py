@@ -166,7 +166,13 @@ def cmd_run(engine: Any, args: Args) -> int:
         publish=args.publish, publish_all=args.publish_all, expose=args.expose,
         dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option,
         extra_hosts=args.add_host, labels=_labels(args.label_file, args.label),
+        restart=args.restart,
     )
+    if args.restart != "no" and not args.detach:
+        from ..errors import InvalidArgument
+
+        raise InvalidArgument("--restart needs -d: the policy is kept by a detached "
+                              "container's supervisor")
     if args.detach:
         ctr = engine.run_detached(spec)
         print(ctr.id)
@@ -337,7 +343,12 @@ def dispatch(engine: Any, args: Args) -> int:
             return _each(args.names, lambda n: engine.stop(n, args.time))
         case "rm":
             return _each(args.names, lambda n: engine.remove_container(n, force=args.force))
-    raise AssertionError(args.command)
+    from .lifecycle import dispatch as lifecycle_dispatch
+
+    code = lifecycle_dispatch(engine, args)
+    if code is None:
+        raise AssertionError(args.command)
+    return code
 
 
 def _broken_pipe() -> int:
@@ -352,7 +363,16 @@ def _broken_pipe() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-v"], ["--version"]):  # (before the parser asks for a command)
+        from .lifecycle import short_version
+
+        print(short_version())
+        return 0
     args = build_parser().parse_args(argv)
+    if args.command == "version":  # needs neither root nor a store
+        from .lifecycle import cmd_version
+
+        return cmd_version(args)
     from ..errors import ShoalError
     from ..store import sqlite3
 

@@ -1,5 +1,6 @@
 """Containers: a sandbox plus processes. Create (its record, its sandbox and endpoints, its
-ports), start its command, record its exit and release what it held, stop, remove, exec,
+ports), start its command, start a stopped one again (sharing create's sandbox-making),
+record its exit and release what it held, stop, remove, exec,
 and connect/disconnect it to networks (through the sandbox's endpoints)."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     import subprocess
+    from collections.abc import Callable
 
     from .. import etcfiles, ipam
     from .. import ports as portspec
@@ -70,6 +72,7 @@ class RunSpec(Record):
     extra_hosts: list[str] = []  # --add-host NAME:IP or NAME:host-gateway
     labels: dict[str, str] = {}  # --label KEY=VALUE (the files of --label-file read)
     user: str = ""  # -u user|uid[:group|gid]
+    restart: str = "no"  # --restart no|on-failure[:N]|always|unless-stopped (run -d)
 
 
 class Containers:
@@ -151,6 +154,12 @@ class Containers:
         for alias in spec.aliases:
             validate_name(alias, "alias")
         dns, extra = _parse_dns(spec)
+        from .lifecycle import parse_restart
+
+        policy, retries = parse_restart(spec.restart)
+        if policy != "no" and spec.auto_remove:
+            raise InvalidArgument("conflicting options: --restart and --rm; a container "
+                                  "removed when it exits cannot be restarted")
         ctx, store = self.ctx, self.ctx.store
         with store.locked():
             mode, net, shared = self._resolve_mode(spec)
@@ -203,6 +212,7 @@ class Containers:
                 expose=[[port, proto] for port, proto in exposed],
                 dns=dns.dns, dns_search=dns.dns_search, dns_options=dns.dns_options,
                 extra_hosts=extra_hosts, labels=dict(spec.labels), user=spec.user,
+                restart_policy=policy, restart_max=retries,
                 # until a supervisor takes over, the creating process answers for it: if that
                 # dies before the start, reconcile rolls the half-made container back
                 supervisor_pid=os.getpid(), supervisor_start=pids.start_time(os.getpid()),
@@ -217,53 +227,75 @@ class Containers:
                 if net is not None:
                     endpoint = self.sandboxes.create_endpoint(
                         cid, net, requested, spec.aliases, plugged=True, ifname="eth0")
-                    if bindings:
-                        from ..kernel import links
-
-                        assert endpoint.ip is not None
-                        host_ips = ({a.ip for a in links.addresses(ctx.host, family=4)}
-                                    if any(b.host_ip != portspec.ANY for b in bindings) else set())
-                        published = ipam.HostPorts(store).allocate(
-                            ctr, net, endpoint.ip, bindings, host_ips, held_socks)
+                    published = self._publish(ctr, net, endpoint, bindings, held_socks)
             if held_socks:
                 ctx.held[cid] = held_socks
             crashpoint("run:rows")
-            try:
-                files.write_container_files(ctx, ctr, shared,
-                                            [endpoint.ip] if endpoint and endpoint.ip else [],
-                                            [net] if endpoint and net else [])
-                if ctr.has_own_sandbox:
-                    self.sandboxes.make(cid, [(endpoint, net)] if endpoint and net else [])
-                crashpoint("run:sandbox")
-                from ..netfilter import net_rule
 
-                netfilter = ctx.netfilter
-                if net is not None and netfilter.ensure_forwarding():
-                    netfilter.reload()
-                elif bindings or (net is not None and not net_rule(net).icc):
-                    # otherwise the container adds nothing to the firewall's sets
-                    netfilter.apply(added=netfilter.container_elements(ctr))
-                # a client already sending to a port now published keeps the entry that sent
-                # its packets to the host: flushed, its next packet is translated
-                ctx.flush_conntrack([], [(p.proto, str(p.host_ip), p.host_port)
-                                         for p in published])
-                crashpoint("run:firewall")
-            except BaseException:
-                ctx.release_held(cid)
-                if ctr.has_own_sandbox:
-                    self.sandboxes.unmake(cid)
-                if endpoint is not None and net is not None:
-                    # the kernel would remove its veth only later
-                    from contextlib import suppress
-
-                    with suppress(ShoalError, OSError):
-                        drivers.get(net.driver).leave(ctx, None, net, endpoint)
+            def undo() -> None:
                 with store.transaction():
                     store.delete_sandbox(cid)
                     store.delete_container(cid)
                 files.remove_container_dir(ctx, cid)
-                raise
+
+            self._attach(ctr, shared, [(endpoint, net)] if endpoint and net else [],
+                         bool(bindings), published, undo)
             return ctr
+
+    def _publish(self, ctr: Container, net: Network, endpoint: Endpoint,
+                 bindings: list[portspec.Binding], held_socks: list[socket.socket]
+                 ) -> list[PublishedPort]:
+        """Host ports for the container's bindings, on its endpoint `endpoint` of `net`
+        (inside the caller's transaction), each held by a socket added to `held_socks`."""
+        if not bindings:
+            return []
+        from ..kernel import links
+
+        assert endpoint.ip is not None
+        host_ips = ({a.ip for a in links.addresses(self.ctx.host, family=4)}
+                    if any(b.host_ip != portspec.ANY for b in bindings) else set())
+        return ipam.HostPorts(self.ctx.store).allocate(ctr, net, endpoint.ip, bindings,
+                                                       host_ips, held_socks)
+
+    def _attach(self, ctr: Container, shared: Container | None,
+                pairs: list[tuple[Endpoint, Network]], publishes: bool,
+                published: list[PublishedPort], undo: Callable[[], None]) -> None:
+        """What `run` and `start` do once the rows of a container's addresses and ports are
+        written: its files, its sandbox made with its endpoints joined (the first gets the
+        default route), the firewall's elements. If a step fails, the kernel's side is undone,
+        then `undo` puts the rows back, and the error is raised."""
+        ctx, cid = self.ctx, ctr.id
+        try:
+            files.write_container_files(ctx, ctr, shared,
+                                        [ep.ip for ep, _net in pairs if ep.ip],
+                                        [net for _ep, net in pairs])
+            if ctr.has_own_sandbox:
+                self.sandboxes.make(cid, pairs)
+            crashpoint("run:sandbox")
+            from ..netfilter import net_rule
+
+            netfilter = ctx.netfilter
+            if pairs and netfilter.ensure_forwarding():
+                netfilter.reload()
+            elif publishes or any(not net_rule(net).icc for _ep, net in pairs):
+                # otherwise the container adds nothing to the firewall's sets
+                netfilter.apply(added=netfilter.container_elements(ctr))
+            # a client already sending to a port now published keeps the entry that sent
+            # its packets to the host: flushed, its next packet is translated
+            ctx.flush_conntrack([], [(p.proto, str(p.host_ip), p.host_port)
+                                     for p in published])
+            crashpoint("run:firewall")
+        except BaseException:
+            ctx.release_held(cid)
+            if ctr.has_own_sandbox:
+                self.sandboxes.unmake(cid)
+            from contextlib import suppress
+
+            for ep, net in pairs:  # the kernel would remove their veths only later
+                with suppress(ShoalError, OSError):
+                    drivers.get(net.driver).leave(ctx, None, net, ep)
+            undo()
+            raise
 
     def _host_gateway(self, mode: str, net: Network | None) -> str:
         """What --add-host NAME:host-gateway names: the gateway of the container's network
@@ -311,28 +343,12 @@ class Containers:
         """Start the container's command in its sandbox and record it as running. If it cannot
         start, the container is finished with Docker's exit code (126/127) and the error is
         raised."""
-        from ..runtime import process
-
         store = self.ctx.store
         with store.locked():
             current = store.container_by_id(ctr.id)
             if current is None or current.status != CREATED:
                 raise NotFound(f"container {ctr.name} was removed before it started")
-            procs_fd = self.ctx.cgroups.create(ctr.id)
-            try:
-                # -u is resolved at each start, as Docker does (the passwd file may change)
-                creds = _credentials(ctr.user, 125) if ctr.user else None
-                proc = process.spawn(
-                    ctr.cmd, self.namespaces(ctr),
-                    self.process_env(ctr, creds.home if creds else "/root"), ctr.workdir,
-                    stdin, stdout, stderr, new_session, procs_fd, creds,
-                )
-            except process.CommandError as e:
-                self._finish(ctr.id, None, e.exit_code, error=str(e))
-                raise
-            finally:
-                if procs_fd is not None:
-                    os.close(procs_fd)
+            proc = self._spawn(ctr, stdin, stdout, stderr, new_session)
             crashpoint("run:spawned")
             me = os.getpid()
             with store.transaction():
@@ -342,9 +358,56 @@ class Containers:
                 )
             return proc
 
+    def respawn(self, container_id: str, stdin: int | None, stdout: int | None,
+                stderr: int | None) -> Child | None:
+        """The restart policy's start (by the supervisor): the command again in the sandbox
+        the container kept, after everything of its last run was killed. None if the user
+        stopped or removed it meanwhile."""
+        store = self.ctx.store
+        with store.locked():
+            cur = store.container_by_id(container_id)
+            if cur is None or cur.status != RUNNING or cur.stopped_by_user:
+                return None
+            self.ctx.cgroups.kill(cur.id)  # what the last run left behind ends with it
+            proc = self._spawn(cur, stdin, stdout, stderr, True)
+            with store.transaction():
+                store.update_container(cur.id, pid=proc.pid, pid_start=pids.start_time(proc.pid),
+                                       started_at=now(), restart_count=cur.restart_count + 1)
+            return proc
+
+    def _spawn(self, ctr: Container, stdin: int | None, stdout: int | None,
+               stderr: int | None, new_session: bool) -> Child:
+        """The container's command in its cgroup and namespaces (lock held). If it cannot
+        start, the container is finished with Docker's exit code (126/127), and the error
+        raised."""
+        from ..runtime import process
+
+        procs_fd = self.ctx.cgroups.create(ctr.id)
+        try:
+            # -u is resolved at each start, as Docker does (the passwd file may change)
+            creds = _credentials(ctr.user, 125) if ctr.user else None
+            return process.spawn(
+                ctr.cmd, self.namespaces(ctr),
+                self.process_env(ctr, creds.home if creds else "/root"), ctr.workdir,
+                stdin, stdout, stderr, new_session, procs_fd, creds,
+            )
+        except process.CommandError as e:
+            self._finish(ctr.id, None, e.exit_code, error=str(e))
+            raise
+        finally:
+            if procs_fd is not None:
+                os.close(procs_fd)
+
     def run_detached(self, spec: RunSpec) -> Container:
         """Create the container and hand it to a supervisor process that starts the command,
         records its exit and, with --rm, removes it. Returns once the command runs."""
+        ctr = self.create(spec)
+        return self._supervise(ctr, lambda: self.remove(ctr.id, force=True))
+
+    def _supervise(self, ctr: Container, undo: Callable[[], None]) -> Container:
+        """Hand a created (or re-made, see `start`) container to a supervisor process that
+        starts its command, keeps its restart policy and records its exit. Returns once the
+        command runs; if the supervisor cannot start it, `undo` rolls the container back."""
         import subprocess
         import sys
 
@@ -352,7 +415,6 @@ class Containers:
         from .supervise import BOOT, package_parent, supervisor_env
 
         ctx = self.ctx
-        ctr = self.create(spec)
         log = os.path.join(ctx.container_dir(ctr.id), "log")
         read_end, write_end = os.pipe()
         # the supervisor inherits the sockets holding the published ports and adopts them
@@ -373,7 +435,7 @@ class Containers:
         except BaseException:
             os.close(write_end)
             os.close(read_end)
-            self.remove(ctr.id, force=True)
+            undo()
             raise
         os.close(write_end)
         ctx.release_held(ctr.id)  # this process's copies: the supervisor holds the ports
@@ -392,8 +454,80 @@ class Containers:
         # the supervisor died (or failed) while starting the command: a process may run in
         # the sandbox without its pid recorded, and would keep the namespace and veths alive
         pids.kill_all_in(self.sandboxes.path(ctr.id))
-        self.remove(ctr.id, force=True)
+        undo()
         raise ShoalError(detail or "the container's supervisor died before starting it")
+
+    # -- start (a stopped container again) -------------------------------------------------
+
+    def start(self, ref: str) -> Container:
+        """Run a stopped container's command again, as `run -d` ran it: a new sandbox, its
+        endpoints joined again (a requested --ip kept, else an address from IPAM), its
+        published ports taken again (a fixed host port taken meanwhile is an error, and
+        nothing is left half-made), its files rewritten, the resolver told (by the lock's
+        release), then a supervisor. A running container is left as it is."""
+        from ipaddress import ip_address
+
+        ctx, store = self.ctx, self.ctx.store
+        with store.locked():
+            ctr = self._reap_if_orphaned(self.get(ref))
+            if ctr.status == RUNNING:
+                return ctr
+            if ctr.status == CREATED:
+                raise Conflict(f"container {ctr.name} is being created or started by another "
+                               "command; wait for it to finish")
+            shared = None
+            if ctr.shares_sandbox_of:
+                shared = store.container_by_id(ctr.shares_sandbox_of)
+                if shared is None or self.effective_status(shared) != RUNNING:
+                    raise Conflict(f"cannot join the network of container "
+                                   f"{shared.name if shared else ctr.shares_sandbox_of}: it is "
+                                   "not running; start it first")
+            bindings = [portspec.Binding(container_port=int(port), proto=str(proto),
+                                         host_ip=ip_address(str(host_ip)),
+                                         host_port=None if host_port is None else int(host_port))
+                        for port, proto, host_ip, host_port in ctr.publish]
+            me = os.getpid()
+            before = {"status": ctr.status, "supervisor_pid": ctr.supervisor_pid,
+                      "supervisor_start": ctr.supervisor_start,
+                      "restart_count": ctr.restart_count, "stopped_by_user": ctr.stopped_by_user}
+            # until the supervisor takes over, this process answers for it (see create)
+            ready = ctr.replace(status=CREATED, supervisor_pid=me,
+                                supervisor_start=pids.start_time(me), restart_count=0,
+                                stopped_by_user=False)
+            pairs: list[tuple[Endpoint, Network]] = []
+            published: list[PublishedPort] = []
+            held_socks: list[socket.socket] = []
+            with store.transaction():
+                store.update_container(ctr.id, **{k: getattr(ready, k) for k in before})
+                if ctr.has_own_sandbox:
+                    for ep in sorted(store.endpoints(sandbox_id=ctr.id),
+                                     key=lambda e: (len(e.ifname), e.ifname)):
+                        net = store.network_by_id(ep.network_id)
+                        addr = self.sandboxes.allocate(net, ep.requested_ip)
+                        store.update_endpoint(ep.id, ip=addr, mac=ipam.mac_for(addr))
+                        pairs.append((ep.replace(ip=addr, mac=ipam.mac_for(addr)), net))
+                main = next((p for p in pairs if p[1].name == ctr.network_mode),
+                            pairs[0] if pairs else None)
+                if main is not None:
+                    published = self._publish(ready, main[1], main[0], bindings, held_socks)
+            if held_socks:
+                ctx.held[ctr.id] = held_socks
+            crashpoint("start:rows")
+
+            def undo() -> None:
+                with store.transaction():
+                    store.delete_ports(ctr.id)
+                    self.sandboxes.release_addresses(ctr.id)
+                    store.update_container(ctr.id, **before)
+
+            self._attach(ready, shared, pairs, bool(published), published, undo)
+
+        def abandon() -> None:
+            with store.locked():
+                self._finish(ctr.id, None, ctr.exit_code,
+                             error="its supervisor failed to start it again")
+
+        return self._supervise(ready, abandon)
 
     def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
         """Run the container attached to this terminal; returns the command's exit status."""
@@ -545,13 +679,23 @@ class Containers:
 
         ctr = self.get(ref)
         if ctr.status == RUNNING:
-            self.ctx.handling.add(ctr.id)
+            self.ctx.handling.add(ctr.id)  # (before the lock: its orphan check skips it)
             try:
+                ctr = self._stopped_by_user(ctr)
                 sig = process.terminate(ctr.pid or 0, ctr.pid_start, timeout)
                 self._await_supervisor(ctr, sig)
             finally:
                 self.ctx.handling.discard(ctr.id)
         return self.ctx.store.container_by_id(ctr.id) or ctr
+
+    def _stopped_by_user(self, ctr: Container) -> Container:
+        """Note that the user ends the container (stop, rm -f): its restart policy must not
+        start it again. Its record as it is now (a restart may have changed its pid)."""
+        store = self.ctx.store
+        with store.locked():
+            with store.transaction():
+                store.update_container(ctr.id, stopped_by_user=True)
+            return store.container_by_id(ctr.id) or ctr
 
     def _await_supervisor(self, ctr: Container, sig: int | None) -> None:
         """After the process is gone, give its supervisor a moment to record the exit; finish
@@ -597,8 +741,9 @@ class Containers:
                     f"container {ctr.name} is running: stop it first (shoal stop {ctr.name}) "
                     "or remove it with -f"
                 )
-            self.ctx.handling.add(ctr.id)
+            self.ctx.handling.add(ctr.id)  # (before the lock: its orphan check skips it)
             try:
+                ctr = self._stopped_by_user(ctr)
                 sig = process.terminate(ctr.pid or 0, ctr.pid_start, 0)
                 self._await_supervisor(ctr, sig)
             finally:
@@ -669,6 +814,9 @@ class Containers:
         if ctr.status == CREATED:
             if ctr.has_own_sandbox:  # a command may have started in it, its pid unrecorded
                 pids.kill_all_in(self.sandboxes.path(ctr.id))
+            if ctr.started_at != Container.started_at:  # it ran before: `start` was cut short
+                self._finish(ctr.id, None, ctr.exit_code, error="its start was interrupted")
+                return f"container {ctr.name}: its start was interrupted; marked exited"
             self._finish(ctr.id, None, 255, error="its creation was interrupted")
             self._delete(ctr)
             return f"container {ctr.name}: its creation was interrupted; rolled back"

@@ -5,6 +5,7 @@ It builds the controller's parts on one Context and gives each front end its ope
     sandboxes.py   Sandboxes   sandboxes and endpoints: CNM's create endpoint, join, leave
     containers.py  Containers  a sandbox plus processes: create, start, finish, stop, rm, exec,
                                connect, disconnect
+    lifecycle.py   Lifecycle   kill, wait, rename, top, stats; the restart policy's rules
     reconcile.py   reconcile   make the kernel, the store and the allocations agree
     queries.py     Queries     Docker-shaped reads for every front end
 
@@ -19,6 +20,7 @@ import os
 from ..errors import InvalidArgument, ShoalError
 from .containers import Containers, RunSpec
 from .context import DEFAULT_ROOT, DEFAULT_RUN_DIR, Context
+from .lifecycle import Lifecycle
 from .networks import Networks
 from .queries import Queries
 from .sandboxes import Sandboxes, pending_key
@@ -71,6 +73,7 @@ class Engine:
         self.sandboxes = Sandboxes(self.ctx)
         self.container_ops = Containers(self.ctx, self.network_ops, self.sandboxes)
         self.queries = Queries(self.ctx, self.network_ops, self.container_ops, self.sandboxes)
+        self.lifecycle = Lifecycle(self.ctx, self.container_ops)
         self.bootstrapped = False
 
     @classmethod
@@ -119,12 +122,20 @@ class Engine:
         if store.interrupted():
             with store.locked():  # repairs, see _repair_interrupted
                 pass
+        rebooted = False
         if not dirs.exists(ctx.run_fd, BOOT_MARKER, marker):
             # a new run directory: first use, or the host restarted (it is on a tmpfs)
             with store.locked():
                 if not dirs.exists(ctx.run_fd, BOOT_MARKER, marker):
                     ctx.repairs += self._reconcile()
-                    dirs.write_file(ctx.run_fd, BOOT_MARKER, _boot_id().encode(), marker)
+                    boot = _boot_id()
+                    # the state's last boot: another one means the host rebooted
+                    rebooted = store.get_meta(BOOT_MARKER) not in (None, boot)
+                    with store.transaction():
+                        store.set_meta(BOOT_MARKER, boot)
+                    dirs.write_file(ctx.run_fd, BOOT_MARKER, boot.encode(), marker)
+        if rebooted:  # unlocked: their supervisors take the lock to start them
+            ctx.repairs += self.lifecycle.restore_after_boot()
         if ctx.netfilter_made and ctx.netfilter.switch_needed():
             with store.locked():
                 if ctx.netfilter.switch_needed():
@@ -278,6 +289,13 @@ class Engine:
 
     def stop(self, ref: str, timeout: float = 10.0) -> Container:
         return self.container_ops.stop(ref, timeout)
+
+    def start(self, ref: str) -> Container:
+        return self.container_ops.start(ref)
+
+    def restart(self, ref: str, timeout: float = 10.0) -> Container:
+        self.container_ops.stop(ref, timeout)
+        return self.container_ops.start(ref)
 
     def remove_container(self, ref: str, force: bool = False) -> None:
         self.container_ops.remove(ref, force)

@@ -1,7 +1,7 @@
 """The supervisor of a detached container (`shoal run -d`): a small process in its own
 session that starts the container's command, tells the `shoal run` that launched it whether
-the start worked, waits for the command to exit, and records the exit (removing the
-container with --rm).
+the start worked, waits for the command to exit, runs it again while its --restart policy
+says so (_keep_policy), and records the last exit (removing the container with --rm).
 
 Started by `Containers.run_detached` in isolated mode, from "/", with argv
 ROOT RUN_DIR CONTAINER_ID FD LOG (see BOOT). It inherits the sockets that hold the
@@ -12,6 +12,10 @@ processes) knows nothing of the controller."""
 from __future__ import annotations
 
 import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # What the supervisor's interpreter runs: the directory that holds the shoal package comes
 # first in argv and is put first on sys.path (isolated mode ignores PYTHONPATH).
@@ -62,9 +66,7 @@ def main(argv: list[str]) -> int:
         ctr = engine.store.container_by_id(cid)
         if ctr is None:
             raise ShoalError(f"container {cid[:12]} was removed before it started")
-        # never through a symlink (the container's directory was made by shoal, see shoal.dirs)
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
-                      0o600)
+        out = _open_log(log)
         proc = engine.start_process(ctr, process.DEVNULL, out, out, new_session=True)
         os.close(out)
         if held:  # a disconnect while the container was being created did not ask this process
@@ -83,7 +85,49 @@ def main(argv: list[str]) -> int:
         return 1
     report.write(f"ok\t{proc.pid}")
     report.close()
-    code = process.wait_status(proc)
-    engine.finish(cid, proc.pid, code)
+    last = _keep_policy(engine, cid, proc, log)
+    if last is not None:
+        engine.finish(cid, *last)
     engine.close()
     return 0
+
+
+def _open_log(log: str) -> int:
+    # never through a symlink (the container's directory was made by shoal, see shoal.dirs)
+    return os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
+                   0o600)
+
+
+def _keep_policy(engine: Any, cid: str, proc: Any, log: str) -> tuple[int, int] | None:
+    """Wait for the command to exit and, as long as the container's restart policy says so,
+    run it again (after Docker's backoff) in the sandbox it keeps: its addresses, ports and
+    names stay while it restarts. The last process's pid and exit code, to record; None if
+    that is done already (the command could not start again)."""
+    import time
+
+    from ..runtime import process
+    from .lifecycle import Backoff, wants_restart
+
+    backoff = Backoff()
+    while True:
+        started = time.monotonic()
+        code = process.wait_status(proc)
+        ctr = engine.store.container_by_id(cid)
+        if ctr is None or not wants_restart(ctr, code):
+            return proc.pid, code
+        deadline = time.monotonic() + backoff.next(time.monotonic() - started)
+        while (left := deadline - time.monotonic()) > 0:  # a stop meanwhile ends the wait
+            time.sleep(min(left, 0.05))
+            ctr = engine.store.container_by_id(cid)
+            if ctr is None or ctr.stopped_by_user:
+                return proc.pid, code
+        out = _open_log(log)
+        try:
+            again = engine.container_ops.respawn(cid, process.DEVNULL, out, out)
+        except process.CommandError:
+            return None
+        finally:
+            os.close(out)
+        if again is None:
+            return proc.pid, code
+        proc = again

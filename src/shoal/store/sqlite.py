@@ -67,7 +67,9 @@ CREATE TABLE IF NOT EXISTS containers (
     publish TEXT NOT NULL DEFAULT '[]', expose TEXT NOT NULL DEFAULT '[]',
     dns TEXT NOT NULL DEFAULT '[]', dns_search TEXT NOT NULL DEFAULT '[]',
     dns_options TEXT NOT NULL DEFAULT '[]', extra_hosts TEXT NOT NULL DEFAULT '[]',
-    labels TEXT NOT NULL DEFAULT '{}', user TEXT NOT NULL DEFAULT ''
+    labels TEXT NOT NULL DEFAULT '{}', user TEXT NOT NULL DEFAULT '',
+    restart_policy TEXT NOT NULL DEFAULT 'no', restart_max INTEGER NOT NULL DEFAULT 0,
+    restart_count INTEGER NOT NULL DEFAULT 0, stopped_by_user INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY, path TEXT NOT NULL DEFAULT '', owned INTEGER NOT NULL,
@@ -136,16 +138,20 @@ MIGRATIONS = {
           ALTER TABLE containers ADD COLUMN dns_search TEXT NOT NULL DEFAULT '[]';
           ALTER TABLE containers ADD COLUMN dns_options TEXT NOT NULL DEFAULT '[]';
           ALTER TABLE containers ADD COLUMN extra_hosts TEXT NOT NULL DEFAULT '[]';""",
-    # --label and -u/--user (as given) of each container
+    # --label, -u/--user (as given), --restart and what its policy needs to know
     6: """ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
-          ALTER TABLE containers ADD COLUMN user TEXT NOT NULL DEFAULT '';""",
+          ALTER TABLE containers ADD COLUMN user TEXT NOT NULL DEFAULT '';
+          ALTER TABLE containers ADD COLUMN restart_policy TEXT NOT NULL DEFAULT 'no';
+          ALTER TABLE containers ADD COLUMN restart_max INTEGER NOT NULL DEFAULT 0;
+          ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+          ALTER TABLE containers ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0;""",
 }
 
 _JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose", "dns",
          "dns_search", "dns_options", "extra_hosts"}
 _NETS = {"subnet", "ip_range"}
 _ADDRS = {"gateway", "last_ip", "ip", "requested_ip", "host_ip", "dest_ip"}
-_BOOLS = {"internal", "auto_remove", "owned"}
+_BOOLS = {"internal", "auto_remove", "owned", "stopped_by_user"}
 
 
 def _to_db(name: str, value: Any) -> Any:
@@ -562,6 +568,8 @@ class Store:
 
     def update_container(self, id_: str, **changes: Any) -> None:
         self._update("containers", id_, **changes)
+        if "name" in changes:  # the names the embedded resolver answers change with it
+            self._touched.add(id_)
 
     def delete_container(self, id_: str) -> None:
         """The container's record, with its own sandbox (which has its id) and so that
