@@ -77,6 +77,28 @@ class Listing:
         return tabwrite(header + "".join(out))
 
 
+def formatted(fmt: str, rows: list[dict[str, Any]], titles: dict[str, str], default: str,
+              type_name: str = "struct") -> tuple[str, str | None]:
+    """(the listing's text, None), or ("", the one line that says why) for a template that
+    does not parse or execute on a row."""
+    try:
+        listing = Listing(fmt, default)
+    except Exception as e:
+        from .gotemplate import TemplateError  # (raised only once imported)
+
+        if not isinstance(e, TemplateError):
+            raise
+        return "", f"template parsing error: {e}"
+    try:
+        return listing.render(rows, titles, type_name), None
+    except Exception as e:
+        from .gotemplate import TemplateError
+
+        if not isinstance(e, TemplateError):
+            raise
+        return "", str(e)
+
+
 def format_rows(fmt: str, rows: list[dict[str, Any]], titles: dict[str, str], default: str,
                 type_name: str = "struct") -> str:
     """Listing(fmt, default).render(rows, titles, type_name)."""

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.gotemplate import TemplateError
-from shoal.listing import Listing, format_rows, tabwrite
+from shoal.listing import Listing, format_rows, formatted, tabwrite
 
 TITLES = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER"}
 DEFAULT = "table {{.ID}}\t{{.Name}}\t{{.Driver}}"
@@ -119,9 +119,20 @@ def test_the_default_table_does_not_import_the_template_module() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from shoal.listing import format_rows; "
-            "format_rows('table', [{'ID': 'x', 'Name': 'n'}], {'ID': 'ID', 'Name': 'NAME'}, "
-            "'table {{.ID}}\\t{{.Name}}'); print('shoal.gotemplate' in sys.modules)")
+    # (the CLI's own path: `shoal network ls` prints through it)
+    code = ("import sys; from shoal.cli import main; "
+            "main._print_rows([{'ID': 'x', 'Name': 'n', 'Driver': 'd', 'Scope': 's'}], "
+            "'table', main.NETWORK_TITLES, main.NETWORK_TABLE, 'n'); "
+            "print('shoal.gotemplate' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out == "False\n"
+    assert out.splitlines() == ["NETWORK ID   NAME      DRIVER    SCOPE", "x            n"
+                                "         d         s", "False"]
+
+
+def test_formatted_gives_the_error_s_one_line() -> None:
+    assert formatted("{{.Name", ROWS, TITLES, DEFAULT) == (
+        "", "template parsing error: template: 1:1: unclosed action")
+    assert formatted("{{.Nope}}", ROWS, TITLES, DEFAULT, "*x") == (
+        "", "template: 1:3: executing at <.Nope>: can't evaluate field Nope in type *x")
+    assert formatted("{{.Name}}", ROWS, TITLES, DEFAULT) == ("bridge\na-much-longer-name\n", None)

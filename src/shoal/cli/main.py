@@ -50,18 +50,11 @@ def _print_rows(rows: list[dict[str, Any]], fmt: str, titles: dict[str, str], de
         for r in rows:
             print(r["ID"])
         return 0
-    from ..gotemplate import TemplateError
-    from ..listing import Listing
+    from ..listing import formatted
 
-    try:
-        listing = Listing(fmt, default)
-    except TemplateError as e:
-        sys.stderr.write(f"shoal: template parsing error: {e}\n")
-        return 1
-    try:
-        text = listing.render(rows, titles, type_name)
-    except TemplateError as e:
-        sys.stderr.write(f"shoal: {e}\n")
+    text, error = formatted(fmt, rows, titles, default, type_name)
+    if error is not None:
+        sys.stderr.write(f"shoal: {error}\n")
         return 1
     sys.stdout.write(text)
     return 0
