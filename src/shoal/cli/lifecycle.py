@@ -42,9 +42,10 @@ def _top(c: Command) -> None:
 
 
 def _stats(c: Command) -> None:
+    from .commands import _format  # (commands imports this module)
+
     c.opts = [Opt("--no-stream", kind=FLAG, help="one sample, then exit"),
-              Opt("--format", default="table", choices=("table", "json"),
-                  help="table or json (a JSON object per line)")]
+              _format()]
     c.args = [Arg("names", "*", "CONTAINER")]
 
 
@@ -125,28 +126,26 @@ def ps_table(titles: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-STATS_COLUMNS = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"),
-                 ("MEM USAGE / LIMIT", "MemUsage"), ("MEM %", "MemPerc"),
-                 ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
+STATS_TITLES = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+                "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+                "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+STATS_TABLE = "table " + "\t".join("{{." + field + "}}" for field in STATS_TITLES)
 
 
 def _stats_out(lc: Any, args: Args) -> int:
-    import json
-
-    from ..render import table
+    from ..listing import formatted
 
     while True:
         rows = lc.stats(args.names, interval=0.5 if args.no_stream else 1.0)
-        if args.format == "json":
-            text = "\n".join(json.dumps(r) for r in rows)
-        else:
-            text = table(rows, STATS_COLUMNS)
+        text, error = formatted(args.format, rows, STATS_TITLES, STATS_TABLE, "stats")
+        if error is not None:
+            sys.stderr.write(f"shoal: {error}\n")
+            return 1
         if args.no_stream:
-            if text:
-                print(text)
+            sys.stdout.write(text)
             return 0
         # streaming, as docker stats does: the screen cleared, then the table
-        sys.stdout.write("\033[2J\033[H" + text + "\n")
+        sys.stdout.write("\033[2J\033[H" + text)
         sys.stdout.flush()
 
 
