@@ -127,6 +127,7 @@ def _inspect(names: list[str], query: Any, template: str | None = None) -> int:
 
 def cmd_run(engine: Any, args: Args) -> int:
     from ..controller import RunSpec
+    from ..errors import InvalidArgument
 
     spec = RunSpec(
         cmd=args.cmd, name=args.name, hostname=args.hostname,
@@ -137,10 +138,25 @@ def cmd_run(engine: Any, args: Args) -> int:
         extra_hosts=args.add_host,
     )
     if args.detach:
+        if args.tty:
+            raise InvalidArgument("run -d -t is not supported (shoal has no attach): run "
+                                  "-it in the foreground, or -d without -t")
         ctr = engine.run_detached(spec)
         print(ctr.id)
         return 0
-    return engine.run_foreground(spec, interactive=args.interactive)
+    if not _tty_usable(args):
+        return 1
+    return engine.run_foreground(spec, interactive=args.interactive, tty=args.tty)
+
+
+def _tty_usable(args: Args) -> bool:
+    """`-it` needs a terminal to read from, as Docker says (-t alone does not)."""
+    if args.tty and args.interactive and not os.isatty(0):
+        from ..runtime.terminal import NOT_A_TTY
+
+        sys.stderr.write(f"shoal: {NOT_A_TTY}\n")
+        return False
+    return True
 
 
 def cmd_ps(engine: Any, args: Args) -> int:
@@ -152,22 +168,47 @@ def cmd_ps(engine: Any, args: Args) -> int:
 
 
 def cmd_exec(engine: Any, args: Args) -> int:
-    from ..runtime.process import wait_status
-
-    proc = engine.exec(args.container, args.cmd, env=args.env,
-                       stdin=None if args.interactive else -3)
-    return wait_status(proc)
+    if not _tty_usable(args):
+        return 1
+    return engine.exec_attached(args.container, args.cmd, env=args.env,
+                                interactive=args.interactive, tty=args.tty)
 
 
 def cmd_logs(engine: Any, args: Args) -> int:
-    path = engine.log_path(args.container)
+    from ..runtime import logs
+
+    since = until = None
+    for flag, text in (("--since", args.since), ("--until", args.until)):
+        if text is not None:
+            try:
+                when = logs.parse_time(text)
+            except ValueError as e:
+                from ..errors import InvalidArgument
+
+                raise InvalidArgument(f"invalid value for {flag}: {e}") from None
+            since, until = (when, until) if flag == "--since" else (since, when)
+    ctr = engine.container(args.container)
+    path = engine.log_path(ctr.id)
     try:  # never through a symlink: root would show the user whatever it points to
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return 0
     with os.fdopen(fd, "rb") as f:
-        sys.stdout.buffer.write(f.read())
-    return 0
+        reader = logs.LogReader(f.fileno())
+        printer = logs.Printer(sys.stdout.buffer, sys.stderr.buffer, args.timestamps,
+                               since, until)
+        if not printer.print(logs.tail(reader.read(), args.tail)) or not args.follow:
+            return 0
+        import time
+
+        from ..model import RUNNING
+
+        while True:
+            ctr = engine.queries.container_record(ctr.id)
+            running = ctr is not None and engine.effective_status(ctr) == RUNNING
+            if not printer.print(reader.read()) or not running:
+                return 0
+            time.sleep(0.1)
 
 
 def cmd_port(engine: Any, args: Args) -> int:

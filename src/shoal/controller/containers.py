@@ -287,7 +287,7 @@ class Containers:
         return env
 
     def start_process(self, ctr: Container, stdin: int | None, stdout: int | None,
-                      stderr: int | None, new_session: bool) -> Child:
+                      stderr: int | None, new_session: bool, tty: bool = False) -> Child:
         """Start the container's command in its sandbox and record it as running. If it cannot
         start, the container is finished with Docker's exit code (126/127) and the error is
         raised."""
@@ -302,7 +302,7 @@ class Containers:
             try:
                 proc = process.spawn(
                     ctr.cmd, self.namespaces(ctr), self.process_env(ctr), ctr.workdir,
-                    stdin, stdout, stderr, new_session, procs_fd,
+                    stdin, stdout, stderr, new_session, procs_fd, tty=tty,
                 )
             except process.CommandError as e:
                 self._finish(ctr.id, None, e.exit_code, error=str(e))
@@ -372,35 +372,41 @@ class Containers:
         self.remove(ctr.id, force=True)
         raise ShoalError(detail or "the container's supervisor died before starting it")
 
-    def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
-        """Run the container attached to this terminal; returns the command's exit status."""
+    def run_foreground(self, spec: RunSpec, interactive: bool = False,
+                       tty: bool = False) -> int:
+        """Run the container attached to this terminal; returns the command's exit status.
+        Its output goes to this process's stdout and stderr and to the container's log (a
+        pty's, with `tty`: see runtime.attach)."""
         import signal
 
-        from ..runtime import process
+        from ..runtime import logs, process
+        from ..runtime.attach import Streams
 
         # this process holds the container's published ports: a disconnect elsewhere asks
         # it to let go of those no longer published
         previous_usr1 = held.handle_port_releases(self.ctx)
         try:
             ctr = self.create(spec)
+            streams = None
             try:
-                proc = self.start_process(
-                    ctr, None if interactive else process.DEVNULL, None, None, new_session=False
-                )
+                log_fd = logs.open_log(os.path.join(self.ctx.container_dir(ctr.id), "log"))
+                streams = Streams(tty, interactive, log_fd)
+                proc = self.start_process(ctr, *streams.child, new_session=tty, tty=tty)
             except process.CommandError:
+                if streams is not None:
+                    streams.close()
                 raise
             except BaseException:
+                if streams is not None:
+                    streams.close()
                 self.remove(ctr.id, force=True)
                 raise
-            forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-            previous = {s: signal.signal(s, lambda sig, _f: proc.send_signal(sig))
-                        for s in forwarded}
+            streams.started()
             try:
-                code = process.wait_status(proc)
+                code = streams.wait(proc)
+                self.finish(ctr.id, proc.pid, code)
             finally:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
-            self.finish(ctr.id, proc.pid, code)
+                streams.drain()
             return code
         finally:
             if previous_usr1 is not None:
@@ -408,7 +414,7 @@ class Containers:
 
     def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
              stdin: int | None = None, stdout: int | None = None,
-             stderr: int | None = None) -> subprocess.Popen[bytes]:
+             stderr: int | None = None, tty: bool = False) -> subprocess.Popen[bytes]:
         from ..runtime import process
 
         if not cmd:
@@ -422,10 +428,24 @@ class Containers:
         procs_fd = self.ctx.cgroups.join_fd(ctr.id)
         try:
             return process.exec_in(ctr.pid, cmd, proc_env, ctr.workdir, stdin, stdout, stderr,
-                                   procs_fd)
+                                   procs_fd, tty=tty)
         finally:
             if procs_fd is not None:
                 os.close(procs_fd)
+
+    def exec_attached(self, ref: str, cmd: list[str], env: list[str] | None = None,
+                      interactive: bool = False, tty: bool = False) -> int:
+        """`exec` as the CLI runs it: attached to this process's streams (a pty's, with
+        `tty`); its exit status. (Docker does not log an exec's output; nor does shoal.)"""
+        from ..runtime.attach import Streams
+
+        streams = Streams(tty, interactive)
+        try:
+            proc = self.exec(ref, cmd, env, *streams.child, tty=tty)
+            streams.started()
+            return streams.wait(proc, forward=tty)
+        finally:
+            streams.drain(limit=0)
 
     # -- exit and removal ------------------------------------------------------------------
 

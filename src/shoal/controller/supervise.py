@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
     held = inherited_sockets(int(fd))
     report = os.fdopen(int(fd), "w")
     from ..errors import ShoalError
-    from ..runtime import process
+    from ..runtime import logs, process
+    from ..runtime.attach import Streams
     from .engine import Engine
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -62,11 +63,11 @@ def main(argv: list[str]) -> int:
         ctr = engine.store.container_by_id(cid)
         if ctr is None:
             raise ShoalError(f"container {cid[:12]} was removed before it started")
-        # never through a symlink (the container's directory was made by shoal, see shoal.dirs)
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
-                      0o600)
-        proc = engine.start_process(ctr, process.DEVNULL, out, out, new_session=True)
-        os.close(out)
+        # the command's output comes through pipes this process copies to the log, as
+        # records (runtime.logs); the log is never opened through a symlink
+        streams = Streams(False, False, logs.open_log(log), tee=False)
+        proc = engine.start_process(ctr, *streams.child, new_session=True)
+        streams.started()
         if held:  # a disconnect while the container was being created did not ask this process
             engine.release_unpublished(cid)
     except process.CommandError as e:
@@ -83,7 +84,8 @@ def main(argv: list[str]) -> int:
         return 1
     report.write(f"ok\t{proc.pid}")
     report.close()
-    code = process.wait_status(proc)
+    code = streams.wait(proc, forward=False)
     engine.finish(cid, proc.pid, code)
+    streams.drain()  # what processes it left wrote before the finish killed them
     engine.close()
     return 0
