@@ -190,17 +190,19 @@ class LogWriter:
         self.partial: dict[str, bytes] = {}
 
     def feed(self, stream: str, data: bytes, now_ns: int | None = None) -> None:
-        when = time.time_ns() if now_ns is None else now_ns
+        """Each whole line is stamped when it is cut, as Docker's copier stamps them (lines
+        read at once get times of their own, in order); `now_ns`: one time for all."""
+        clock = time.time_ns if now_ns is None else (lambda: now_ns)
         buf = self.partial.pop(stream, b"") + data
         out = []
         start = 0
         while True:
             nl = buf.find(b"\n", start, start + MAX_LINE)
             if nl != -1:
-                out.append(encode(buf[start:nl + 1], stream, when))
+                out.append(encode(buf[start:nl + 1], stream, clock()))
                 start = nl + 1
             elif len(buf) - start >= MAX_LINE:
-                out.append(encode(buf[start:start + MAX_LINE], stream, when))
+                out.append(encode(buf[start:start + MAX_LINE], stream, clock()))
                 start += MAX_LINE
             else:
                 break

@@ -47,10 +47,10 @@ def copy_size(src: int | None, master: int) -> None:
         set_size(master, *size)
 
 
-def user_terminal() -> int | None:
+def user_terminal(fds: tuple[int, ...] = (0, 1)) -> int | None:
     """The CLI's own terminal, where its window size is read: stdin, else stdout, if
     either is one."""
-    for fd in (0, 1):
+    for fd in fds:
         if os.isatty(fd):
             return fd
     return None
@@ -67,13 +67,14 @@ def make_controlling(fd: int) -> None:
 
 class Attached:
     """The CLI's side of a command on a pty, as a context manager: on entry, the window size
-    is copied and followed (SIGWINCH) and, with `raw`, the CLI's terminal is put in raw mode;
-    on exit (however it happens) both are undone."""
+    is copied and followed (SIGWINCH) and, with `raw`, the CLI's terminal (`stdin`) is put
+    in raw mode; on exit (however it happens) both are undone."""
 
-    def __init__(self, master: int, raw: bool) -> None:
+    def __init__(self, master: int, raw: bool, stdin: int = 0, stdout: int = 1) -> None:
         self.master = master
         self.raw = raw
-        self.user = user_terminal()
+        self.stdin = stdin
+        self.user = user_terminal((stdin, stdout))
         self.saved: list[object] | None = None
         self.previous_winch: object = None
 
@@ -84,12 +85,12 @@ class Attached:
             copy_size(self.user, self.master)
             self.previous_winch = signal.signal(
                 signal.SIGWINCH, lambda _s, _f: self._resize())
-        if self.raw and os.isatty(0):
+        if self.raw and os.isatty(self.stdin):
             import termios
             import tty
 
-            self.saved = termios.tcgetattr(0)
-            tty.setraw(0, termios.TCSANOW)
+            self.saved = termios.tcgetattr(self.stdin)
+            tty.setraw(self.stdin, termios.TCSANOW)
         return self
 
     def _resize(self) -> None:
@@ -105,10 +106,11 @@ class Attached:
             import termios
 
             try:
-                termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+                termios.tcsetattr(self.stdin, termios.TCSADRAIN, self.saved)
             except OSError:
                 pass
             self.saved = None
         if self.user is not None:
-            signal.signal(signal.SIGWINCH, self.previous_winch or signal.SIG_DFL)  # type: ignore[arg-type]
-
+            previous = self.previous_winch
+            signal.signal(signal.SIGWINCH, previous if previous is not None  # type: ignore[arg-type]
+                          else signal.SIG_DFL)
