@@ -179,3 +179,12 @@ def test_inspect_shows_the_files_paths(host: Host) -> None:
     # a file that is not there shows as "" (as Docker shows one)
     os.unlink(data["LogPath"])
     assert host.shoal_json("inspect", "p")[0]["LogPath"] == ""
+
+
+def test_a_foreground_run_whose_reader_goes_ends_as_it_would_unattached(host: Host) -> None:
+    cmd = (f"nsenter --net={host.ns} {sys.executable} -m shoal --root {host.root} "
+           f"--run-dir {host.run_dir} run --name y -- yes | head -1")
+    res = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=30,
+                         env=host.env())
+    assert res.stdout == "y\n"
+    assert host.shoal_json("inspect", "y")[0]["State"]["ExitCode"] == 141  # 128 + SIGPIPE

@@ -312,3 +312,26 @@ def test_the_copier_forwards_input_without_blocking(tmp_path: object) -> None:
     os.close(in_r)
     with os.fdopen(tee_r, "rb") as f:
         assert f.read().strip() == b"300000"
+
+
+def test_when_the_tees_reader_goes_the_command_sees_a_broken_pipe(tmp_path: object) -> None:
+    """`shoal run -- yes | head -1`: once our stdout's reader is gone, the copier stops
+    reading the command's pipe, and the command dies of SIGPIPE as it would unattached."""
+    writer, _path = _writer(tmp_path)
+    out_r, out_w = logs.pipe()
+    tee_r, tee_w = os.pipe()
+    os.close(tee_r)
+    proc = subprocess.Popen(["yes"], stdout=out_w, restore_signals=True)
+    os.close(out_w)
+    copier = Copier(writer)
+    copier.add_output(out_r, STDOUT, tee_w)
+    try:
+        copier.run(proc.pid)
+        assert proc.wait(timeout=5) == -13  # SIGPIPE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    copier.close()
+    os.close(tee_w)
+    os.close(writer.fd)

@@ -208,6 +208,8 @@ def cmd_logs(engine: Any, args: Args) -> int:
             running = ctr is not None and engine.effective_status(ctr) == RUNNING
             if not printer.print(reader.read()) or not running:
                 return 0
+            if until is not None and time.time_ns() > until:
+                return 0  # as docker logs -f --until: following ends at that time
             time.sleep(0.1)
 
 

@@ -400,21 +400,26 @@ class Copier:
                 raise
             data = b""
         if not data:
-            poller.drop(fd, select.POLLIN | select.POLLOUT)
-            del self.outputs[fd]
-            if self.input is not None and fd == self.input[1]:
-                self.input, self.pending = None, b""
-            os.close(fd)
-            if self.log is not None:
-                self.log.flush(stream)
+            self._end_output(fd, poller)
             return
         if self.log is not None:
             self.log.feed(stream, data)
         if tee is not None:
             try:
                 _write_all(tee, data)
-            except OSError:  # the reader of our output went away: the log still gets it
-                self.outputs[fd] = (stream, None)
+            except OSError:
+                # the reader of our output went away (`shoal run -- yes | head -1`): the
+                # command's next write fails as it would have without us in between
+                self._end_output(fd, poller)
+
+    def _end_output(self, fd: int, poller: _Poll) -> None:
+        stream, _tee = self.outputs.pop(fd)
+        poller.drop(fd, select.POLLIN | select.POLLOUT)
+        if self.input is not None and fd == self.input[1]:
+            self.input, self.pending = None, b""
+        os.close(fd)
+        if self.log is not None:
+            self.log.flush(stream)
 
     def _read_input(self, poller: _Poll) -> None:
         assert self.input is not None
