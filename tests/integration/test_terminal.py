@@ -206,6 +206,22 @@ def test_t_alone_from_a_pipe_gives_a_tty_for_output(host: Host) -> None:
     assert res.returncode == 1 and res.stdout == "not a tty\n"
 
 
+def test_t_sets_term_as_docker_does(host: Host) -> None:
+    res = _shoal(host, "run", "-t", "--name", "term", "--", "sh", "-c", "echo $TERM",
+                 stdin=subprocess.DEVNULL)
+    assert res.stdout == "xterm\r\n"
+    assert "TERM=xterm" in host.shoal_json("inspect", "term")[0]["Config"]["Env"]
+    res = _shoal(host, "run", "-t", "--rm", "-e", "TERM=vt100", "--", "sh", "-c",
+                 "echo $TERM", stdin=subprocess.DEVNULL)
+    assert res.stdout == "vt100\r\n"
+    res = _shoal(host, "run", "--rm", "--", "sh", "-c", "echo ${TERM-unset}",
+                 stdin=subprocess.DEVNULL)
+    assert res.stdout == "unset\n"
+    host.shoal("run", "-d", "--name", "svc", "--", "sleep", "300")
+    res = _shoal(host, "exec", "-t", "svc", "sh", "-c", "echo $TERM", stdin=subprocess.DEVNULL)
+    assert res.stdout == "xterm\r\n"
+
+
 def test_i_alone_keeps_stdin_open_without_a_tty(host: Host) -> None:
     res = subprocess.run(
         ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,

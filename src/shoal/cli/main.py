@@ -131,7 +131,7 @@ def cmd_run(engine: Any, args: Args) -> int:
 
     spec = RunSpec(
         cmd=args.cmd, name=args.name, hostname=args.hostname,
-        network=args.network, ip=args.ip, aliases=args.network_alias, env=args.env,
+        network=args.network, ip=args.ip, aliases=args.network_alias, env=_env(args),
         auto_remove=args.rm, workdir=args.workdir or os.getcwd(),
         publish=args.publish, publish_all=args.publish_all, expose=args.expose,
         dns=args.dns, dns_search=args.dns_search, dns_options=args.dns_option,
@@ -147,6 +147,13 @@ def cmd_run(engine: Any, args: Args) -> int:
     if not _tty_usable(args):
         return 1
     return engine.run_foreground(spec, interactive=args.interactive, tty=args.tty)
+
+
+def _env(args: Args) -> list[str]:
+    """-e as given; with -t, TERM=xterm first unless TERM is given, as Docker sets it."""
+    if args.tty and not any(e.partition("=")[0] == "TERM" for e in args.env):
+        return ["TERM=xterm", *args.env]
+    return list(args.env)
 
 
 def _tty_usable(args: Args) -> bool:
@@ -170,7 +177,7 @@ def cmd_ps(engine: Any, args: Args) -> int:
 def cmd_exec(engine: Any, args: Args) -> int:
     if not _tty_usable(args):
         return 1
-    return engine.exec_attached(args.container, args.cmd, env=args.env,
+    return engine.exec_attached(args.container, args.cmd, env=_env(args),
                                 interactive=args.interactive, tty=args.tty)
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import select
 import time
+from json.encoder import encode_basestring_ascii as quote_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,15 +31,19 @@ RECORD_START = b'{"log":'
 
 # -- timestamps --------------------------------------------------------------------------
 
+_SECOND: list[object] = [None, ""]  # the last second formatted, and its text
+
+
 def rfc3339nano(ns: int, fixed: bool = False) -> str:
     """UTC, nanoseconds: Go's RFC3339Nano (trailing zeros of the fraction dropped, as the
     json-file "time" field has it) or, `fixed`, nine digits always (as `logs -t` prints)."""
     secs, frac = divmod(ns, 1_000_000_000)
-    tm = time.gmtime(secs)
+    if _SECOND[0] != secs:  # (a log's lines come many a second: format each second once)
+        _SECOND[:] = [secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))]
     digits = f"{frac:09d}"
     if not fixed:
         digits = digits.rstrip("0")
-    return time.strftime("%Y-%m-%dT%H:%M:%S", tm) + (f".{digits}" if digits else "") + "Z"
+    return f"{_SECOND[1]}.{digits}Z" if digits else f"{_SECOND[1]}Z"
 
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
@@ -134,50 +139,100 @@ def _parse_datetime(value: str) -> int:
 
 class Record:
     """One line of the log: its bytes, its stream, when it was read (ns; None for a raw
-    log of an earlier shoal)."""
+    log of an earlier shoal). A record read from a log keeps its time as written until
+    the time is asked for (most reads never ask)."""
 
-    __slots__ = ("data", "stream", "time_ns")
+    __slots__ = ("data", "stream", "_time")
 
-    def __init__(self, data: bytes, stream: str, time_ns: int | None) -> None:
-        self.data, self.stream, self.time_ns = data, stream, time_ns
+    def __init__(self, data: bytes, stream: str, time_ns: int | str | None) -> None:
+        self.data, self.stream, self._time = data, stream, time_ns
+
+    @property
+    def time_ns(self) -> int | None:
+        if isinstance(self._time, str):
+            self._time = _record_time(self._time)
+        return self._time
 
     def __repr__(self) -> str:
         return f"Record({self.data!r}, {self.stream!r}, {self.time_ns!r})"
 
 
+_AFTER_LOG = {STDOUT: ',"stream":"stdout","time":"', STDERR: ',"stream":"stderr","time":"'}
+
+
 def encode(data: bytes, stream: str, time_ns: int) -> bytes:
-    text = data.decode("utf-8", "surrogateescape")
-    return (json.dumps({"log": text, "stream": stream, "time": rfc3339nano(time_ns)},
-                       separators=(",", ":"))
-            + "\n").encode()
+    """One record, as json.dumps writes it compactly (its C string encoder, without the
+    dict: a log's every line goes through here)."""
+    text = quote_json(data.decode("utf-8", "surrogateescape"))
+    return f'{{"log":{text}{_AFTER_LOG[stream]}{rfc3339nano(time_ns)}"}}\n'.encode()
 
 
 def decode(line: bytes) -> Record | None:
     """A record of the log, or None if the line is not one."""
     try:
-        obj = json.loads(line)
-        data = obj["log"].encode("utf-8", "surrogateescape")
-        stream = obj["stream"] if obj.get("stream") == STDERR else STDOUT
-        return Record(data, stream, _record_time(obj["time"]))
+        return _record(json.loads(line))
+    except ValueError:
+        return None
+
+
+def _record(obj: object) -> Record | None:
+    try:
+        data = obj["log"].encode("utf-8", "surrogateescape")  # type: ignore[index]
+        stream = STDERR if obj.get("stream") == STDERR else STDOUT  # type: ignore[attr-defined]
+        when = obj["time"]  # type: ignore[index]
+        if not isinstance(when, str):
+            return None
+        return Record(data, stream, when)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def decode_lines(lines: list[bytes]) -> list[Record]:
+    """Records of whole lines (with JSON's C parser once for them all); a line that is not
+    a record comes as stdout without a time."""
+    try:
+        objs = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:
+        objs = None
+    if objs is None or len(objs) != len(lines):
+        objs = [_loads(line) for line in lines]
+    out = []
+    for line, obj in zip(lines, objs, strict=True):
+        rec = _record(obj) if obj is not None else None
+        out.append(rec if rec is not None else Record(line + b"\n", STDOUT, None))
+    return out
+
+
+def _loads(line: bytes) -> object:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+_SECONDS: dict[str, int] = {}  # "2026-12-02T17:10:35": its Unix time, for the last second
 
 
 def _record_time(text: str) -> int:
     """A record's "time" ("2026-12-02T17:10:35.123456789Z", as shoal and Docker write it),
     fast; any other RFC3339 form through parse_time."""
-    import calendar
+    if len(text) >= 20 and text[-1] == "Z" and text[19] in ".Z":
+        frac = text[20:-1]
+        secs = _SECONDS.get(text[:19])
+        if secs is None and text[4] == "-" and text[10] == "T":
+            import calendar
 
-    if len(text) >= 20 and text[-1] == "Z" and text[4] == "-" and text[10] == "T":
-        try:
-            secs = calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]),
-                                    int(text[11:13]), int(text[14:16]), int(text[17:19]),
-                                    0, 0, 0))
-            frac = text[20:-1] if text[19] == "." else ""
-            if text[19] in ".Z" and (not frac or frac.isdigit()):
-                return secs * 1_000_000_000 + (int(frac[:9].ljust(9, "0")) if frac else 0)
-        except ValueError:
-            pass
+            try:
+                secs = calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]),
+                                        int(text[11:13]), int(text[14:16]),
+                                        int(text[17:19]), 0, 0, 0))
+            except ValueError:
+                secs = None
+            else:
+                _SECONDS.clear()
+                _SECONDS[text[:19]] = secs
+        if secs is not None and (not frac or (frac.isdigit() and len(frac) <= 9)):
+            return secs * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
     return _parse_datetime(text)
 
 
@@ -193,21 +248,18 @@ class LogWriter:
         """Each whole line is stamped when it is cut, as Docker's copier stamps them (lines
         read at once get times of their own, in order); `now_ns`: one time for all."""
         clock = time.time_ns if now_ns is None else (lambda: now_ns)
-        buf = self.partial.pop(stream, b"") + data
+        *lines, rest = (self.partial.pop(stream, b"") + data).split(b"\n")
         out = []
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start, start + MAX_LINE)
-            if nl != -1:
-                out.append(encode(buf[start:nl + 1], stream, clock()))
-                start = nl + 1
-            elif len(buf) - start >= MAX_LINE:
-                out.append(encode(buf[start:start + MAX_LINE], stream, clock()))
-                start += MAX_LINE
-            else:
-                break
-        if start < len(buf):
-            self.partial[stream] = buf[start:]
+        for line in lines:
+            while len(line) >= MAX_LINE:
+                out.append(encode(line[:MAX_LINE], stream, clock()))
+                line = line[MAX_LINE:]
+            out.append(encode(line + b"\n", stream, clock()))
+        while len(rest) >= MAX_LINE:
+            out.append(encode(rest[:MAX_LINE], stream, clock()))
+            rest = rest[MAX_LINE:]
+        if rest:
+            self.partial[stream] = rest
         if out:
             self._write(b"".join(out))
 
@@ -256,14 +308,7 @@ class LogReader:
             return [Record(data, STDOUT, None)] if data else []
         end = data.rfind(b"\n") + 1
         self.rest = data[end:]
-        out = []
-        for line in data[:end].splitlines():
-            rec = decode(line)
-            if rec is not None:
-                out.append(rec)
-            elif line:
-                out.append(Record(line + b"\n", STDOUT, None))
-        return out
+        return decode_lines([line for line in data[:end].split(b"\n") if line])
 
 
 def tail(records: list[Record], n: int | None) -> list[Record]:
@@ -291,12 +336,13 @@ class Printer:
     def print(self, records: list[Record]) -> bool:
         """False once a record after `until` was seen (nothing later is printed)."""
         last = None
+        filtering = self.since is not None or self.until is not None
         try:
             for rec in records:
-                if rec.time_ns is not None:
-                    if self.since is not None and rec.time_ns < self.since:
+                if filtering and (when := rec.time_ns) is not None:
+                    if self.since is not None and when < self.since:
                         continue
-                    if self.until is not None and rec.time_ns > self.until:
+                    if self.until is not None and when > self.until:
                         return False
                 dest = self.err if rec.stream == STDERR else self.out
                 if last is not None and dest is not last:
