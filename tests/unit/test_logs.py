@@ -335,3 +335,32 @@ def test_when_the_tees_reader_goes_the_command_sees_a_broken_pipe(tmp_path: obje
     copier.close()
     os.close(tee_w)
     os.close(writer.fd)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 500, 4000, None])
+def test_tail_read_from_the_end_is_the_tail_of_the_whole(tmp_path: object, n: int | None
+                                                          ) -> None:
+    writer, path = _writer(tmp_path)
+    writer.feed(STDOUT, b"".join(b"line %d %s\n" % (i, b"x" * (i % 300)) for i in range(3000)))
+    writer.feed(STDERR, b"unfinished")  # (a line still being written is not shown)
+    with open(path, "rb") as f:
+        whole = tail(LogReader(f.fileno()).read(), n)
+    fd = os.open(path, os.O_RDONLY)
+    reader = LogReader(fd)
+    got = reader.read_tail(n)
+    assert [(r.data, r.stream, r.time_ns) for r in got] == \
+        [(r.data, r.stream, r.time_ns) for r in whole]
+    writer.feed(STDOUT, b"later\n")
+    assert [r.data for r in reader.read()] == [b"later\n"]  # a follow goes on from there
+    os.close(fd)
+    os.close(writer.fd)
+
+
+def test_tail_of_a_raw_log_read_from_the_end(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "log")
+    with open(path, "wb") as f:
+        f.write(b"".join(b"raw %d\n" % i for i in range(100000)))
+    fd = os.open(path, os.O_RDONLY)
+    got = LogReader(fd).read_tail(2)
+    os.close(fd)
+    assert [(r.data, r.time_ns) for r in got] == [(b"raw 99998\nraw 99999\n", None)]

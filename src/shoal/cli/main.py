@@ -204,7 +204,7 @@ def cmd_logs(engine: Any, args: Args) -> int:
         reader = logs.LogReader(f.fileno())
         printer = logs.Printer(sys.stdout.buffer, sys.stderr.buffer, args.timestamps,
                                since, until)
-        if not printer.print(logs.tail(reader.read(), args.tail)) or not args.follow:
+        if not printer.print(reader.read_tail(args.tail)) or not args.follow:
             return 0
         import time
 

@@ -297,12 +297,34 @@ class LogReader:
         self.raw: bool | None = None
 
     def read(self) -> list[Record]:
+        """What was appended since the last read (everything, the first time)."""
         chunks = []
         while chunk := os.read(self.fd, 1 << 20):
             chunks.append(chunk)
         data = self.rest + b"".join(chunks)
         if self.raw is None and data:
             self.raw = not data.startswith(RECORD_START)
+        return self._parse(data)
+
+    def read_tail(self, n: int | None) -> list[Record]:
+        """The last n lines (every line with None), read from the end: a long log is not
+        read whole for a few lines. The next read() starts where the log ends now."""
+        if n is None:
+            return self.read()
+        size = os.fstat(self.fd).st_size
+        self.raw = size > 0 and not os.pread(self.fd, len(RECORD_START), 0).startswith(
+            RECORD_START)
+        pos, data = size, b""
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(1 << 16, pos)
+            pos -= step
+            data = os.pread(self.fd, step, pos) + data
+        os.lseek(self.fd, size, os.SEEK_SET)
+        if pos > 0:  # (the first line read is only the end of one)
+            data = data[data.index(b"\n") + 1:]
+        return tail(self._parse(data), n)
+
+    def _parse(self, data: bytes) -> list[Record]:
         if self.raw:
             self.rest = b""
             return [Record(data, STDOUT, None)] if data else []
