@@ -188,3 +188,23 @@ def test_a_foreground_run_whose_reader_goes_ends_as_it_would_unattached(host: Ho
                          env=host.env())
     assert res.stdout == "y\n"
     assert host.shoal_json("inspect", "y")[0]["State"]["ExitCode"] == 141  # 128 + SIGPIPE
+
+
+def test_follow_a_foreground_run(host: Host) -> None:
+    """A foreground run's CLI writes the log: `logs -f` elsewhere follows it to its end."""
+    cmd = ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,
+           "--run-dir", host.run_dir, "run", "--name", "fgf", "--", "sh", "-c",
+           "echo a; sleep 1.5; echo b >&2; exit 6"]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=host.env())
+    try:
+        host.wait_for(lambda: host.shoal("logs", "fgf", check=False).stdout == "a\n",
+                      what="the first line in the log")
+        logs = host.shoal("logs", "-f", "fgf")
+        assert logs.stdout == "a\n" and logs.stderr == "b\n"
+        out, err = run.communicate(timeout=15)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 6 and out == "a\n" and err == "b\n"

@@ -390,7 +390,11 @@ class Containers:
             streams = None
             try:
                 log_fd = logs.open_log(os.path.join(self.ctx.container_dir(ctr.id), "log"))
-                streams = Streams(tty, interactive, log_fd)
+                try:
+                    streams = Streams(tty, interactive, log_fd)  # (which closes it from now)
+                except BaseException:
+                    os.close(log_fd)
+                    raise
                 proc = self.start_process(ctr, *streams.child, new_session=tty, tty=tty)
             except process.CommandError:
                 if streams is not None:
