@@ -98,7 +98,9 @@ def _shell_session(term: Terminal, host: Host, name: str) -> None:
     # when the shell prints it)
     term.send(b"echo RE''ADY\n")
     term.expect(b"READY\r\n")
-    term.send(b"tty; stty size; echo pid=$$ sid=$(ps -o sid= -p $$); echo EN''D\n")
+    # (ps pads the column: the spaces go, or the shell would split the word)
+    term.send(b"tty; stty size; echo pid=$$ sid=$(ps -o sid= -p $$ | tr -d ' '); "
+              b"echo EN''D\n")
     shown = term.expect(b"END\r\n").decode()
     # (the shell's prompt "# " may come after the echo of a line typed ahead of it, in
     # front of the command's first output)
