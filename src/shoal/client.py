@@ -139,8 +139,10 @@ class Container(_Model):
     def logs(self) -> bytes:
         try:
             path = os.path.join(self.client.engine.container_dir(self.id), "log")
+            from .runtime.logs import read_all
+
             with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
-                return f.read()
+                return read_all(f.fileno())
         except FileNotFoundError:
             return b""
 

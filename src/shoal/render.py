@@ -122,8 +122,8 @@ def container_json(
     ctr: Container, status: str, endpoints: list[tuple[Endpoint, Network]], mode_name: str,
     ports: list[PublishedPort] | None = None, files_dir: str = "",
 ) -> dict[str, Any]:
-    """`files_dir`: the container's directory, where its hostname, hosts and resolv.conf are
-    (Docker's ResolvConfPath, HostnamePath, HostsPath)."""
+    """`files_dir`: the container's directory, where its hostname, hosts, resolv.conf and
+    log are (Docker's ResolvConfPath, HostnamePath, HostsPath, LogPath)."""
     networks = {}
     for ep, net in endpoints:
         networks[net.name] = {
@@ -160,6 +160,7 @@ def container_json(
         "ResolvConfPath": f"{files_dir}/resolv.conf" if files_dir else "",
         "HostnamePath": f"{files_dir}/hostname" if files_dir else "",
         "HostsPath": f"{files_dir}/hosts" if files_dir else "",
+        "LogPath": f"{files_dir}/log" if files_dir else "",
         "Name": "/" + ctr.name,
         "RestartCount": ctr.restart_count,
         "Config": {

@@ -321,7 +321,8 @@ def test_a_command_starts_clean_no_ignored_signals_no_inherited_fds(host: Host) 
     """The container's process starts as a fresh exec would: Python's ignored SIGPIPE and
     SIGXFSZ and the supervisor's ignored SIGHUP do not leak into it, and no file descriptor
     past 2 does (the state database, the lock, the supervisor's report pipe)."""
-    probe = "grep SigIgn /proc/self/status; ls /proc/self/fd | tr '\\n' ' '"
+    # (the newline at the end: a log shows a line once it is whole, as Docker's does)
+    probe = "grep SigIgn /proc/self/status; ls /proc/self/fd | tr '\\n' ' '; echo"
     # what a command started directly here ignores (inherited from whatever started the
     # tests; subprocess resets Python's own SIGPIPE and SIGXFSZ, as shoal must)
     direct = host.in_ns(host.ns, "sh", "-c", probe, check=True).stdout.splitlines()[0]

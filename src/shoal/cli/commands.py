@@ -103,6 +103,7 @@ def _run(c: Command) -> None:
     c.opts = [
         Opt("-d", "--detach", kind=FLAG, help="run in the background, print the container ID"),
         Opt("-i", "--interactive", kind=FLAG, help="keep standard input open"),
+        Opt("-t", "--tty", kind=FLAG, help="give the command a pseudo-terminal"),
         Opt("--rm", kind=FLAG, help="remove the container when it exits"),
         Opt("--name"),
         Opt("-h", "--hostname"),
@@ -142,6 +143,7 @@ def _exec(c: Command) -> None:
     c.opts = [
         Opt("-d", "--detach", kind=FLAG, help="start the command in the background and return"),
         Opt("-i", "--interactive", kind=FLAG, help="keep standard input open"),
+        Opt("-t", "--tty", kind=FLAG, help="give the command a pseudo-terminal"),
         Opt("-e", "--env", kind=APPEND, metavar="KEY[=VALUE]",
             help="a variable (KEY alone: this shell's value); wins over --env-file"),
         Opt("--env-file", kind=APPEND, metavar="FILE", help="KEY=VALUE lines, as for run"),
@@ -151,6 +153,27 @@ def _exec(c: Command) -> None:
             help="an absolute path (default: the container's directory)"),
     ]
     c.args = [Arg("container"), Arg("cmd", REMAINDER, "COMMAND")]
+
+
+def _tail(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise ValueError("expected a number of lines or all")
+    return int(text)
+
+
+def _logs(c: Command) -> None:
+    c.opts = [
+        Opt("-f", "--follow", kind=FLAG, help="keep printing output until the container exits"),
+        Opt("-n", "--tail", default=None, convert=_tail, metavar="N",
+            help="only the last N lines (all: every line)"),
+        Opt("-t", "--timestamps", kind=FLAG, help="prefix each line with its time (RFC3339Nano)"),
+        Opt("--since", metavar="TIME", help="only lines since TIME: RFC3339, Unix seconds, "
+            "or a duration before now (10m, 1h30m)"),
+        Opt("--until", metavar="TIME", help="only lines before TIME (same forms as --since)"),
+    ]
+    c.args = [Arg("container")]
 
 
 def _system(c: Command) -> None:
@@ -209,7 +232,7 @@ def root() -> Command:
         Command("inspect", "show containers as JSON",
                 build=_set(opts=[_template()], args=[Arg("names", "+", "CONTAINER")])),
         Command("exec", "run a command in a running container", build=_exec),
-        Command("logs", "show a container's output", build=_set(args=[Arg("container")])),
+        Command("logs", "show a container's output", build=_logs),
         Command("port", "list a container's published ports", build=_set(
             opts=[Opt("--format", metavar="TEMPLATE",
                       help="a Go template for each mapping: {{.PrivatePort}}, {{.Type}}, "

@@ -144,6 +144,7 @@ def _inspect(names: list[str], query: Any, template: str | None = None) -> int:
 
 def cmd_run(engine: Any, args: Args) -> int:
     from ..controller import RunSpec
+    from ..errors import InvalidArgument
 
     if args.network == "host" and (args.publish or args.publish_all):
         from ..controller.containers import HOST_PORTS_DISCARDED
@@ -162,15 +163,28 @@ def cmd_run(engine: Any, args: Args) -> int:
         restart=args.restart,
     )
     if args.restart != "no" and not args.detach:
-        from ..errors import InvalidArgument
-
         raise InvalidArgument("--restart needs -d: the policy is kept by a detached "
                               "container's supervisor")
     if args.detach:
+        if args.tty:
+            raise InvalidArgument("run -d -t is not supported (shoal has no attach): run "
+                                  "-it in the foreground, or -d without -t")
         ctr = engine.run_detached(spec)
         print(ctr.id)
         return 0
-    return engine.run_foreground(spec, interactive=args.interactive)
+    if not _tty_usable(args):
+        return 1
+    return engine.run_foreground(spec, interactive=args.interactive, tty=args.tty)
+
+
+def _tty_usable(args: Args) -> bool:
+    """`-it` needs a terminal to read from, as Docker says (-t alone does not)."""
+    if args.tty and args.interactive and not os.isatty(0):
+        from ..runtime.terminal import NOT_A_TTY
+
+        sys.stderr.write(f"shoal: {NOT_A_TTY}\n")
+        return False
+    return True
 
 
 def _labels(files: list[str], given: list[tuple[str, str]]) -> dict[str, str]:
@@ -208,36 +222,75 @@ def cmd_ps(engine: Any, args: Args) -> int:
 
 
 def _env(args: Args) -> list[str]:
-    """The --env-file entries, read here as the caller sees the files, then the -e ones."""
-    if not args.env_file:
-        return list(args.env)
-    from ..envfile import combined
+    """The --env-file entries, read here as the caller sees the files, then the -e ones;
+    with -t, TERM=xterm first unless TERM is given, as Docker sets it."""
+    if args.env_file:
+        from ..envfile import combined
 
-    return combined(args.env_file, args.env)
+        env = combined(args.env_file, args.env)
+    else:
+        env = list(args.env)
+    if args.tty and not any(e.partition("=")[0] == "TERM" for e in env):
+        return ["TERM=xterm", *env]
+    return env
 
 
 def cmd_exec(engine: Any, args: Args) -> int:
-    from ..runtime.process import DEVNULL, wait_status
+    from ..runtime.process import DEVNULL
 
     if args.detach:  # Docker's exec -d: started, and left to run in the container
+        if args.tty:
+            from ..errors import InvalidArgument
+
+            raise InvalidArgument("exec -d -t is not supported (shoal has no attach): "
+                                  "exec -it in the foreground, or -d without -t")
         engine.exec(args.container, args.cmd, env=_env(args), stdin=DEVNULL, stdout=DEVNULL,
                     stderr=DEVNULL, user=args.user, workdir=args.workdir, detach=True)
         return 0
-    proc = engine.exec(args.container, args.cmd, env=_env(args),
-                       stdin=None if args.interactive else DEVNULL, user=args.user,
-                       workdir=args.workdir)
-    return wait_status(proc)
+    if not _tty_usable(args):
+        return 1
+    return engine.exec_attached(args.container, args.cmd, env=_env(args),
+                                interactive=args.interactive, tty=args.tty, user=args.user,
+                                workdir=args.workdir)
 
 
 def cmd_logs(engine: Any, args: Args) -> int:
-    path = engine.log_path(args.container)
+    from ..runtime import logs
+
+    since = until = None
+    for flag, text in (("--since", args.since), ("--until", args.until)):
+        if text is not None:
+            try:
+                when = logs.parse_time(text)
+            except ValueError as e:
+                from ..errors import InvalidArgument
+
+                raise InvalidArgument(f"invalid value for {flag}: {e}") from None
+            since, until = (when, until) if flag == "--since" else (since, when)
+    ctr = engine.container(args.container)
+    path = engine.log_path(ctr.id)
     try:  # never through a symlink: root would show the user whatever it points to
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return 0
     with os.fdopen(fd, "rb") as f:
-        sys.stdout.buffer.write(f.read())
-    return 0
+        reader = logs.LogReader(f.fileno())
+        printer = logs.Printer(sys.stdout.buffer, sys.stderr.buffer, args.timestamps,
+                               since, until)
+        if not printer.print(reader.read_tail(args.tail)) or not args.follow:
+            return 0
+        import time
+
+        from ..model import RUNNING
+
+        while True:
+            ctr = engine.queries.container_record(ctr.id)
+            running = ctr is not None and engine.effective_status(ctr) == RUNNING
+            if not printer.print(reader.read()) or not running:
+                return 0
+            if until is not None and time.time_ns() > until:
+                return 0  # as docker logs -f --until: following ends at that time
+            time.sleep(0.1)
 
 
 def cmd_port(engine: Any, args: Args) -> int:

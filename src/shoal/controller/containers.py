@@ -339,7 +339,7 @@ class Containers:
         return env
 
     def start_process(self, ctr: Container, stdin: int | None, stdout: int | None,
-                      stderr: int | None, new_session: bool) -> Child:
+                      stderr: int | None, new_session: bool, tty: bool = False) -> Child:
         """Start the container's command in its sandbox and record it as running. If it cannot
         start, the container is finished with Docker's exit code (126/127) and the error is
         raised."""
@@ -348,7 +348,7 @@ class Containers:
             current = store.container_by_id(ctr.id)
             if current is None or current.status != CREATED:
                 raise NotFound(f"container {ctr.name} was removed before it started")
-            proc = self._spawn(ctr, stdin, stdout, stderr, new_session)
+            proc = self._spawn(ctr, stdin, stdout, stderr, new_session, tty)
             crashpoint("run:spawned")
             me = os.getpid()
             with store.transaction():
@@ -376,7 +376,7 @@ class Containers:
             return proc
 
     def _spawn(self, ctr: Container, stdin: int | None, stdout: int | None,
-               stderr: int | None, new_session: bool) -> Child:
+               stderr: int | None, new_session: bool, tty: bool = False) -> Child:
         """The container's command in its cgroup and namespaces (lock held). If it cannot
         start, the container is finished with Docker's exit code (126/127), and the error
         raised."""
@@ -389,7 +389,7 @@ class Containers:
             return process.spawn(
                 ctr.cmd, self.namespaces(ctr),
                 self.process_env(ctr, creds.home if creds else "/root"), ctr.workdir,
-                stdin, stdout, stderr, new_session, procs_fd, creds,
+                stdin, stdout, stderr, new_session, procs_fd, creds, tty=tty,
             )
         except process.CommandError as e:
             self._finish(ctr.id, None, e.exit_code, error=str(e))
@@ -529,35 +529,45 @@ class Containers:
 
         return self._supervise(ready, abandon)
 
-    def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
-        """Run the container attached to this terminal; returns the command's exit status."""
+    def run_foreground(self, spec: RunSpec, interactive: bool = False,
+                       tty: bool = False) -> int:
+        """Run the container attached to this terminal; returns the command's exit status.
+        Its output goes to this process's stdout and stderr and to the container's log (a
+        pty's, with `tty`: see runtime.attach)."""
         import signal
 
-        from ..runtime import process
+        from ..runtime import logs, process
+        from ..runtime.attach import Streams
 
         # this process holds the container's published ports: a disconnect elsewhere asks
         # it to let go of those no longer published
         previous_usr1 = held.handle_port_releases(self.ctx)
         try:
             ctr = self.create(spec)
+            streams = None
             try:
-                proc = self.start_process(
-                    ctr, None if interactive else process.DEVNULL, None, None, new_session=False
-                )
+                log_fd = logs.open_log(os.path.join(self.ctx.container_dir(ctr.id), "log"))
+                try:
+                    streams = Streams(tty, interactive, log_fd)  # (which closes it from now)
+                except BaseException:
+                    os.close(log_fd)
+                    raise
+                proc = self.start_process(ctr, *streams.child, new_session=tty, tty=tty)
             except process.CommandError:
+                if streams is not None:
+                    streams.close()
                 raise
             except BaseException:
+                if streams is not None:
+                    streams.close()
                 self.remove(ctr.id, force=True)
                 raise
-            forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-            previous = {s: signal.signal(s, lambda sig, _f: proc.send_signal(sig))
-                        for s in forwarded}
+            streams.started()
             try:
-                code = process.wait_status(proc)
+                code = streams.wait(proc)
+                self.finish(ctr.id, proc.pid, code)
             finally:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
-            self.finish(ctr.id, proc.pid, code)
+                streams.drain()
             return code
         finally:
             if previous_usr1 is not None:
@@ -566,10 +576,11 @@ class Containers:
     def exec(self, ref: str, cmd: list[str], env: list[str] | None = None,
              stdin: int | None = None, stdout: int | None = None,
              stderr: int | None = None, user: str | None = None, workdir: str | None = None,
-             detach: bool = False) -> subprocess.Popen[bytes]:
+             detach: bool = False, tty: bool = False) -> subprocess.Popen[bytes]:
         """Run a command in a running container: as `user` (default: the container's -u),
         in `workdir` (default: the container's), detached from this terminal with `detach`
-        (a session of its own; the caller gives it no streams and does not wait)."""
+        (a session of its own; the caller gives it no streams and does not wait); with `tty`,
+        stdin is a pty's slave side, made its controlling terminal."""
         from ..runtime import process
 
         if not cmd:
@@ -591,10 +602,26 @@ class Containers:
         try:
             return process.exec_in(ctr.pid, cmd, proc_env, workdir or ctr.workdir, stdin,
                                    stdout, stderr, procs_fd, creds,
-                                   strict_cwd=workdir is not None, new_session=detach)
+                                   strict_cwd=workdir is not None, new_session=detach, tty=tty)
         finally:
             if procs_fd is not None:
                 os.close(procs_fd)
+
+    def exec_attached(self, ref: str, cmd: list[str], env: list[str] | None = None,
+                      interactive: bool = False, tty: bool = False, user: str | None = None,
+                      workdir: str | None = None) -> int:
+        """`exec` as the CLI runs it: attached to this process's streams (a pty's, with
+        `tty`); its exit status. (Docker does not log an exec's output; nor does shoal.)"""
+        from ..runtime.attach import Streams
+
+        streams = Streams(tty, interactive)
+        try:
+            proc = self.exec(ref, cmd, env, *streams.child, user=user, workdir=workdir,
+                             tty=tty)
+            streams.started()
+            return streams.wait(proc, forward=tty)
+        finally:
+            streams.drain(limit=0)
 
     # -- exit and removal ------------------------------------------------------------------
 

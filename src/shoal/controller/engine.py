@@ -275,8 +275,8 @@ class Engine:
         return self.container_ops.create(spec)
 
     def start_process(self, ctr: Container, stdin: int | None, stdout: int | None,
-                      stderr: int | None, new_session: bool) -> Child:
-        return self.container_ops.start_process(ctr, stdin, stdout, stderr, new_session)
+                      stderr: int | None, new_session: bool, tty: bool = False) -> Child:
+        return self.container_ops.start_process(ctr, stdin, stdout, stderr, new_session, tty)
 
     def finish(self, container_id: str, pid: int | None, exit_code: int) -> None:
         self.container_ops.finish(container_id, pid, exit_code)
@@ -284,8 +284,9 @@ class Engine:
     def run_detached(self, spec: RunSpec) -> Container:
         return self.container_ops.run_detached(spec)
 
-    def run_foreground(self, spec: RunSpec, interactive: bool = False) -> int:
-        return self.container_ops.run_foreground(spec, interactive)
+    def run_foreground(self, spec: RunSpec, interactive: bool = False,
+                       tty: bool = False) -> int:
+        return self.container_ops.run_foreground(spec, interactive, tty)
 
     def stop(self, ref: str, timeout: float = 10.0) -> Container:
         return self.container_ops.stop(ref, timeout)
@@ -306,6 +307,11 @@ class Engine:
              detach: bool = False) -> subprocess.Popen[bytes]:
         return self.container_ops.exec(ref, cmd, env, stdin, stdout, stderr, user, workdir,
                                        detach)
+
+    def exec_attached(self, ref: str, cmd: list[str], env: list[str] | None = None,
+                      interactive: bool = False, tty: bool = False, user: str | None = None,
+                      workdir: str | None = None) -> int:
+        return self.container_ops.exec_attached(ref, cmd, env, interactive, tty, user, workdir)
 
     def log_path(self, ref: str) -> str:
         return self.container_ops.log_path(ref)

@@ -46,6 +46,9 @@ class Queries:
                               store.ports(ctr.id), self.ctx.container_dir(ctr.id))
         if ctr.has_own_sandbox and status == RUNNING:
             data["NetworkSettings"]["SandboxKey"] = self.sandboxes.path(ctr.id)
+        for key in FILE_PATHS:  # as Docker: empty for a file that is not there (yet)
+            if data[key] and not _exists(data[key]):
+                data[key] = ""
         return data
 
     def network_rows(self, filters: dict[str, list[str]] | None = None,
@@ -110,6 +113,19 @@ class Queries:
                                  "Network": store.network_by_id(entry.network_id).name})
         rows.sort(key=lambda r: (r["Network"], r["Container"]))
         return rows
+
+
+FILE_PATHS = ("ResolvConfPath", "HostnamePath", "HostsPath", "LogPath")
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    try:
+        os.lstat(path)
+    except OSError:
+        return False
+    return True
 
 
 def network_row(net: Network, trunc: bool = True) -> dict[str, str]:

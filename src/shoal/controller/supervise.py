@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
     held = inherited_sockets(int(fd))
     report = os.fdopen(int(fd), "w")
     from ..errors import ShoalError
-    from ..runtime import process
+    from ..runtime import logs, process
+    from ..runtime.attach import Streams
     from .engine import Engine
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -66,9 +67,11 @@ def main(argv: list[str]) -> int:
         ctr = engine.store.container_by_id(cid)
         if ctr is None:
             raise ShoalError(f"container {cid[:12]} was removed before it started")
-        out = _open_log(log)
-        proc = engine.start_process(ctr, process.DEVNULL, out, out, new_session=True)
-        os.close(out)
+        # the command's output comes through pipes this process copies to the log, as
+        # records (runtime.logs); the log is never opened through a symlink
+        streams = Streams(False, False, logs.open_log(log), tee=False)
+        proc = engine.start_process(ctr, *streams.child, new_session=True)
+        streams.started()
         if held:  # a disconnect while the container was being created did not ask this process
             engine.release_unpublished(cid)
     except process.CommandError as e:
@@ -85,49 +88,50 @@ def main(argv: list[str]) -> int:
         return 1
     report.write(f"ok\t{proc.pid}")
     report.close()
-    last = _keep_policy(engine, cid, proc, log)
+    last = _keep_policy(engine, cid, proc, streams, log)
     if last is not None:
-        engine.finish(cid, *last)
+        engine.finish(cid, *last[:2])
+        last[2].drain()  # what processes it left wrote before the finish killed them
     engine.close()
     return 0
 
 
-def _open_log(log: str) -> int:
-    # never through a symlink (the container's directory was made by shoal, see shoal.dirs)
-    return os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
-                   0o600)
-
-
-def _keep_policy(engine: Any, cid: str, proc: Any, log: str) -> tuple[int, int] | None:
-    """Wait for the command to exit and, as long as the container's restart policy says so,
-    run it again (after Docker's backoff) in the sandbox it keeps: its addresses, ports and
-    names stay while it restarts. The last process's pid and exit code, to record; None if
-    that is done already (the command could not start again)."""
+def _keep_policy(engine: Any, cid: str, proc: Any, streams: Any,
+                 log: str) -> tuple[int, int, Any] | None:
+    """Wait for the command to exit (copying its output to the log meanwhile) and, as long as
+    the container's restart policy says so, run it again (after Docker's backoff) in the
+    sandbox it keeps: its addresses, ports and names stay while it restarts. The last
+    process's pid, exit code and streams, to record and drain; None if that is done already
+    (the command could not start again)."""
     import time
 
-    from ..runtime import process
+    from ..runtime import logs, process
+    from ..runtime.attach import Streams
     from .lifecycle import Backoff, wants_restart
 
     backoff = Backoff()
     while True:
         started = time.monotonic()
-        code = process.wait_status(proc)
+        code = streams.wait(proc, forward=False)
         ctr = engine.store.container_by_id(cid)
         if ctr is None or not wants_restart(ctr, code):
-            return proc.pid, code
+            return proc.pid, code, streams
         deadline = time.monotonic() + backoff.next(time.monotonic() - started)
         while (left := deadline - time.monotonic()) > 0:  # a stop meanwhile ends the wait
             time.sleep(min(left, 0.05))
             ctr = engine.store.container_by_id(cid)
             if ctr is None or ctr.stopped_by_user:
-                return proc.pid, code
-        out = _open_log(log)
+                return proc.pid, code, streams
+        fresh = Streams(False, False, logs.open_log(log), tee=False)
         try:
-            again = engine.container_ops.respawn(cid, process.DEVNULL, out, out)
+            again = engine.container_ops.respawn(cid, *fresh.child)
         except process.CommandError:
+            fresh.close()
+            streams.drain()
             return None
-        finally:
-            os.close(out)
         if again is None:
-            return proc.pid, code
-        proc = again
+            fresh.close()
+            return proc.pid, code, streams
+        fresh.started()
+        streams.drain()  # the last run's leftovers were killed by the respawn
+        proc, streams = again, fresh

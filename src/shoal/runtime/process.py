@@ -124,11 +124,19 @@ def spawn(
     new_session: bool,
     cgroup_fd: int | None = None,
     credentials: Credentials | None = None,
+    tty: bool = False,
 ) -> Child:
     """Fork, enter the sandbox in the child and exec the command. A fork of our own rather
     than subprocess.Popen: importing subprocess (with threading, selectors, locale and re)
     costs `shoal run` about 10 ms, and a failure in the child comes back with its own
-    message instead of Popen's "Exception occurred in preexec_fn"."""
+    message instead of Popen's "Exception occurred in preexec_fn".
+
+    `tty`: stdin is a pty's slave side; it becomes the command's controlling terminal, in a
+    session of its own (new_session is implied)."""
+    if tty:
+        from . import terminal  # (imported here: the child only calls it)
+
+        new_session = True
     # the namespace's fd is opened for the fork and closed right after it: kept open, it would
     # hold the sandbox's namespace (and its veths) alive after the sandbox is removed
     netns_fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC) if spec.netns else None
@@ -143,7 +151,7 @@ def spawn(
         pid = os.fork()
         if pid == 0:  # the child: never returns
             _child(cmd, env, workdir, (stdin, stdout, stderr), new_session, enter, report_w,
-                   cgroup_fd, credentials)
+                   cgroup_fd, credentials, terminal.make_controlling if tty else None)
     except BaseException:
         os.close(report_r)
         raise
@@ -172,7 +180,8 @@ def spawn(
 
 def _child(cmd: list[str], env: dict[str, str], cwd: str, streams: tuple[int | None, ...],
            new_session: bool, enter: Callable[[], None], report: int,
-           cgroup_fd: int | None = None, credentials: Credentials | None = None) -> None:
+           cgroup_fd: int | None = None, credentials: Credentials | None = None,
+           controlling: Callable[[int], None] | None = None) -> None:
     """In the forked child: join the container's cgroup (first, so that whatever it starts
     is the container's too), wire the standard streams, enter the namespaces, become the
     user of -u (`credentials`), exec. Whatever fails is written to `report` ("enter",
@@ -192,6 +201,8 @@ def _child(cmd: list[str], env: dict[str, str], cwd: str, streams: tuple[int | N
             signal.signal(sig, signal.SIG_DFL)
         if new_session:
             os.setsid()
+        if controlling is not None:  # (after setsid: a session leader takes a terminal)
+            controlling(0)
         enter()
         # what exec must not inherit: any fd past 2 (the supervisor's report pipe among them)
         os.closerange(3, report)
@@ -232,11 +243,13 @@ def exec_in(
     credentials: Credentials | None = None,
     strict_cwd: bool = False,
     new_session: bool = False,
+    tty: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Run a command inside the namespaces of a running container's process, and in its
     cgroup: what it starts ends with the container. As the user of `credentials` if given
     (set after the namespaces are entered, which needs root); in `cwd`, or "/" when it is
-    missing unless `strict_cwd` (exec -w: a missing directory is an error)."""
+    missing unless `strict_cwd` (exec -w: a missing directory is an error). `tty`: stdin is
+    a pty's slave side, made the command's controlling terminal in a session of its own."""
     fds = []
     try:
         for kind in ("net", "uts", "mnt"):
@@ -246,9 +259,15 @@ def exec_in(
             os.close(fd)
         raise ShoalError(f"the container's process {pid} is gone") from None
 
+    controlling = None
+    if tty:
+        from .terminal import make_controlling as controlling
+
     def enter() -> None:
         if cgroup_fd is not None:
             os.write(cgroup_fd, b"0")
+        if controlling is not None:  # (Popen has called setsid already)
+            controlling(0)
         for fd, flag in zip(fds, (ns.CLONE_NEWNET, ns.CLONE_NEWUTS, ns.CLONE_NEWNS), strict=True):
             ns.setns(fd, flag)
         if credentials is not None:
@@ -260,7 +279,7 @@ def exec_in(
     try:
         return subprocess.Popen(
             cmd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, preexec_fn=enter,
-            start_new_session=new_session,
+            start_new_session=new_session or tty,
         )
     except FileNotFoundError:
         raise CommandError(127, f"cannot run {cmd[0]!r}: executable file not found") from None
