@@ -419,30 +419,38 @@ class Containers:
         read_end, write_end = os.pipe()
         # the supervisor inherits the sockets holding the published ports and adopts them
         held_fds = tuple(sock.fileno() for sock in ctx.held.get(ctr.id, ()))
-        try:
-            # Isolated (-I: no PYTHON* variables, no user site, neither the caller's directory
-            # nor the script's on sys.path), started in "/", with only the variables shoal
-            # itself reads: nothing of the caller's directory or environment runs as root.
-            # The package that runs now is the one the supervisor imports.
-            supervisor = subprocess.Popen(
-                [sys.executable, "-I", "-c", BOOT, package_parent(), ctx.root,
-                 ctx.run_dir, ctr.id, str(write_end), log],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_end, *held_fds), start_new_session=True, close_fds=True,
-                # (the host's resolv.conf it reads is this command's, --resolv-conf too)
-                cwd="/", env={**supervisor_env(os.environ), "SHOAL_RESOLV_CONF": ctx.resolv_conf},
-            )
-        except BaseException:
+        # The lock is held from the supervisor's start until it is recorded as the container's:
+        # a command that sees this one die in between (its lock released by the kernel) then
+        # rolls the container back before the supervisor can start it (the supervisor's start
+        # takes the lock and finds it gone), never while the supervisor starts it.
+        with ctx.store.locked():
+            try:
+                # Isolated (-I: no PYTHON* variables, no user site, neither the caller's
+                # directory nor the script's on sys.path), started in "/", with only the
+                # variables shoal itself reads: nothing of the caller's directory or
+                # environment runs as root. The package that runs now is the one the
+                # supervisor imports.
+                supervisor = subprocess.Popen(
+                    [sys.executable, "-I", "-c", BOOT, package_parent(), ctx.root,
+                     ctx.run_dir, ctr.id, str(write_end), log],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, pass_fds=(write_end, *held_fds),
+                    start_new_session=True, close_fds=True, cwd="/",
+                    # (the host's resolv.conf it reads is this command's, --resolv-conf too)
+                    env={**supervisor_env(os.environ), "SHOAL_RESOLV_CONF": ctx.resolv_conf},
+                )
+            except BaseException:
+                os.close(write_end)
+                os.close(read_end)
+                undo()
+                raise
             os.close(write_end)
-            os.close(read_end)
-            undo()
-            raise
-        os.close(write_end)
-        ctx.release_held(ctr.id)  # this process's copies: the supervisor holds the ports
-        # the supervisor answers for the container from now on, even if this command dies
-        # before the start (the orphan check of the next command must not roll it back)
-        with ctx.store.transaction():
-            ctx.store.hand_over(ctr.id, supervisor.pid, pids.start_time(supervisor.pid), CREATED)
+            ctx.release_held(ctr.id)  # this process's copies: the supervisor holds the ports
+            # the supervisor answers for the container from now on, even if this command dies
+            # before the start (the orphan check of the next command must not roll it back)
+            with ctx.store.transaction():
+                ctx.store.hand_over(ctr.id, supervisor.pid, pids.start_time(supervisor.pid),
+                                    CREATED)
         with os.fdopen(read_end) as pipe:
             report = pipe.read()
         status, _, detail = report.partition("\t")
