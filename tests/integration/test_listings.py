@@ -172,6 +172,14 @@ def test_network_prune_removes_networks_whose_members_are_stopped(host: Host) ->
     doctor = host.shoal("doctor", check=False)
     assert doctor.returncode == 0, doctor.stdout
     assert host.shoal("system", "reconcile").stdout.strip() == "nothing to repair"
+    # its network is gone: start says so, as Docker does, and leaves it as it was
+    res = host.shoal("start", "gone", check=False)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith("shoal: network idle not found: it was removed while "
+                                 "container gone was stopped")
+    assert host.shoal_json("inspect", "gone")[0]["State"]["Status"] == "exited"
+    veths = host.ip("-o", "link", "show", "type", "veth").splitlines()
+    assert len([v for v in veths if ": vsh" in v]) == 1  # live's only
     host.shoal("rm", "gone")
     assert host.shoal("network", "prune").stdout == ""  # busy has a running member
     host.shoal("rm", "-f", "live")

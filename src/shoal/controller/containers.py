@@ -483,6 +483,13 @@ class Containers:
             if ctr.status == CREATED:
                 raise Conflict(f"container {ctr.name} is being created or started by another "
                                "command; wait for it to finish")
+            if ctr.has_own_sandbox and ctr.network_mode not in ("host", "none"):
+                try:
+                    store.network(ctr.network_mode)
+                except NotFound:  # (Docker's answer too: "network ... not found")
+                    raise NotFound(f"network {ctr.network_mode} not found: it was removed while "
+                                   f"container {ctr.name} was stopped; remove the container "
+                                   "(shoal rm) and run it again on another network") from None
             shared = None
             if ctr.shares_sandbox_of:
                 shared = store.container_by_id(ctr.shares_sandbox_of)
