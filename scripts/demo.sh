@@ -20,7 +20,9 @@ say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 quoted() {
   local out=() a
   for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=("$a")
+    elif [[ $a == *\'* && $a != *[\"\$\`\\]* ]]; then out+=("\"$a\"")
+    else out+=("'${a//\'/\'\\\'\'}'"); fi
   done
   printf '%s' "${out[*]}"
 }
