@@ -191,20 +191,35 @@ def test_a_foreground_run_whose_reader_goes_ends_as_it_would_unattached(host: Ho
 
 
 def test_follow_a_foreground_run(host: Host) -> None:
-    """A foreground run's CLI writes the log: `logs -f` elsewhere follows it to its end."""
+    """A foreground run's CLI writes the log: `logs -f` elsewhere follows it to its end. The
+    command's second line waits for a file the test makes once `logs -f` runs (no sleeps:
+    the test does not depend on how loaded the machine is)."""
+    go = host.base / "go"
     cmd = ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,
            "--run-dir", host.run_dir, "run", "--name", "fgf", "--", "sh", "-c",
-           "echo a; sleep 1.5; echo b >&2; exit 6"]
+           f"echo a; while [ ! -e {go} ]; do sleep 0.05; done; echo b >&2; exit 6"]
     run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=host.env())
+    follow = None
     try:
-        host.wait_for(lambda: host.shoal("logs", "fgf", check=False).stdout == "a\n",
-                      what="the first line in the log")
-        logs = host.shoal("logs", "-f", "fgf")
-        assert logs.stdout == "a\n" and logs.stderr == "b\n"
-        out, err = run.communicate(timeout=15)
+        def first_line() -> bool:
+            if run.poll() is not None:
+                raise AssertionError(f"the run ended early ({run.returncode}): "
+                                     f"{run.stderr.read() if run.stderr else ''}")
+            return host.shoal("logs", "fgf", check=False).stdout == "a\n"
+
+        host.wait_for(first_line, timeout=60, what="the first line in the log")
+        follow = subprocess.Popen(
+            ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,
+             "--run-dir", host.run_dir, "logs", "-f", "fgf"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=host.env())
+        go.touch()  # (b comes while logs -f follows, or it reads both once the run ended)
+        logs_out, logs_err = follow.communicate(timeout=60)
+        assert follow.returncode == 0 and logs_out == "a\n" and logs_err == "b\n"
+        out, err = run.communicate(timeout=60)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        for proc in (run, follow):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert run.returncode == 6 and out == "a\n" and err == "b\n"
