@@ -53,6 +53,7 @@ from common import (
     remove_tmp,
     run,
 )
+from dockerd import group_of, kill_group
 
 UPSTREAM = "127.0.0.53"
 UPSTREAM_ANSWER = "192.0.2.7"
@@ -159,6 +160,7 @@ def outer(args: argparse.Namespace) -> int:
             child.wait()
         for line in kill_leftovers(tmp):
             result["notes"].append(f"killed leftover process {line}")
+        result["notes"] += kill_group(group_of(tmp))  # the docker phase's, if it was cut short
         for path in remove_cgroups(SRC, os.path.join(tmp, "run")):
             result["notes"].append(f"WARNING cgroup left: {path}")
         left = remove_tmp(tmp)

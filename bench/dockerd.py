@@ -18,11 +18,61 @@ from common import run
 CGROUP = "/sys/fs/cgroup"
 
 
+def group_of(tmp: str) -> str:
+    """The cgroup (under every controller) of the dockerd a bench run in `tmp` starts."""
+    return f"shoal-dockerbench-{os.path.basename(tmp)}"
+
+
+def pids_in(group: str) -> set[int]:
+    found: set[int] = set()
+    for top, _, files in os.walk(os.path.join(CGROUP, "pids", group)):
+        if "cgroup.procs" in files:
+            with suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
+                found.update(int(x) for x in f.read().split())
+    return found
+
+
+def remove_cgroups(group: str) -> list[str]:
+    left = []
+    for ctrl in sorted(os.listdir(CGROUP)):
+        top = os.path.join(CGROUP, ctrl, group)
+        if not os.path.isdir(top):
+            continue
+        for path, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            for _ in range(50):
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                left.append(path)
+    return [f"WARNING cgroup left: {p}" for p in left]
+
+
+def kill_group(group: str) -> list[str]:
+    """SIGKILL, by PID, every process in the pids cgroup `group` (only processes the bench's
+    dockerd started are there), then remove its cgroups; returns notes on what was done."""
+    notes = []
+    for _ in range(50):
+        pids = pids_in(group)
+        if not pids:
+            break
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        notes.append(f"killed leftover docker processes {sorted(pids)}")
+        time.sleep(0.1)
+    return notes + remove_cgroups(group)
+
+
 class Dockerd:
     def __init__(self, tmp: str) -> None:
         self.dir = os.path.join(tmp, "docker")
         self.sock = os.path.join(self.dir, "docker.sock")
-        self.group = f"shoal-dockerbench-{os.getpid()}"  # under every cgroup controller
+        self.group = group_of(tmp)
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- start and stop -----------------------------------------------------------------
@@ -75,48 +125,10 @@ class Dockerd:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 notes.append("dockerd did not stop in 30 s after SIGTERM")
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                break
-            for pid in pids:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            notes.append(f"killed leftover docker processes {sorted(pids)}")
-            time.sleep(0.1)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        notes += kill_group(self.group)
         if self.proc is not None:
             self.proc.wait()
-        notes += self.remove_cgroups()
         return notes
-
-    def pids(self) -> set[int]:
-        found: set[int] = set()
-        for top, _, files in os.walk(os.path.join(CGROUP, "pids", self.group)):
-            if "cgroup.procs" in files:
-                with suppress(OSError), open(os.path.join(top, "cgroup.procs")) as f:
-                    found.update(int(x) for x in f.read().split())
-        return found
-
-    def remove_cgroups(self) -> list[str]:
-        left = []
-        for ctrl in sorted(os.listdir(CGROUP)):
-            top = os.path.join(CGROUP, ctrl, self.group)
-            if not os.path.isdir(top):
-                continue
-            for path, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-                for _ in range(50):
-                    try:
-                        os.rmdir(path)
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:
-                        time.sleep(0.05)
-                else:
-                    left.append(path)
-        return [f"WARNING cgroup left: {p}" for p in left]
 
     # -- the client ---------------------------------------------------------------------
 
