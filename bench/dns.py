@@ -57,7 +57,7 @@ from common import (
     remove_tmp,
     run,
 )
-from dockerd import group_of, kill_group
+from dockerd import Dockerd, group_of, kill_group
 
 UPSTREAM = "127.0.0.53"
 UPSTREAM_ANSWER = "192.0.2.7"
@@ -453,8 +453,6 @@ class Inner:
                               "not installed here (apt-get install docker.io busybox-static; "
                               "the issue's figure, 84,900 q/s, is the comparison)")
             return
-        from dockerd import Dockerd
-
         check_in(self.nsfile, self.args.outer_ns)
         d = Dockerd(self.tmp)
         try:
@@ -466,7 +464,7 @@ class Inner:
                                timeout=120)
             self.notes.extend(d.stop())
 
-    def docker_measure(self, d: Any) -> None:
+    def docker_measure(self, d: Dockerd) -> None:
         d.import_busybox()
         d.docker("network", "create", "bench")
         for name in ("target", "client"):
