@@ -93,9 +93,13 @@ class Dockerd:
                 "--exec-opt=native.cgroupdriver=cgroupfs", f"--cgroup-parent=/{self.group}",
                 "--log-level=warn"]
         # the private mount namespace: a fresh /run (so /run/docker, /var/run/docker.pid
-        # and containerd's /run paths are its own), nothing propagates back to the machine
+        # and containerd's /run paths are its own) and /etc/docker (dockerd 20.10 writes its
+        # key.json there whatever --config-file says); nothing propagates back to the machine
+        if not os.path.isdir("/etc/docker"):
+            raise RuntimeError("/etc/docker is missing (docker.io makes it); dockerd would "
+                               "write its key there: reinstall docker.io")
         script = ('echo $$ > "$1/cgroup.procs" && shift && mount -t tmpfs bench-run /run '
-                  '&& exec "$@"')
+                  '&& mount -t tmpfs bench-etc /etc/docker && exec "$@"')
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
              daemon, *argv],
