@@ -18,7 +18,11 @@ Figures, beside the targets of the issue (printed, never asserted):
    network; lost queries, and stale answers (a name answered after `rm` returned, or not
    answered after `run -d` returned);
 6. the resolver's RSS with C containers (created in-process, not started);
-7. Docker's embedded DNS with the same dnsperf, where dockerd and an image are available.
+7. Docker's embedded DNS with the same dnsperf (a user-defined network, a target and a client
+   container, dnsperf in the client's namespace), and shoal's figure 1 over it when the load
+   phase ran too; where dockerd (Debian docker.io) and busybox (busybox-static, for the image)
+   are installed. dockerd runs in the throwaway namespace and a private mount namespace, with
+   its data, exec root, socket and containerd under the temporary directory (bench/dockerd.py).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from common import (
     remove_tmp,
     run,
 )
+from dockerd import Dockerd, group_of, kill_group
 
 UPSTREAM = "127.0.0.53"
 UPSTREAM_ANSWER = "192.0.2.7"
@@ -89,6 +94,36 @@ for line in sys.stdin:
 """
 
 
+# One A query to 127.0.0.11 with the standard library (no dnspython in every interpreter):
+# prints the addresses of the answer's A records, or the error.
+PROBE = r"""
+import socket, struct, sys
+name = sys.argv[1]
+q = struct.pack(">HHHHHH", 0x5348, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+q += struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+s.sendto(q, ("127.0.0.11", 53))
+r = s.recv(4096)
+ident, flags, qd, an, _, _ = struct.unpack(">HHHHHH", r[:12])
+i = len(q)  # the question, echoed
+out = []
+for _ in range(an):
+    if r[i] & 0xC0 == 0xC0:
+        i += 2
+    else:
+        while r[i]:
+            i += r[i] + 1
+        i += 1
+    rtype, _, _, rdlen = struct.unpack(">HHIH", r[i:i + 10])
+    i += 10
+    if rtype == 1:
+        out.append(socket.inet_ntoa(r[i:i + 4]))
+    i += rdlen
+print(" ".join(out) if out else f"no A record (rcode {flags & 15})")
+"""
+
+
 # -- outer run -------------------------------------------------------------------------------
 
 
@@ -106,6 +141,7 @@ def outer(args: argparse.Namespace) -> int:
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="shoal-dns-"))
     result: dict[str, Any] = {"figures": [], "notes": []}
     child = None
+    before = _root_state()
     try:
         nsfile = make_host_ns(tmp)
         cmd = ["nsenter", f"--net={nsfile}", "--", sys.executable, os.path.abspath(__file__),
@@ -128,11 +164,16 @@ def outer(args: argparse.Namespace) -> int:
             child.wait()
         for line in kill_leftovers(tmp):
             result["notes"].append(f"killed leftover process {line}")
+        result["notes"] += kill_group(group_of(tmp))  # the docker phase's, if it was cut short
         for path in remove_cgroups(SRC, os.path.join(tmp, "run")):
             result["notes"].append(f"WARNING cgroup left: {path}")
         left = remove_tmp(tmp)
         if left:
             result["notes"].append(f"WARNING still mounted: {' '.join(left)}")
+        after = _root_state()
+        for what in before:
+            if before[what] != after[what]:
+                result["notes"].append(f"WARNING the machine's {what} changed during the run")
     print()
     print(f"python {platform.python_version()}; kernel {platform.release()}, "
           f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
@@ -143,6 +184,27 @@ def outer(args: argparse.Namespace) -> int:
     for note in result["notes"]:
         print(f"note: {note}")
     return 0 if not any("failed" in n for n in result["notes"]) else 1
+
+
+def _root_state() -> dict[str, str]:
+    """What the bench must leave as it found it in the namespaces it started in: links,
+    routes, iptables rules, and mounts of docker's (dockerd runs only in namespaces of its
+    own)."""
+    state = {}
+    for what, cmd in (("links", ["ip", "-o", "link"]), ("routes", ["ip", "route"]),
+                      ("IPv6 routes", ["ip", "-6", "route"]), ("iptables", ["iptables", "-S"]),
+                      ("nat iptables", ["iptables", "-t", "nat", "-S"])):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            state[what] = out.stdout + out.stderr
+        except OSError as e:
+            state[what] = str(e)
+    with open("/proc/self/mountinfo") as f:
+        state["docker mounts"] = "".join(x for x in f if "docker" in x)
+    state["docker paths"] = " ".join(p for p in ("/var/lib/docker", "/run/docker",
+                                                 "/run/docker.pid", "/run/containerd")
+                                     if os.path.exists(p))
+    return state
 
 
 def _version(cmd: list[str]) -> str:
@@ -170,6 +232,7 @@ class Inner:
         check_in(self.nsfile, args.outer_ns)
         self.env = {**cli_env(SRC, self.tmp), "SHOAL_RESOLV_CONF": self.resolv_conf}
         self.procs: list[subprocess.Popen[str]] = []
+        self.measured: dict[str, dict[str, float]] = {}  # a phase's figures, for later phases
 
     def fig(self, name: str, value: str, target: str = "", ok: bool | None = None) -> None:
         self.figures.append(Figure(name, value, target, ok))
@@ -220,17 +283,19 @@ class Inner:
         self.client_ns = self.sandbox("client")
         self.target_ip = self.ip_of("target")
 
-    def dnsperf(self, queries: str, *opts: str, timeout: float = 120.0) -> dict[str, float]:
+    def dnsperf(self, queries: str, *opts: str, timeout: float = 120.0,
+                ns: str = "") -> dict[str, float]:
         path = os.path.join(self.tmp, "queries.txt")
         with open(path, "w") as f:
             f.write(queries)
-        out = run(["nsenter", f"--net={self.client_ns}", "dnsperf", "-s", "127.0.0.11",
+        out = run(["nsenter", f"--net={ns or self.client_ns}", "dnsperf", "-s", "127.0.0.11",
                    "-d", path, *opts], timeout=timeout).stdout
         return parse_dnsperf(out)
 
     def dnsperf_load(self) -> None:
         s = self.args.seconds
         r = self.dnsperf("target A\n", "-l", str(s))
+        self.measured["load"] = r
         self.fig(f"dnsperf, sibling's A record, {s} s, 100 outstanding", f"{r['qps']:,.0f} q/s",
                  ">= 100,000 q/s (Docker 84,900; aardvark 89,600)", r["qps"] >= 100_000)
         self.fig("    lost", f"{r['lost']:.0f} of {r['sent']:.0f}", "0", r["lost"] == 0)
@@ -382,12 +447,53 @@ class Inner:
                  "none left, the resolver ended", not left and not meta.strip())
 
     def docker(self) -> None:
-        if not shutil.which("dockerd"):
-            self.notes.append("Docker's embedded DNS not measured: dockerd is not installed "
-                              "here (the issue's figure, 84,900 q/s, is the comparison)")
+        missing = [t for t in ("dockerd", "docker", "busybox") if not shutil.which(t)]
+        if missing:
+            self.notes.append(f"Docker's embedded DNS not measured: {' and '.join(missing)} "
+                              "not installed here (apt-get install docker.io busybox-static; "
+                              "the issue's figure, 84,900 q/s, is the comparison)")
             return
-        self.notes.append("Docker's embedded DNS not measured: it needs a container image, "
-                          "and this machine has no registry for images")
+        check_in(self.nsfile, self.args.outer_ns)
+        d = Dockerd(self.tmp)
+        try:
+            d.start()
+            self.docker_measure(d)
+        finally:
+            if d.proc is not None:  # containers first: dockerd's shutdown would wait for them
+                subprocess.run(d.cli("rm", "-f", "target", "client"), capture_output=True,
+                               timeout=120)
+            self.notes.extend(d.stop())
+
+    def docker_measure(self, d: Dockerd) -> None:
+        d.import_busybox()
+        d.docker("network", "create", "bench")
+        for name in ("target", "client"):
+            d.docker("run", "-d", "--name", name, "--network", "bench", "bb:latest",
+                     "sleep", "1d")
+        client_ns = f"/proc/{d.pid_of('client')}/ns/net"
+        target_ip = d.ip_of("target", "bench")
+        # one query first: does Docker's resolver answer the name at all?
+        probe = subprocess.run(["nsenter", f"--net={client_ns}", sys.executable, "-c", PROBE,
+                                "target"], capture_output=True, text=True, timeout=30)
+        if probe.stdout.split() != [target_ip]:
+            self.notes.append(f"Docker's embedded DNS did not answer target with {target_ip}: "
+                              f"{(probe.stdout + probe.stderr).strip()[-300:]}")
+            return
+        s = self.args.seconds
+        r = self.dnsperf("target A\n", "-l", str(s), ns=client_ns)
+        self.fig(f"Docker {_dockerd_version()}: dnsperf, sibling's A record, {s} s, "
+                 "100 outstanding", f"{r['qps']:,.0f} q/s", "(the issue's: 84,900 q/s)")
+        self.fig("    lost", f"{r['lost']:.0f} of {r['sent']:.0f}")
+        self.fig("    average latency", ms(r["latency"]))
+        load = self.measured.get("load")
+        if load:
+            self.fig("    shoal / Docker, queries per second", f"{load['qps'] / r['qps']:.2f}x",
+                     "(the load phase, same run)")
+
+def _dockerd_version() -> str:
+    out = subprocess.run(["dockerd", "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\S+?),", out)
+    return m.group(1) if m else "(version?)"
 
 
 def parse_dnsperf(out: str) -> dict[str, float]:
