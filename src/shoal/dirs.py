@@ -166,14 +166,12 @@ def subdir(dir_fd: int, name: str, where: str, create: bool = True) -> int:
 
 
 def probe_writable(dir_fd: int) -> None:
-    """Create and remove a file in the directory: OSError if that cannot be done."""
-    name = ".shoal-probe"
+    """Create and remove a file in the directory: OSError if that cannot be done. The name is
+    the process's own: commands that start at once in a new run directory probe it together
+    (a shared name let one remove the other's file, and the other fail with ENOENT)."""
+    name = f".shoal-probe.{os.getpid()}.{os.urandom(4).hex()}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
-    except FileExistsError:  # left by a process that died here
-        os.unlink(name, dir_fd=dir_fd)
-        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
     os.close(fd)
     os.unlink(name, dir_fd=dir_fd)
 

@@ -104,3 +104,32 @@ def test_open_dir_creates_private_and_refuses_what_others_can_change(tmp_path: P
     with pytest.raises(dirs.UntrustedPath) as exc:
         dirs.open_dir(str(shared / "userlink" / "b"), "state directory")
     assert "symbolic link owned by uid 65534" in str(exc.value)
+
+
+def test_commands_that_probe_a_new_run_directory_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two commands starting in a new run directory probe it together (a foreground run and
+    a `logs` beside it did so in CI): neither may take the other's probe file away."""
+    import threading
+
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def probe() -> None:
+        start.wait()
+        try:
+            for _ in range(300):
+                dirs.probe_writable(fd)
+        except BaseException as e:  # noqa: BLE001  # collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=probe) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        os.close(fd)
+    assert errors == []
+    assert os.listdir(tmp_path) == []  # nothing is left behind
