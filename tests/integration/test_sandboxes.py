@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
-from .harness import Host
+from .harness import HOST_ADDR, OUTSIDE_ADDR, Host
 
 SCRIPT = """
 import json, sys
@@ -32,6 +33,23 @@ elif op == "bad":
         engine.add_sandbox(PATH, "test:bad")
     except ShoalError as e:
         out["error"] = str(e)
+elif op == "publish":
+    from shoal.ports import parse_publish
+    sb = engine.add_sandbox(PATH, "test:pub")
+    if not engine.store.endpoints(sandbox_id=sb.id):
+        engine.connect_sandbox(sb.id, "n1")
+    out["id"] = sb.id
+    out["ports"] = [[p.proto, str(p.host_ip), p.host_port, p.container_port]
+                    for p in engine.publish_sandbox(sb.id, "n1", parse_publish("8080:80")
+                                                    + parse_publish("5353:53/udp"))]
+    for spec in ("8080:81", "9999:80"):
+        try:
+            engine.publish_sandbox(sb.id, "n1", parse_publish(spec))
+        except ShoalError as e:
+            out.setdefault("refused", []).append(str(e))
+elif op == "unpublish":
+    engine.unpublish_sandbox(ID, "n1")
+    out["left"] = engine.store.port_rows(ID)
 elif op == "remove":
     engine.remove_sandbox(ID)
     out["left"] = [e.id for e in engine.store.endpoints(sandbox_id=ID)]
@@ -80,6 +98,51 @@ def test_a_handed_in_namespace_joins_a_network_and_leaves_it(host: Host, tmp_pat
     assert Path(ext).exists() and host.in_ns(ext, "true").returncode == 0  # ... which stays
     host.shoal("rm", "-f", "web")
     host.shoal("network", "rm", "n1")
+
+
+def test_host_ports_published_to_a_handed_in_sandbox(host: Host, tmp_path: Path) -> None:
+    """What a CNI runtime's portMappings and dockerd's ProgramExternalConnectivity ask for:
+    host ports DNATed to a handed-in sandbox through shoal's maps, checked against the
+    host's processes, and gone when unpublished or when the sandbox is removed."""
+    from .servers import TCP, UDP
+
+    host.shoal("network", "create", "--subnet", "10.87.0.0/24", "n1")
+    ext = namespace(tmp_path, "pub.ns")
+    taken = host.background(host.ns, sys.executable, "-c",
+                            "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 9999));"
+                            " s.listen(); print('up', flush=True); time.sleep(120)")
+    try:
+        assert taken.stdout is not None and taken.stdout.readline() == "up\n"
+        out = run(host, "publish", ext)
+        assert out["ports"] == [["tcp", "0.0.0.0", 8080, 80], ["udp", "0.0.0.0", 5353, 53]]
+        first, second = out["refused"]
+        assert first == ("host port 0.0.0.0:8080/tcp is already published by sandbox "
+                         "test:pub")
+        assert "9999" in second and "in use" in second  # a host process has it: not taken
+    finally:
+        taken.kill()
+        taken.wait()
+    servers = [host.background(ext, sys.executable, "-c", TCP, "80"),
+               host.background(ext, sys.executable, "-c", UDP, "53")]
+    try:
+        host.wait_for(lambda: host.listening(ext, 80), what="the server in the sandbox")
+        assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+        assert host.fetch(host.outside, HOST_ADDR, 5353, "udp") == OUTSIDE_ADDR
+        assert "8080" in host.shoal("system", "firewall").stdout
+        gone = run(host, "unpublish", ext, sid=str(out["id"]))
+        assert gone["left"] == []
+        assert host.fetch(host.outside, HOST_ADDR, 8080, timeout=1) is None
+        # published again, then the sandbox goes: its ports go with it
+        again = run(host, "publish", ext)
+        assert again["id"] == out["id"] and len(again["ports"]) == 2
+        assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+        assert run(host, "remove", sid=str(out["id"]))["record"] is False
+        assert host.fetch(host.outside, HOST_ADDR, 8080, timeout=1) is None
+        assert ":8080" not in host.shoal("system", "firewall").stdout
+    finally:
+        for proc in servers:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_path_that_is_not_a_namespace_is_refused(host: Host, tmp_path: Path) -> None:

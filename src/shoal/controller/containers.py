@@ -254,7 +254,7 @@ class Containers:
         assert endpoint.ip is not None
         host_ips = ({a.ip for a in links.addresses(self.ctx.host, family=4)}
                     if any(b.host_ip != portspec.ANY for b in bindings) else set())
-        return ipam.HostPorts(self.ctx.store).allocate(ctr, net, endpoint.ip, bindings,
+        return ipam.HostPorts(self.ctx.store).allocate(ctr.id, net, endpoint.ip, bindings,
                                                        host_ips, held_socks)
 
     def _attach(self, ctr: Container, shared: Container | None,

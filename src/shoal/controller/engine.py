@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..kernel.netlink import Netlink
     from ..model import Container, Endpoint, Network, PublishedPort, Sandbox
     from ..netfilter import Netfilter
+    from ..ports import Binding
     from ..runtime.cgroup import Cgroups
     from ..runtime.process import Child
     from ..store import Store
@@ -349,6 +350,17 @@ class Engine:
 
     def disconnect_sandbox(self, sandbox_id: str, net_ref: str) -> None:
         self.sandboxes.disconnect_external(sandbox_id, self.store.network(net_ref))
+
+    def publish_sandbox(self, sandbox_id: str, net_ref: str, bindings: list[Binding]
+                        ) -> list[PublishedPort]:
+        """Host ports DNATed to a handed-in sandbox's address on a network (checked against
+        the host's processes, not held: see Sandboxes.publish_external); they go when the
+        endpoint leaves, or with `unpublish_sandbox`."""
+        return self.sandboxes.publish_external(sandbox_id, self.store.network(net_ref),
+                                               bindings)
+
+    def unpublish_sandbox(self, sandbox_id: str, net_ref: str) -> None:
+        self.sandboxes.unpublish_external(sandbox_id, self.store.network(net_ref))
 
     def remove_sandbox(self, sandbox_id: str) -> None:
         """Every endpoint of a handed-in sandbox leaves, and its record goes; the namespace

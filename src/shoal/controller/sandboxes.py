@@ -13,14 +13,16 @@ from __future__ import annotations
 from .. import drivers
 from ..errors import Conflict, ShoalError
 from ..faults import crashpoint
-from ..model import Endpoint, Network, Sandbox, now
+from ..model import Endpoint, Network, PublishedPort, Sandbox, now
 from ..names import new_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from ipaddress import IPv4Address
 
     from ..kernel.netlink import Netlink
+    from ..ports import Binding
     from .context import Context
 
 
@@ -173,6 +175,64 @@ class Sandboxes:
             for ep in store.endpoints(sandbox_id=sandbox_id):
                 self.disconnect_external(sandbox_id, store.network_by_id(ep.network_id))
             self.delete(sandbox_id)
+
+    def publish_external(self, sandbox_id: str, net: Network,
+                         bindings: list[Binding]) -> list[PublishedPort]:
+        """Publish host ports to a handed-in sandbox's endpoint on `net` (a CNI runtime's
+        portMappings, dockerd's ProgramExternalConnectivity) through the firewall's maps.
+        Each host port is checked as a container's is (against shoal's ports and the host's
+        processes, by binding it) but not held afterwards: no shoal process outlives the
+        call to hold it, as none holds the reference portmap plugin's. The ports go when the
+        endpoint leaves, or with `unpublish_external`."""
+        from .. import ipam
+        from .. import ports as portspec
+        from ..kernel import links
+        from ..rules import port_elements
+
+        store = self.ctx.store
+        with store.locked():
+            record = self.record(sandbox_id)
+            if record is None or record.owned:
+                raise Conflict(f"no handed-in sandbox {sandbox_id[:12]}")
+            ep = next((e for e in store.endpoints(sandbox_id=sandbox_id)
+                       if e.network_id == net.id), None)
+            if ep is None or ep.ip is None:
+                raise Conflict(f"sandbox {record.owner or sandbox_id[:12]} is not connected "
+                               f"to network {net.name}: connect it before publishing ports")
+            if not bindings:
+                return []
+            host_ips = ({a.ip for a in links.addresses(self.ctx.host, family=4)}
+                        if any(b.host_ip != portspec.ANY for b in bindings) else set())
+            checked: list[socket.socket] = []
+            try:
+                with store.transaction():
+                    published = ipam.HostPorts(store).allocate(
+                        sandbox_id, net, ep.ip, bindings, host_ips, checked)
+                    rows = [(p.proto, str(p.host_ip), p.host_port, str(p.dest_ip),
+                             p.container_port) for p in published]
+                    self.ctx.netfilter.apply(added=port_elements(rows))
+            finally:
+                for sock in checked:
+                    sock.close()
+            # a client already sending to one of these ports keeps its entry otherwise
+            self.ctx.flush_conntrack([], [(p.proto, str(p.host_ip), p.host_port)
+                                          for p in published])
+            return published
+
+    def unpublish_external(self, sandbox_id: str, net: Network) -> None:
+        """Remove the host ports published to a handed-in sandbox on `net` (none: nothing)."""
+        from ..rules import port_elements
+
+        store = self.ctx.store
+        with store.locked():
+            rows = store.port_rows(sandbox_id, net.id)
+            if not rows:
+                return
+            with store.transaction():
+                store.delete_ports(sandbox_id, net.id)
+                self.ctx.netfilter.apply(removed=port_elements(rows))
+            self.ctx.flush_conntrack([], [(proto, host_ip, int(port))
+                                          for proto, host_ip, port, _d, _p in rows])
 
     # -- addresses -------------------------------------------------------------------------
 

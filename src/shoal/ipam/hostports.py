@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 
 from .. import ports as portspec
 from ..errors import Conflict, InvalidArgument, ShoalError
-from ..model import Container, Network, PublishedPort
+from ..model import Network, PublishedPort
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,22 +29,23 @@ class HostPorts:
     def __init__(self, store: LocalStore) -> None:
         self.store = store
 
-    def allocate(self, ctr: Container, net: Network, dest_ip: IPv4Address,
+    def allocate(self, sandbox_id: str, net: Network, dest_ip: IPv4Address,
                  bindings: list[portspec.Binding], host_addresses: set[IPv4Address],
                  sockets: list[socket.socket]) -> list[PublishedPort]:
-        """Host ports for a starting container, stored in the same transaction as the rest of
-        its start, each held by a bound socket appended to `sockets` (kernel/hostports.py).
+        """Host ports for a sandbox (a starting container's, or one handed in), stored in
+        the caller's transaction, each held by a bound socket appended to `sockets`
+        (kernel/hostports.py).
         Conflicts (with shoal's ports, or a host process's) are reported before anything is
         created; on an error no socket is left open."""
         try:
-            return self._allocate(ctr, net, dest_ip, bindings, host_addresses, sockets)
+            return self._allocate(sandbox_id, net, dest_ip, bindings, host_addresses, sockets)
         except BaseException:
             for sock in sockets:
                 sock.close()
             sockets.clear()
             raise
 
-    def _allocate(self, ctr: Container, net: Network, dest_ip: IPv4Address,
+    def _allocate(self, sandbox_id: str, net: Network, dest_ip: IPv4Address,
                   bindings: list[portspec.Binding], host_addresses: set[IPv4Address],
                   sockets: list[socket.socket]) -> list[PublishedPort]:
         from ..kernel import fds, hostports, sysctl
@@ -75,10 +76,9 @@ class HostPorts:
                 owner_id = holders[clash[0]]
                 if owner_id is mine:
                     raise Conflict(f"host port {b.host_port}/{b.proto} is given twice")
-                owner = self.store.container_by_id(owner_id)
                 raise Conflict(
                     f"host port {clash[0]}:{b.host_port}/{b.proto} is already published by "
-                    f"container {owner.name if owner else owner_id}"
+                    f"{self._owner(owner_id)}"
                 )
             holders[b.host_ip] = mine  # type: ignore[assignment]
         if len(bindings) > 64:
@@ -130,8 +130,16 @@ class HostPorts:
                         raise portspec.no_free_port(proto, port_range)
         for b in fixed:
             assert b.host_port is not None
-            out.append(PublishedPort(sandbox_id=ctr.id, network_id=net.id, proto=b.proto,
+            out.append(PublishedPort(sandbox_id=sandbox_id, network_id=net.id, proto=b.proto,
                                      host_ip=b.host_ip, host_port=b.host_port,
                                      container_port=b.container_port, dest_ip=dest_ip))
         self.store.add_ports(out)
         return out
+
+    def _owner(self, sandbox_id: str) -> str:
+        """Who publishes from a sandbox, for a conflict's message: a container, or the
+        runtime that handed the sandbox in."""
+        if (ctr := self.store.container_by_id(sandbox_id)) is not None:
+            return f"container {ctr.name}"
+        sandbox = self.store.sandbox_by_id(sandbox_id)
+        return f"sandbox {sandbox.owner if sandbox and sandbox.owner else sandbox_id[:12]}"

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import socket
     from ipaddress import IPv4Address
 
-    from ..model import Container, Network, PublishedPort
+    from ..model import Network, PublishedPort
     from ..ports import Binding
 
 
@@ -27,11 +27,12 @@ class AddressAllocator(Protocol):
 
 
 class HostPortAllocator(Protocol):
-    def allocate(self, ctr: Container, net: Network, dest_ip: IPv4Address,
+    def allocate(self, sandbox_id: str, net: Network, dest_ip: IPv4Address,
                  bindings: list[Binding], host_addresses: set[IPv4Address],
                  sockets: list[socket.socket]) -> list[PublishedPort]:
-        """The published ports of a starting container on `net` (its address `dest_ip`):
-        the host ports asked for, or free ones for bindings without; each held by a bound
-        socket appended to `sockets`, and stored. Conflicts (with published ports, or a host
-        process's) raise before anything is stored; on an error no socket is left open."""
+        """The published ports of a sandbox (a starting container's) on `net` (its address
+        `dest_ip`): the host ports asked for, or free ones for bindings without; each held
+        by a bound socket appended to `sockets`, and stored. Conflicts (with published
+        ports, or a host process's) raise before anything is stored; on an error no socket
+        is left open."""
         ...
