@@ -16,6 +16,12 @@ command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)  # tests: an upstream
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)  # tests and demo: dig
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)  # bench/dns.py
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# tests and bench/plugins.py: the real engines that drive shoal's plugins, each started by
+# the tests in a throwaway network namespace and a private mount namespace
+command -v podman >/dev/null 2>&1 || need+=(podman conmon runc)  # shoal-cni under Podman
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)  # the reference plugins
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)  # shoal's Docker network plugin
+[ -x /bin/busybox ] || need+=(busybox-static)  # the engines' image: a busybox rootfs
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to install: ${need[*]}" >&2
@@ -23,6 +29,16 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # no package may start its service while installed: docker.io's would start a dockerd in
+  # the machine's own namespace, which changes its iptables and adds docker0 (policy-rc.d
+  # 101: "action forbidden", honoured by invoke-rc.d and deb-systemd-invoke)
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# made by shoal install-deps while it installs packages\nexit 101\n' \
+      > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
