@@ -152,7 +152,18 @@ class Netfilter:
         between them); none when forwarding was on before shoal."""
         if self.store.get_meta("drop_forward") != "1":
             return []
-        return (self.store.get_meta("host_links") or "").split()
+        # an external network's bridge (another plugin made it, maybe before shoal turned
+        # forwarding on) is a network's, not one of the host's own
+        bridges = {net.bridge for net in self.store.networks() if net.bridge}
+        return [name for name in (self.store.get_meta("host_links") or "").split()
+                if name not in bridges]
+
+    def was_host_link(self, name: str | None) -> bool:
+        """Was `name` one of the host's own interfaces when shoal turned forwarding on (an
+        external network's bridge may be)? Its network's creation and removal then rewrite
+        the ruleset: routing to it is dropped while no network has it."""
+        return bool(name) and self.store.get_meta("drop_forward") == "1" and \
+            name in (self.store.get_meta("host_links") or "").split()
 
     def container_elements(self, ctr: Container, ports_only: bool = False) -> Elements:
         """The elements a running container contributes: its published ports and (unless

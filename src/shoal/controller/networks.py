@@ -62,21 +62,27 @@ class Networks:
         taken += [(r, f"host route {r}") for r in links.routes(host, family=4)]
         return taken
 
-    def check_host_overlap(self, subnet: IPv4Network) -> None:
+    def check_host_overlap(self, subnet: IPv4Network, own: str | None = None) -> None:
         """An explicit subnet may hold none of the host's addresses, nor overlap a route of
         the host's (default routes aside): the bridge would take that link's traffic, as
         when a network on 198.51.100.0/24 took the uplink's 198.51.100.1. Docker refuses
-        overlapping routes too."""
+        overlapping routes too. Those on the network's own link `own` are its own (an
+        external network's bridge, which another plugin made)."""
         from ..kernel import links
 
         host = self.ctx.host
         names = {link.index: link.name for link in links.list_links(host)}
+        mine = next((i for i, n in names.items() if n == own), None) if own else None
         for iface, index in links.address_entries(host, family=4):
+            if index == mine:
+                continue
             if iface.ip in subnet:
                 raise Conflict(
                     f"subnet {subnet} holds the host's address {iface} on "
                     f"{names.get(index, index)}; choose another --subnet")
         for dst, oif in links.route_entries(host, family=4):
+            if oif is not None and oif == mine:
+                continue
             if dst.overlaps(subnet):
                 via = f" on {names.get(oif, oif)}" if oif is not None else ""
                 raise Conflict(f"subnet {subnet} overlaps the host's route to {dst}{via}; "
@@ -152,9 +158,11 @@ class Networks:
                 raise Conflict(f"network with name {name} already exists")
             net = Network(id=new_id(), name=name, driver=driver, created=now(),
                           internal=internal, labels=dict(labels or {}),
-                          options=dict(options or {}))
+                          options=dict(options or {}), subnet=net_subnet, gateway=net_gw)
             net = drv.validate(self.ctx, net, others)  # (host/null: only the built-in one)
             if drv.addresses:
+                if net_subnet is None and net.subnet is not None:  # the driver's (external)
+                    net_subnet, net_gw = net.subnet, net.gateway
                 if net_subnet is None:
                     net_subnet = ipam.choose_subnet(t for t, _ in self.taken_subnets())
                 else:
@@ -163,7 +171,7 @@ class Networks:
                             raise Conflict(
                                 f"subnet {net_subnet} overlaps network {other.name} "
                                 f"({other.subnet}); choose another --subnet")
-                    self.check_host_overlap(net_subnet)
+                    self.check_host_overlap(net_subnet, net.bridge)
                 net_subnet, net_gw, net_range = ipam.network_config(net_subnet, net_gw,
                                                                     net_range)
                 net = net.replace(subnet=net_subnet, gateway=net_gw, ip_range=net_range)
@@ -176,7 +184,7 @@ class Networks:
                 netfilter = self.ctx.netfilter
                 if net.bridge:
                     netfilter.set_route_localnet(net.bridge)
-                if netfilter.ensure_forwarding():
+                if netfilter.ensure_forwarding() or netfilter.was_host_link(net.bridge):
                     netfilter.reload()
                 else:
                     netfilter.apply(added=netfilter.network_elements(net))
@@ -210,7 +218,11 @@ class Networks:
                 )
             with store.transaction():
                 store.delete_network(net.id)
-                self.ctx.netfilter.apply(removed=self.ctx.netfilter.network_elements(net))
+                if self.ctx.netfilter.was_host_link(net.bridge):
+                    self.ctx.netfilter.reload()
+                else:
+                    self.ctx.netfilter.apply(
+                        removed=self.ctx.netfilter.network_elements(net))
             crashpoint("network-rm:row")
             drivers.get(net.driver).delete_network(self.ctx, net)
 

@@ -4,6 +4,7 @@
 - bridge: a Linux bridge holding the gateway; each endpoint is a veth pair plugged into it.
 - null:   no connectivity; a container on it gets its own namespace with only `lo`.
 - host:   no isolation; a container on it uses the host's network namespace.
+- external: a bridge another plugin made; shoal publishes ports to it and isolates it.
 
 A driver's module is imported when a network of its kind is first used: commands that only
 read the state never import one.
@@ -32,6 +33,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "bridge": ("shoal.drivers.bridge:BridgeDriver", LOCAL, ENDPOINTS),
     "host": ("shoal.drivers.host:HostDriver", LOCAL, HOST),
     "null": ("shoal.drivers.null:NullDriver", LOCAL, NONE),
+    # links another plugin made (shoal-cni chained after `bridge`): shoal adds its firewall
+    "external": ("shoal.drivers.external:ExternalDriver", LOCAL, ENDPOINTS),
 }
 DEFAULT = "bridge"  # `network create` without -d, and the default network's driver
 _loaded: dict[str, NetworkDriver] = {}
@@ -66,7 +69,7 @@ def get(name: str) -> NetworkDriver:
         module, _, cls = REGISTRY[name][0].partition(":")
         driver = getattr(importlib.import_module(module), cls)()
     else:
-        creatable = [n for n in names() if n in _factories or n == DEFAULT]
+        creatable = [n for n in names() if n in _factories or n in (DEFAULT, "external")]
         raise InvalidArgument(
             f"unknown network driver {name!r}: shoal supports {', '.join(creatable)} "
             f"({DEFAULT} is the default); host and null exist only as the built-in networks "
