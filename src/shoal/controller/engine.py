@@ -338,15 +338,16 @@ class Engine:
         return self.sandboxes.add_external(path, owner)
 
     def connect_sandbox(self, sandbox_id: str, net_ref: str, ip: str | None = None,
-                        aliases: list[str] | None = None, ifname: str | None = None
-                        ) -> Endpoint:
-        """An endpoint of a handed-in sandbox on a network, plugged in when this returns."""
+                        aliases: list[str] | None = None, ifname: str | None = None,
+                        mac: str | None = None) -> Endpoint:
+        """An endpoint of a handed-in sandbox on a network, plugged in when this returns;
+        `mac`: its interface's MAC (else the one derived from its address)."""
         from .. import ipam
 
         requested = ipam.parse_address(ip, "ip") if ip else None
         net = self.store.network(net_ref)
         return self.sandboxes.connect_external(sandbox_id, net, requested, list(aliases or []),
-                                               ifname)
+                                               ifname, mac)
 
     def disconnect_sandbox(self, sandbox_id: str, net_ref: str) -> None:
         self.sandboxes.disconnect_external(sandbox_id, self.store.network(net_ref))

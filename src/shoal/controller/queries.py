@@ -31,7 +31,23 @@ class Queries:
         net = self.ctx.store.network(ref)
         running = [(ep, ctr) for ep, ctr in self.networks.members(net)
                    if self.containers.effective_status(ctr) == RUNNING]  # as Docker lists them
-        return network_json(net, running, drivers.scope(net.driver))
+        data = network_json(net, running, drivers.scope(net.driver))
+        data["Containers"].update(self.handed_in(net))
+        return data
+
+    def handed_in(self, net: Network) -> dict[str, dict[str, str]]:
+        """`network inspect`'s Containers entries of the sandboxes another runtime handed in
+        (a CNI runtime's, dockerd's), by sandbox id, named by their owner."""
+        store = self.ctx.store
+        out = {}
+        for ep in store.endpoints(network_id=net.id):
+            sb = store.sandbox_by_id(ep.sandbox_id)
+            if sb is None or sb.owned or ep.ip is None:
+                continue
+            prefix = f"/{net.subnet.prefixlen}" if net.subnet else ""
+            out[sb.id] = {"Name": sb.owner, "EndpointID": ep.id, "MacAddress": ep.mac or "",
+                          "IPv4Address": f"{ep.ip}{prefix}", "IPv6Address": ""}
+        return out
 
     def container(self, ref: str) -> dict[str, Any]:
         """`inspect`."""

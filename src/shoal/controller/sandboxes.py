@@ -131,7 +131,8 @@ class Sandboxes:
                 return self.add(new_id(), owner, path)
 
     def connect_external(self, sandbox_id: str, net: Network, requested: IPv4Address | None,
-                         aliases: list[str], ifname: str | None = None) -> Endpoint:
+                         aliases: list[str], ifname: str | None = None,
+                         mac: str | None = None) -> Endpoint:
         """CNM's create endpoint and join, for a handed-in sandbox: the endpoint exists in
         the kernel when this returns."""
         store = self.ctx.store
@@ -148,14 +149,18 @@ class Sandboxes:
             with store.transaction():
                 ep = self.create_endpoint(sandbox_id, net, requested, aliases, plugged=True,
                                           ifname=ifname, pending=True)
+                if mac is not None:
+                    store.update_endpoint(ep.id, mac=mac)
+                    ep = ep.replace(mac=mac)
             crashpoint("connect:row")
             self.join(sandbox_id, ep, net)
             return ep
 
     def disconnect_external(self, sandbox_id: str, net: Network) -> None:
         """CNM's leave and delete endpoint, for a handed-in sandbox (whose namespace may be
-        gone already: then only the records and the firewall's elements go)."""
-        import os
+        gone already, or be a file no longer mounted: then only the records and the
+        firewall's elements go)."""
+        from ..kernel import ns
 
         store = self.ctx.store
         with store.locked():
@@ -163,7 +168,7 @@ class Sandboxes:
                        if e.network_id == net.id), None)
             if ep is None:
                 return
-            self.leave(sandbox_id, ep, net, in_sandbox=os.path.exists(self.path(sandbox_id)))
+            self.leave(sandbox_id, ep, net, in_sandbox=ns.is_netns(self.path(sandbox_id)))
 
     def remove_external(self, sandbox_id: str) -> None:
         """Leave every network and forget a handed-in sandbox; its namespace is left alone."""

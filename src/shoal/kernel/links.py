@@ -61,6 +61,7 @@ class Link(Record):
     master: int | None
     kind: str | None
     alias: str | None = None  # IFLA_IFALIAS: shoal's links carry their root's mark there
+    mac: str | None = None  # IFLA_ADDRESS, as aa:bb:cc:dd:ee:ff
 
 
 def parse_link(body: bytes) -> Link:
@@ -69,6 +70,7 @@ def parse_link(body: bytes) -> Link:
     attrs = msg.attrs
     master = attrs.get(nl.IFLA_MASTER)
     alias = attrs.get(nl.IFLA_IFALIAS)
+    hwaddr = attrs.get(nl.IFLA_ADDRESS)
     kind = None
     if nl.IFLA_LINKINFO in attrs:
         info = nl.parse_attrs(attrs[nl.IFLA_LINKINFO])
@@ -81,6 +83,7 @@ def parse_link(body: bytes) -> Link:
         master=nl.u32(master) if master else None,
         kind=kind,
         alias=nl.text(alias) if alias else None,
+        mac=":".join(f"{b:02x}" for b in hwaddr) if hwaddr else None,
     )
 
 

@@ -1,0 +1,1 @@
+"""Adapters that let other engines (CNI runtimes, dockerd) drive shoal."""

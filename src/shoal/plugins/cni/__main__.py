@@ -1,0 +1,5 @@
+"""`python -m shoal.plugins.cni`: the same as the shoal-cni executable."""
+
+from .main import main
+
+raise SystemExit(main())
