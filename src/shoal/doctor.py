@@ -500,7 +500,28 @@ def doctor(engine: Engine, container: str | None = None, to: str | None = None
         checks += check_container(engine, ctr)
         if to is not None:
             checks += check_path(engine, ctr, to)
+    if container is None:
+        checks += check_handed_in(engine)
     return checks
+
+
+def check_handed_in(engine: Engine) -> list[Check]:
+    """The sandboxes another runtime handed in (a CNI runtime's, dockerd's), named by their
+    owner: the namespace is there, and each endpoint's host side is as its driver made it."""
+    out: list[Check] = []
+    store = engine.store
+    for sb in store.sandboxes(owned=False):
+        who = sb.owner or sb.id[:12]
+        if not ns.is_netns(sb.path):
+            out.append(Check(FAIL, f"sandbox {who}: its namespace {sb.path} is gone",
+                             "shoal system reconcile (it releases the sandbox's addresses)"))
+            continue
+        for ep in store.endpoints(sandbox_id=sb.id):
+            if ep.ip is not None:
+                net = store.network_by_id(ep.network_id)
+                out += drivers.get(net.driver).diagnose(engine.ctx, net, ep,
+                                                        f"{who} ({ep.ifname}, {ep.ip})")
+    return out
 
 
 def render(checks: list[Check]) -> str:

@@ -16,6 +16,8 @@ POINTS = (
     "connect:row", "connect:attached",
     "disconnect:row",
 )
+# the points shoal-cni passes besides connect:* and disconnect:row (plugins/cni/commands.py)
+CNI_POINTS = ("cni-add:sandbox", "cni-add:published", "cni-del:endpoint")
 
 
 def crashpoint(name: str) -> None:

@@ -81,6 +81,15 @@ def test_add_gives_an_address_and_a_spec_shaped_result(host: Host, tmp_path: Pat
     doctor = host.shoal("doctor", check=False)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "network cninet: bridge br-cninet is up with 10.90.0.1/24" in doctor.stdout
+    assert f"cni:c1 (eth0, {ip}): {names[1]} is up on bridge br-cninet" in doctor.stdout
+    # a namespace the runtime removed without a DEL: doctor names it, reconcile repairs
+    remove_namespace(ns)
+    doctor = host.shoal("doctor", check=False)
+    assert doctor.returncode != 0
+    assert f"sandbox cni:c1: its namespace {ns} is gone" in doctor.stdout
+    assert f"sandbox cni:c1: its namespace {ns} is gone; its 1 endpoint(s) were released" \
+        in host.shoal("system", "reconcile").stdout
+    assert host.shoal_json("network", "inspect", "cninet")[0]["Containers"] == {}
 
 
 def test_results_of_older_versions_carry_the_address_family(host: Host, tmp_path: Path
@@ -361,6 +370,21 @@ def test_an_add_killed_midway_is_repaired(host: Host, tmp_path: Path, point: str
     assert "8081" in host.shoal("system", "firewall").stdout
 
 
+@pytest.mark.parametrize("point", ["disconnect:row", "cni-del:endpoint"])
+def test_a_del_killed_midway_is_finished_by_the_next_del(host: Host, tmp_path: Path,
+                                                         point: str) -> None:
+    config = conf(runtimeConfig={"portMappings": [{"hostPort": 8082, "containerPort": 80}]})
+    add(host, tmp_path, "warm")
+    before = state(host)
+    ns, res = add(host, tmp_path, "c1", config)
+    out = shoal_cni(host, "DEL", {**config, "prevResult": res}, "c1", ns, SHOAL_CRASH_AT=point)
+    assert out.rc == -9, out
+    out = shoal_cni(host, "DEL", {**config, "prevResult": res}, "c1", ns)
+    assert out.rc == 0, out
+    assert state(host) == before
+    assert "eth0" not in host.links(ns=ns)
+
+
 def test_reconcile_repairs_an_add_killed_midway_without_a_del(host: Host, tmp_path: Path
                                                               ) -> None:
     add(host, tmp_path, "warm")
@@ -407,6 +431,20 @@ def test_requested_ip_mac_and_dns_are_honoured(host: Host, tmp_path: Path) -> No
     ns2 = namespace(tmp_path, "c2.ns")
     out = shoal_cni(host, "ADD", conf(), "c2", ns2, args="IgnoreUnknown=1;IP=10.90.0.43")
     assert out.rc == 0 and address(out.json) == "10.90.0.43", out
+
+
+def test_a_container_in_a_new_namespace_leaves_the_old_one(host: Host, tmp_path: Path
+                                                          ) -> None:
+    """The runtime restarted a container in a new namespace without a DEL (it crashed):
+    the attachments of the old one are stale and go, their addresses with them."""
+    old, r1 = add(host, tmp_path, "c1")
+    new = namespace(tmp_path, "c1-again.ns")
+    out = shoal_cni(host, "ADD", conf(runtimeConfig={"ips": [address(r1)]}), "c1", new)
+    assert out.rc == 0, out
+    assert address(out.json) == address(r1)
+    assert "eth0" not in host.links(ns=old) and "eth0" in host.links(ns=new)
+    members = host.shoal_json("network", "inspect", "cninet")[0]["Containers"]
+    assert [m["Name"] for m in members.values()] == ["cni:c1"]
 
 
 def test_an_interface_name_taken_in_the_namespace_is_refused(host: Host, tmp_path: Path

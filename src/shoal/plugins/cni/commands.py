@@ -107,18 +107,18 @@ def bindings(conf: NetConf) -> list[Any]:
 
 def _sandbox(engine: Engine, att: Attachment) -> tuple[Sandbox, bool]:
     """The container's sandbox (one per container id, shared by its attachments), and
-    whether this call recorded it. A record left for a namespace that is gone (the runtime
-    made a new one for the same container) is dropped first."""
-    from ...kernel import ns
+    whether this call recorded it. A container has one namespace: a record left for another
+    one (the runtime made a new namespace for the same container without a DEL, after a
+    crash) is stale, and goes first with its attachments."""
+    import sys
 
     store = engine.store
     found = store.sandbox_by_owner(att.owner)
-    if found is not None and found.path != att.netns and not ns.is_netns(found.path):
+    if found is not None and found.path != att.netns:
+        sys.stderr.write(f"shoal-cni: container {att.container_id} moved from namespace "
+                         f"{found.path} to {att.netns}: its attachments there are removed\n")
         engine.remove_sandbox(found.id)
         found = None
-    if found is not None and found.path != att.netns:
-        raise CniError(REFUSED, f"container {att.container_id} is already attached in "
-                       f"namespace {found.path}, not {att.netns}: DEL its attachments first")
     return engine.add_sandbox(att.netns, att.owner), found is None
 
 
