@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface
 
+from ...ports import PROTOCOLS
 from .errors import (
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -24,7 +25,6 @@ SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
 # what each command needs at least (libcni and the reference plugins' skel agree)
 MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
-PROTOCOLS = ("tcp", "udp", "sctp")
 # keys of the reference bridge plugin whose behaviour shoal does not have: refused when set
 # to anything but their default, so that a config never silently means less than it says
 UNSUPPORTED_BRIDGE = {"promiscMode": False, "vlan": 0, "vlanTrunk": None,
