@@ -123,6 +123,45 @@ def test_attachments_reach_each_other_and_not_another_network(host: Host, tmp_pa
     assert sorted(m["Name"] for m in inspect.values()) == ["cni:c1", "cni:c3"]
 
 
+def test_ip_masq_and_internal_decide_the_way_out(host: Host, tmp_path: Path) -> None:
+    """ipMasq as the reference plugin means it: masqueraded to the host's address beyond
+    the host, or not at all (the outside has no route back to the container); shoal's
+    `internal` extra gives no way out."""
+    server = host.background(host.outside, sys.executable, "-c", TCP, "8000")
+    try:
+        host.wait_for(lambda: host.listening(host.outside, 8000), what="the outside server")
+        masq, _ = add(host, tmp_path, "m", conf())
+        assert host.fetch(masq, OUTSIDE_ADDR, 8000) == HOST_ADDR
+        plain, _ = add(host, tmp_path, "p", conf(name="plainnet", subnet="10.94.0.0/24",
+                                                 ipMasq=False))
+        assert host.fetch(plain, OUTSIDE_ADDR, 8000, timeout=1) is None
+        closed, res = add(host, tmp_path, "i", conf(name="closednet", subnet="10.95.0.0/24",
+                                                    shoal={"internal": True}))
+        assert "routes" not in res and "default" not in host.ip("route", ns=closed)
+        assert host.fetch(closed, OUTSIDE_ADDR, 8000, timeout=1) is None
+        assert host.shoal_json("network", "inspect", "closednet")[0]["Internal"] is True
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_isolated_from_a_container_on_another_shoal_network(host: Host, tmp_path: Path
+                                                            ) -> None:
+    host.shoal("network", "create", "--subnet", "10.97.0.0/24", "plain")
+    host.shoal("run", "-d", "--name", "web", "--network", "plain", "--", sys.executable,
+               "-c", TCP, "80")
+    web_ip = host.ip_of("web", "plain")
+    ns, res = add(host, tmp_path, "c1")
+    sandbox = host.sandbox("web")
+    host.wait_for(lambda: host.listening(sandbox, 80), what="the server in web")
+    assert host.fetch(ns, web_ip, 80, timeout=1) is None
+    assert not host.tcp_ok("web", address(res), 80)
+    # the same container put on the CNI network reaches it: the network is the boundary
+    host.shoal("network", "connect", "cninet", "web")
+    assert host.fetch(ns, host.ip_of("web", "cninet"), 80) == address(res)
+    host.shoal("rm", "-f", "web")
+
+
 def test_port_mappings_are_reachable_from_outside(host: Host, tmp_path: Path) -> None:
     config = conf(runtimeConfig={"portMappings": [
         {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]})
