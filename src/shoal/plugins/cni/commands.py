@@ -80,12 +80,15 @@ def add(engine: Engine, conf: NetConf, att: Attachment) -> dict[str, Any]:
                 engine.publish_sandbox(sandbox.id, net.id, bindings(conf))
             crashpoint("cni-add:published")
         except BaseException:
-            with suppress(ShoalError, OSError):
-                if ep is not None and sandbox is not None:
+            # each undo on its own: the error worth reporting is the first one
+            if ep is not None and sandbox is not None:
+                with suppress(ShoalError, OSError):
                     engine.disconnect_sandbox(sandbox.id, net.id)
-                if made_sandbox and sandbox is not None:
+            if made_sandbox and sandbox is not None:
+                with suppress(ShoalError, OSError):
                     engine.remove_sandbox(sandbox.id)
-                if made_net:
+            if made_net:
+                with suppress(ShoalError, OSError):
                     engine.remove_network(net.id)
             raise
         if chained:
