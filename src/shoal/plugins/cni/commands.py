@@ -4,12 +4,11 @@ namespace is a handed-in sandbox owned by `cni:<container id>`, and each attachm
 named by the config. Everything lives in shoal's store, so `shoal network inspect`, `doctor`
 and `system reconcile` see CNI attachments as they see containers.
 
-Alone, shoal-cni is an interface plugin: the network is a shoal bridge network (made at the
-first ADD, labelled shoal.cni.network=<name>) and shoal makes the veth. Chained after
-another interface plugin (a config with prevResult, e.g. after the reference `bridge`), it
-is a drop-in for `portmap`: the network is an `external` one on the other plugin's bridge,
-the endpoint only records the address that plugin gave, and shoal adds its firewall
-(published ports through its maps, isolation)."""
+Alone, shoal-cni is an interface plugin: shoal makes the veth on its own bridge network.
+Chained after another interface plugin (a config with prevResult, e.g. after the reference
+`bridge`), it is a drop-in for `portmap`: the endpoint only records the address that plugin
+gave on an `external` network, and shoal adds its firewall (published ports through its
+maps, isolation). Which network: see networks.py."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from contextlib import suppress
 
 from ...errors import Conflict, InvalidArgument, ShoalError
 from ...faults import crashpoint
-from . import result
+from . import networks, result
 from .config import NetConf
 from .errors import NOT_AS_ADDED, NOT_AVAILABLE, REFUSED, UNKNOWN_CONTAINER, CniError
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from ...controller import Engine
     from ...model import Endpoint, Network, Sandbox
 
-LABEL = "shoal.cni.network"  # on the networks shoal-cni made: their CNI network's name
 OWNER_PREFIX = "cni:"
 
 
@@ -62,11 +60,11 @@ def add(engine: Engine, conf: NetConf, att: Attachment) -> dict[str, Any]:
     with store.locked():
         chained = conf.prev_result is not None
         if chained:
-            address, gateway, bridge = _from_previous(engine, conf, att)
-            net, made_net = _ensure_external(engine, conf, bridge, address, gateway)
+            address, gateway, bridge = networks.from_previous(engine, conf, att.ifname)
+            net, made_net = networks.ensure_external(engine, conf, bridge, address, gateway)
             ip, mac = str(address.ip), None
         else:
-            net, made_net = _ensure_bridge_network(engine, conf)
+            net, made_net = networks.ensure_bridge(engine, conf)
             ip, mac = (str(conf.ip) if conf.ip else None), conf.mac
         sandbox, made_sandbox = None, False
         ep = None
@@ -135,107 +133,6 @@ def _check_free_ifname(engine: Engine, sandbox: Sandbox, att: Attachment) -> Non
             raise CniError(REFUSED, f"an interface {att.ifname} already exists in "
                            f"{att.netns}: give another CNI_IFNAME, or DEL the attachment "
                            "that made it")
-
-
-def _ensure_bridge_network(engine: Engine, conf: NetConf) -> tuple[Network, bool]:
-    """The shoal network named as the CNI network: made with the config's settings at the
-    first ADD; one that exists must agree with the config's subnet and bridge."""
-    from ...drivers.bridge import DOCKER_OPTIONS, ICC_OPTION, MASQUERADE_OPTION, MTU_OPTION
-    from ...drivers.bridge import NAME_OPTION as BRIDGE_NAME
-
-    found = _network(engine, conf.name)
-    if found is not None:
-        if found.driver != "bridge":
-            raise CniError(REFUSED, f"shoal network {found.name} has driver {found.driver}, "
-                           "not bridge: name the CNI network differently, or chain shoal-cni "
-                           "after the plugin that made it")
-        _agrees(found, conf)
-        return found, False
-    options = {BRIDGE_NAME: conf.bridge} if conf.bridge else {}
-    options[MASQUERADE_OPTION] = str(conf.ip_masq).lower()
-    options[ICC_OPTION] = str(conf.icc).lower()
-    if conf.mtu:
-        options[MTU_OPTION] = str(conf.mtu)
-    assert all(o not in DOCKER_OPTIONS for o in options)
-    net = engine.create_network(
-        conf.name, "bridge", str(conf.subnet) if conf.subnet else None,
-        str(conf.gateway) if conf.gateway else None,
-        str(conf.ip_range) if conf.ip_range else None, internal=conf.internal,
-        labels={LABEL: conf.name}, options=options)
-    return net, True
-
-
-def _agrees(net: Network, conf: NetConf) -> None:
-    if conf.subnet is not None and net.subnet != conf.subnet:
-        raise CniError(REFUSED, f"shoal network {net.name} has subnet {net.subnet}, but the "
-                       f"config says {conf.subnet}: make them agree, or remove the network "
-                       f"(shoal network rm {net.name}) once nothing is attached")
-    if conf.bridge is not None and net.bridge != conf.bridge:
-        raise CniError(REFUSED, f"shoal network {net.name} has bridge {net.bridge}, but the "
-                       f"config says {conf.bridge}: make them agree")
-
-
-def _network(engine: Engine, name: str) -> Network | None:
-    return next((n for n in engine.store.networks() if n.name == name), None)
-
-
-def _from_previous(engine: Engine, conf: NetConf, att: Attachment) -> tuple[Any, Any, str]:
-    """(address with prefix, gateway, bridge) of the container's interface in prevResult."""
-    from ipaddress import IPv4Interface, ip_address, ip_interface
-
-    from ...kernel import links
-
-    prev = conf.prev_result or {}
-    interfaces = prev.get("interfaces") or []
-    mine = next((i for i, itf in enumerate(interfaces) if isinstance(itf, dict)
-                 and itf.get("name") == att.ifname and itf.get("sandbox")), None)
-    address = gateway = None
-    for ip in prev.get("ips") or []:
-        if not isinstance(ip, dict) or (mine is not None and "interface" in ip
-                                        and ip["interface"] != mine):
-            continue
-        with suppress(ValueError, TypeError):
-            candidate = ip_interface(ip.get("address"))
-            if isinstance(candidate, IPv4Interface):
-                address = candidate
-                gateway = ip_address(ip["gateway"]) if ip.get("gateway") else None
-                break
-    if address is None:
-        raise CniError(7, f"prevResult has no IPv4 address for {att.ifname}: chain "
-                       "shoal-cni after the plugin that makes the interface (e.g. bridge)")
-    bridge = conf.bridge
-    if bridge is None:
-        for itf in interfaces:
-            if isinstance(itf, dict) and not itf.get("sandbox") and itf.get("name"):
-                link = links.get_link(engine.host, str(itf["name"]))
-                if link is not None and link.kind == "bridge":
-                    bridge = link.name
-                    break
-    if bridge is None:
-        raise CniError(7, "prevResult names no bridge on the host: give \"bridge\" in "
-                       "shoal-cni's config, the bridge the previous plugin plugs into")
-    return address, gateway, bridge
-
-
-def _ensure_external(engine: Engine, conf: NetConf, bridge: str, address: Any,
-                     gateway: Any) -> tuple[Network, bool]:
-    from ...drivers.external import BRIDGE_OPTION
-
-    found = _network(engine, conf.name)
-    if found is not None:
-        if found.driver != "external" or found.bridge != bridge:
-            raise CniError(REFUSED, f"shoal network {found.name} is not an external network "
-                           f"on bridge {bridge} (driver {found.driver}, bridge "
-                           f"{found.bridge}): name the CNI network differently")
-        if address.ip not in found.subnet:
-            raise CniError(REFUSED, f"the previous plugin gave {address}, outside shoal "
-                           f"network {found.name}'s subnet {found.subnet}")
-        return found, False
-    subnet = str(address.network) if gateway is not None else None
-    net = engine.create_network(conf.name, "external", subnet,
-                                str(gateway) if gateway is not None else None,
-                                labels={LABEL: conf.name}, options={BRIDGE_OPTION: bridge})
-    return net, True
 
 
 def _bridge_result(engine: Engine, conf: NetConf, att: Attachment, net: Network,
@@ -348,7 +245,7 @@ def status(conf: NetConf) -> None:
     try:
         with engine.store.locked():
             pass  # the lock and the store can be written
-        net = _network(engine, conf.name)
+        net = networks.named(engine, conf.name)
         if net is not None and net.subnet is not None:
             from ...ipam import StoreAddresses
 
@@ -387,7 +284,7 @@ def gc(engine: Engine, conf: NetConf) -> None:
     valid = set(conf.valid_attachments)
     errors = []
     with store.locked():
-        net = _network(engine, conf.name)
+        net = networks.named(engine, conf.name)
         eps = store.endpoints(network_id=net.id) if net is not None else []
         for ep in eps:
             sandbox = store.sandbox_by_id(ep.sandbox_id)
