@@ -165,3 +165,12 @@ def test_results_per_version() -> None:
     assert new["interfaces"][1] == {"name": "eth0", "mac": "02:42:0a:00:00:02", "mtu": 1400,
                                     "sandbox": "/run/netns/x"}
     assert result.version_result("9.9.9")["cniVersion"] == "1.1.0"
+
+
+def test_del_is_best_effort_about_what_it_does_not_need() -> None:
+    raw = data(vlan=5, ipam={"type": "dhcp"}, runtimeConfig={"portMappings": "x"})
+    assert error(raw).code == 2
+    conf = parse(raw, "DEL")
+    assert conf.name == "net1" and conf.port_mappings == []
+    assert error(data(cniVersion="9.0.0"), "DEL").code == 1
+    assert error(data(shoal={"root": "relative"}), "DEL").code == 7

@@ -8,6 +8,7 @@ Pure: no I/O. Every refusal is a CniError naming the key, its value and the fix.
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface
 
@@ -118,14 +119,30 @@ def parse(data: bytes, command: str, cni_args: str = "") -> NetConf:
     except InvalidArgument as e:
         raise CniError(INVALID_CONFIG, str(e)) from None
     conf = NetConf(version=version, name=name)
-    _bridge_keys(raw, conf)
-    _shoal_keys(raw, conf)
+    _shoal_keys(raw, conf)  # where shoal's state is: needed by every command
     prev = raw.get("prevResult")
     if prev is not None:
         if not isinstance(prev, dict):
             raise CniError(DECODING_FAILURE, "prevResult must be a JSON object")
         conf.prev_result = prev
-    if conf.prev_result is None or command != "ADD":
+    if command == "GC":
+        conf.valid_attachments = _attachments(raw.get("cni.dev/valid-attachments"))
+        return conf
+    if command == "DEL":
+        # best effort, as the spec asks: DEL needs only the attachment and the network's
+        # name, and must not fail on a setting that made the ADD fail
+        with suppress(CniError):
+            _options(raw, conf, command, cni_args)
+        return conf
+    _options(raw, conf, command, cni_args)
+    return conf
+
+
+def _options(raw: dict[str, object], conf: NetConf, command: str, cni_args: str) -> None:
+    """The bridge's keys, ipam (alone only: chained, the previous plugin's), the runtime's
+    capability arguments, args.cni and CNI_ARGS."""
+    _bridge_keys(raw, conf)
+    if conf.prev_result is None or command not in ("ADD", "CHECK"):
         _ipam(raw.get("ipam"), conf)
     runtime = _object(raw.get("runtimeConfig"), "runtimeConfig")
     args = _object(_object(raw.get("args"), "args").get("cni"), "args.cni")
@@ -133,11 +150,9 @@ def parse(data: bytes, command: str, cni_args: str = "") -> NetConf:
     conf.port_mappings = _port_mappings(runtime.get("portMappings"))
     ips = runtime.get("ips") or args.get("ips") or (
         [env_args["IP"]] if env_args.get("IP") else [])
-    conf.ip = _requested_ip(ips, conf)
+    conf.ip = _requested_ip(ips)
     conf.mac = _mac(runtime.get("mac") or args.get("mac") or env_args.get("MAC"))
     conf.dns = _dns(raw.get("dns"), runtime.get("dns"))
-    conf.valid_attachments = _attachments(raw.get("cni.dev/valid-attachments"))
-    return conf
 
 
 def parse_cni_args(text: str) -> dict[str, str]:
@@ -193,7 +208,7 @@ def _bridge_keys(raw: dict[str, object], conf: NetConf) -> None:
             raise CniError(INVALID_CONFIG, f"mtu must be a number from 68 to 65535, not {mtu!r}")
         conf.mtu = mtu
     for key, default in UNSUPPORTED_BRIDGE.items():
-        if raw.get(key, default) not in (default, None):
+        if raw.get(key) not in (default, None, []):
             raise _unsupported(key, raw[key], "shoal's bridge networks do not have it; "
                                               "remove the key (or use the reference bridge "
                                               "plugin with shoal-cni chained after it)")
@@ -324,7 +339,7 @@ def _range(subnet: IPv4Network, start: object, end: object) -> IPv4Network:
     return blocks[0]
 
 
-def _requested_ip(ips: object, conf: NetConf) -> IPv4Address | None:
+def _requested_ip(ips: object) -> IPv4Address | None:
     if not ips:
         return None
     if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
