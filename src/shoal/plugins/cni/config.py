@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from contextlib import suppress
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface
 
 from ...ports import PROTOCOLS
+from ...records import Record
 from .errors import (
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -34,16 +34,14 @@ UNSUPPORTED_BRIDGE = {"promiscMode": False, "vlan": 0, "vlanTrunk": None,
 SHOAL_KEYS = ("root", "runDir", "icc", "internal")
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(Record):
     host_port: int
     container_port: int
     protocol: str = "tcp"
     host_ip: str = ""  # "" : every address of the host
 
 
-@dataclass
-class NetConf:
+class NetConf(Record):
     version: str
     name: str
     bridge: str | None = None
@@ -58,10 +56,10 @@ class NetConf:
     run_dir: str | None = None
     ip: IPv4Address | None = None  # the address asked for (runtimeConfig.ips, args, CNI_ARGS)
     mac: str | None = None
-    port_mappings: list[PortMapping] = field(default_factory=list)
-    dns: dict[str, object] = field(default_factory=dict)
+    port_mappings: list[PortMapping] = []
+    dns: dict[str, object] = {}
     prev_result: dict[str, object] | None = None
-    valid_attachments: list[tuple[str, str]] = field(default_factory=list)
+    valid_attachments: list[tuple[str, str]] = []
 
 
 def version_of(data: object) -> str:
