@@ -6,6 +6,7 @@ the container namespaces are files the test made, as a runtime makes them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,10 @@ def test_add_gives_an_address_and_a_spec_shaped_result(host: Host, tmp_path: Pat
     doctor = host.shoal("doctor", check=False)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "network cninet: bridge br-cninet is up with 10.90.0.1/24" in doctor.stdout
+    # the runtime writes the container's resolv.conf: no embedded resolver runs for it
+    assert "the embedded resolver" not in doctor.stdout
+    assert not [p for p in host._our_processes({os.stat(host.ns).st_ino})
+                if b"resolver" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert f"cni:c1 (eth0, {ip}): {names[1]} is up on bridge br-cninet" in doctor.stdout
     # a namespace the runtime removed without a DEL: doctor names it, reconcile repairs
     remove_namespace(ns)

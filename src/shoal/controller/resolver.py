@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..dns.table import View
+    from ..model import Sandbox
     from ..store import Store
     from .context import Context
 
@@ -136,17 +137,22 @@ class ResolverLink:
         return line
 
     def needed(self) -> bool:
-        """Does any container's sandbox have an address on a network with names?"""
+        """Does any container's sandbox have an address on a network with names? (A sandbox
+        another runtime handed in is not served: its runtime writes its resolv.conf.)"""
         from .files import embedded_dns
 
         store = self.ctx.store
-        return any(embedded_dns(net) and store.plugged(net.id) for net in store.networks())
+        return any(ep.ip is not None and _owned(store.sandbox_by_id(ep.sandbox_id))
+                   for net in store.networks() if embedded_dns(net) and store.plugged(net.id)
+                   for ep in store.endpoints(network_id=net.id))
 
     def needed_by(self, sandbox_ids: set[str]) -> bool:
-        """Does one of these sandboxes have an address on a network with names?"""
+        """Does one of these sandboxes (of containers) have an address on a network with
+        names?"""
         store = self.ctx.store
         return any(ep.ip is not None and self._names(ep.network_id)
-                   for sid in sandbox_ids for ep in store.endpoints(sandbox_id=sid))
+                   for sid in sandbox_ids if _owned(store.sandbox_by_id(sid))
+                   for ep in store.endpoints(sandbox_id=sid))
 
     def _names(self, network_id: str) -> bool:
         """files.embedded_dns of a network, remembered (a network's driver and name never
@@ -303,6 +309,10 @@ def _unique(names: list[str]) -> list[str]:
         if name and name.lower() not in seen:
             seen[name.lower()] = name
     return list(seen.values())
+
+
+def _owned(sandbox: Sandbox | None) -> bool:
+    return sandbox is None or sandbox.owned  # (None: a container's, not recorded yet)
 
 
 def _alive(pid: int, start: int | None) -> bool:
