@@ -353,6 +353,13 @@ def test_bad_environment_is_error_four(host: Host, tmp_path: Path) -> None:
     assert out.json["msg"] == "required env variables [CNI_NETNS,CNI_IFNAME] missing"
     out = shoal_cni(host, "ADD", conf(), "-bad", str(tmp_path / "x"))
     assert out.rc == 1 and out.json["code"] == 4 and "CNI_CONTAINERID" in out.json["msg"]
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    out = shoal_cni(host, "ADD", conf(), "c1", str(plain))
+    assert out.rc == 1 and out.json["code"] == 4
+    assert out.json["msg"] == (f"CNI_NETNS {plain} is not a network namespace: give the "
+                               "path of a namespace file (e.g. /run/netns/NAME), not a symlink")
+    assert "cninet" not in host.shoal("network", "ls").stdout
     out = shoal_cni(host, "FROB", conf())
     assert out.rc == 1 and out.json["code"] == 4 and "FROB" in out.json["msg"]
     ns = namespace(tmp_path, "c.ns")

@@ -19,7 +19,14 @@ from ...errors import Conflict, InvalidArgument, ShoalError
 from ...faults import crashpoint
 from . import networks, result
 from .config import NetConf
-from .errors import NOT_AS_ADDED, NOT_AVAILABLE, REFUSED, UNKNOWN_CONTAINER, CniError
+from .errors import (
+    INVALID_ENVIRONMENT,
+    NOT_AS_ADDED,
+    NOT_AVAILABLE,
+    REFUSED,
+    UNKNOWN_CONTAINER,
+    CniError,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,6 +63,12 @@ def open_engine(conf: NetConf) -> Engine:
 
 def add(engine: Engine, conf: NetConf, att: Attachment) -> dict[str, Any]:
     """Attach; if a step fails, what this ADD made is undone before the error is raised."""
+    from ...kernel import ns
+
+    if not ns.is_netns(att.netns):
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {att.netns} is not a network "
+                       "namespace: give the path of a namespace file (e.g. /run/netns/NAME), "
+                       "not a symlink")
     store = engine.store
     with store.locked():
         chained = conf.prev_result is not None
