@@ -167,6 +167,19 @@ def test_isolated_from_a_container_on_another_shoal_network(host: Host, tmp_path
     host.shoal("rm", "-f", "web")
 
 
+def test_mtu_and_port_isolation_as_the_reference_plugin_means_them(host: Host,
+                                                                    tmp_path: Path) -> None:
+    config = conf(name="isonet", subnet="10.98.0.0/24", mtu=1400, portIsolation=True)
+    ns1, r1 = add(host, tmp_path, "i1", config)
+    ns2, r2 = add(host, tmp_path, "i2", config)
+    assert host.ip_json("link", "show", "eth0", ns=ns1)[0]["mtu"] == 1400
+    assert host.links()["br-isonet"]["mtu"] == 1400
+    assert all(i["mtu"] == 1400 for i in r1["interfaces"])
+    # the bridge's ports cannot reach each other; the gateway they can
+    assert ping(host, ns1, "10.98.0.1")
+    assert not ping(host, ns1, address(r2)) and not ping(host, ns2, address(r1))
+
+
 def test_port_mappings_are_reachable_from_outside(host: Host, tmp_path: Path) -> None:
     config = conf(runtimeConfig={"portMappings": [
         {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]})
