@@ -208,6 +208,24 @@ def test_port_mappings_are_reachable_from_outside(host: Host, tmp_path: Path) ->
         server.wait()
 
 
+def test_port_mappings_on_the_iptables_backend(iptables_host: Host, tmp_path: Path) -> None:
+    """The firewall backend comes from the runtime's environment (SHOAL_FIREWALL_BACKEND),
+    and nothing it runs writes to the result on stdout."""
+    host = iptables_host
+    config = conf(runtimeConfig={"portMappings": [{"hostPort": 8080, "containerPort": 80}]})
+    ns, res = add(host, tmp_path, "web", config)
+    server = host.background(ns, sys.executable, "-c", TCP, "80")
+    try:
+        host.wait_for(lambda: host.listening(ns, 80), what="the server in the namespace")
+        assert host.fetch(host.outside, HOST_ADDR, 8080) == OUTSIDE_ADDR
+        assert "SHOAL" in host.in_ns(host.ns, "iptables-save", check=True).stdout
+        assert shoal_cni(host, "DEL", {**config, "prevResult": res}, "web", ns).rc == 0
+        assert host.fetch(host.outside, HOST_ADDR, 8080, timeout=1) is None
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_del_twice_leaves_nothing_behind(host: Host, tmp_path: Path) -> None:
     config = conf(runtimeConfig={"portMappings": [
         {"hostPort": 9090, "containerPort": 90, "protocol": "udp"}]})
