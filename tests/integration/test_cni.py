@@ -547,6 +547,24 @@ def test_an_interface_name_taken_in_the_namespace_is_refused(host: Host, tmp_pat
     assert "eth0" in host.links(ns=ns)
 
 
+def test_a_bridge_another_plugin_made_is_not_taken_over(host: Host, tmp_path: Path) -> None:
+    host.ip("link", "add", "br-cninet", "type", "bridge")
+    ns = namespace(tmp_path, "c.ns")
+    out = shoal_cni(host, "ADD", conf(), "c1", ns)
+    assert out.rc == 1 and out.json["code"] == 100
+    assert out.json["msg"] == ("a link named br-cninet already exists on the host (another "
+                               "plugin's bridge?): give shoal-cni another \"bridge\", or "
+                               "chain shoal-cni after the plugin that made it")
+    assert "cninet" not in host.shoal("network", "ls").stdout
+    # the same bridge name on a second CNI network is refused by name
+    host.ip("link", "del", "br-cninet")
+    add(host, tmp_path, "c1", netns=ns)
+    out = shoal_cni(host, "ADD", conf(name="second", subnet="10.99.0.0/24",
+                                      bridge="br-cninet"), "c2", namespace(tmp_path, "d.ns"))
+    assert out.rc == 1 and out.json["msg"] == ("bridge br-cninet is already used by network "
+                                               "cninet"), out
+
+
 def test_the_package_installs_the_executable() -> None:
     import tomllib
 

@@ -38,6 +38,8 @@ def ensure_bridge(engine: Engine, conf: NetConf) -> tuple[Network, bool]:
                            "after the plugin that made it")
         _agrees(found, conf)
         return found, False
+    if conf.bridge:
+        _bridge_free(engine, conf.bridge)
     options = {BRIDGE_NAME: conf.bridge} if conf.bridge else {}
     options[MASQUERADE_OPTION] = str(conf.ip_masq).lower()
     options[ICC_OPTION] = str(conf.icc).lower()
@@ -50,6 +52,19 @@ def ensure_bridge(engine: Engine, conf: NetConf) -> tuple[Network, bool]:
         str(conf.ip_range) if conf.ip_range else None, internal=conf.internal,
         labels={LABEL: conf.name}, options=options)
     return net, True
+
+
+def _bridge_free(engine: Engine, bridge: str) -> None:
+    """The config's bridge is shoal's to make: not a link of the host or another plugin's
+    (the reference bridge plugin's cni0, when a network switches to shoal-cni)."""
+    from ...kernel import links
+
+    if any(n.bridge == bridge for n in engine.store.networks()):
+        return  # the network that has it is named in create_network's refusal
+    if links.get_link(engine.host, bridge) is not None:
+        raise CniError(REFUSED, f"a link named {bridge} already exists on the host (another "
+                       "plugin's bridge?): give shoal-cni another \"bridge\", or chain "
+                       "shoal-cni after the plugin that made it")
 
 
 def _agrees(net: Network, conf: NetConf) -> None:
