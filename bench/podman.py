@@ -1,14 +1,15 @@
-"""A throwaway Podman for the CNI tests (and bench/plugins.py, which loads this file by path):
+"""A throwaway Podman for bench/plugins.py and the CNI tests (which load this file by path, as
+they load bench/dockerd.py):
 Debian's Podman 4.3 on its CNI backend, run inside a test's host network namespace and a
 private mount namespace of its own, with every path it writes under one directory.
 
 - The mount namespace (kept by a bind mount of its file, as `ip netns` keeps a network
   namespace) has a tmpfs on /run, so the namespaces Podman makes for containers
-  (/run/netns/cni-*), its run root, locks and conmon's files are its own, and a tmpfs on /var/lib/cni,
-  where libcni caches results and host-local keeps its leases.
+  (/run/netns/cni-*), its run root, locks and conmon's files are its own, and a tmpfs on
+  /var/lib/cni, where libcni caches results and host-local keeps its leases.
 - containers.conf (named by CONTAINERS_CONF) selects the CNI backend, the plugin directories
-  and the network config directory; --root is temporary, --runroot and --tmpdir on that /run; storage is
-  vfs, so nothing is mounted on the machine.
+  and the network config directory; --root is temporary, --runroot and --tmpdir are on that
+  /run; storage is vfs, so nothing is mounted on the machine.
 - Every container and conmon goes into a cgroup parent of this module's (cgroupfs), so that
   teardown finds and kills them all by PID, and removes the cgroups.
 
@@ -40,9 +41,10 @@ RUNROOT, TMPDIR = "/run/podtest/runroot", "/run/podtest/tmp"
 
 def available() -> str | None:
     """Why Podman cannot run here (None when it can)."""
-    for tool in ("podman", "conmon", "runc"):
-        if not any(os.access(os.path.join(d, tool), os.X_OK)
-                   for d in os.environ.get("PATH", "/usr/bin").split(":") + ["/usr/libexec/podman"]):
+    import shutil
+
+    for tool in ("podman", "runc"):
+        if shutil.which(tool) is None:
             return f"{tool} is not installed (run: make deps)"
     if not os.access(BUSYBOX, os.X_OK):
         return "busybox-static is not installed (run: make deps)"
@@ -163,7 +165,7 @@ class Podman:
                     except OSError:
                         time.sleep(0.02)
                 else:
-                    notes.append(f"cgroup {walk_top} is left")
+                    notes.append(f"cgroup {walk_top} remains")
         for point in (self.mntns, self.mnt):
             subprocess.run(["umount", "-l", str(point)], capture_output=True)
         self.started = False
