@@ -53,10 +53,10 @@ def available() -> str | None:
     return None
 
 
-def shoal_cni_dir() -> str:
+def shoal_cni_dir(python: str = sys.executable) -> str:
     """The directory holding the `shoal-cni` executable the package installed (beside the
-    Python running the tests: the venv's bin)."""
-    bindir = os.path.dirname(sys.executable)
+    venv's Python)."""
+    bindir = os.path.dirname(python)
     if not os.access(os.path.join(bindir, "shoal-cni"), os.X_OK):
         raise RuntimeError(f"no shoal-cni in {bindir}: the package installs it (run: make deps)")
     return bindir
