@@ -1,7 +1,11 @@
-"""shoal-cni under a real Podman (issue 11)."""
+"""shoal-cni under a real Podman (issue 11): Debian's Podman 4.3 on its CNI backend, run in the
+test's host namespace and a private mount namespace (bench/podman.py), with the `shoal-cni`
+executable the package installs in its plugin directories, and shoal's root and run
+directory given to the plugin through the environment (SHOAL_ROOT, SHOAL_RUN_DIR)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +15,8 @@ import pytest
 from .harness import HOST_ADDR, Host, load_bench
 
 podman_mod = load_bench("podman")
-Podman, REFERENCE_PLUGINS = podman_mod.Podman, podman_mod.REFERENCE_PLUGINS
+IMAGE = podman_mod.IMAGE
+SERVE = ("nc", "-ll", "-p", "80", "-e", "echo", "hello")
 
 
 @pytest.fixture
@@ -20,7 +25,8 @@ def podman(host: Host, tmp_path: Path) -> Iterator[Any]:
     if why:
         pytest.skip(why)
     env = {**host.env(), "SHOAL_ROOT": host.root, "SHOAL_RUN_DIR": host.run_dir}
-    p = Podman(tmp_path, host.ns, env, [REFERENCE_PLUGINS])
+    p = podman_mod.Podman(tmp_path, host.ns, env,
+                          [podman_mod.shoal_cni_dir(), podman_mod.REFERENCE_PLUGINS])
     try:
         p.start()
         yield p
@@ -29,12 +35,78 @@ def podman(host: Host, tmp_path: Path) -> Iterator[Any]:
         assert not notes, notes
 
 
-def test_reference_bridge(host: Host, podman: Any) -> None:
+def shoal_cni(subnet: str, bridge: str) -> list[dict[str, Any]]:
+    """A network config list as one for the reference bridge plugin, with "type" changed."""
+    return [{"type": "shoal-cni", "bridge": bridge, "isGateway": True, "ipMasq": True,
+             "hairpinMode": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]},
+             "capabilities": {"portMappings": True}}]
+
+
+def members(host: Host, net: str) -> dict[str, Any]:
+    return host.shoal_json("network", "inspect", net)[0]["Containers"]
+
+
+def veths(host: Host) -> list[str]:
+    return sorted(n for n, link in host.links().items()
+                  if link.get("linkinfo", {}).get("info_kind") == "veth" or "@" in n
+                  if n != "eth0")
+
+
+def shoal_ports(host: Host) -> str:
+    return host.shoal("system", "firewall", check=False).stdout
+
+
+def test_podman_containers_on_shoal_networks(host: Host, podman: Any) -> None:
+    podman.add_network("front", shoal_cni("10.91.0.0/24", "cni-front0"))
+    podman.add_network("back", shoal_cni("10.92.0.0/24", "cni-back0"))
+    podman.run("-d", "--name", "one", "--network", "front", IMAGE, "sleep", "300")
+    podman.run("-d", "--name", "web", "--network", "front", "-p", "8080:80", IMAGE, *SERVE)
+    podman.run("-d", "--name", "other", "--network", "back", IMAGE, "sleep", "300")
+    one, web = podman.ip_of("one", "front"), podman.ip_of("web", "front")
+    other = podman.ip_of("other", "back")
+    assert one.startswith("10.91.0.") and web.startswith("10.91.0.") and one != web
+    assert other.startswith("10.92.0.")
+    # the address Podman reports is the one in the container
+    assert f"inet {one}/24" in podman.exec("one", "ip", "-4", "addr", "show", "eth0").stdout
+    # shoal sees Podman's containers as members of its networks
+    ids = {json.loads(podman.podman("inspect", n).stdout)[0]["Id"] for n in ("one", "web")}
+    listed = members(host, "front")
+    assert {m["Name"] for m in listed.values()} == {f"cni:{i}" for i in ids}
+    assert sorted(m["IPv4Address"].split("/")[0] for m in listed.values()) == sorted([one, web])
+    # they reach each other, the outside reaches the published port through shoal's map,
+    # and a container on another network reaches neither
+    assert podman.exec("one", "ping", "-c1", "-W2", web).returncode == 0
+    host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080) == "hello",
+                  what="the published port from outside")
+    assert podman.exec("other", "ping", "-c1", "-W1", one).returncode != 0
+    assert podman.exec("one", "ping", "-c1", "-W1", other).returncode != 0
+    doctor = host.shoal("doctor", check=False)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    # podman rm -f leaves nothing: no veth, no member, no published port
+    podman.podman("rm", "-f", "-t", "0", "one", "web", "other")
+    assert veths(host) == []
+    assert members(host, "front") == {} and members(host, "back") == {}
+    assert "8080" not in shoal_ports(host)
+    assert host.fetch(host.outside, HOST_ADDR, 8080, timeout=1) is None
+    host.shoal("system", "reconcile")
+    assert host.shoal("doctor", check=False).returncode == 0
+
+
+def test_shoal_cni_chained_after_the_reference_bridge(host: Host, podman: Any) -> None:
+    """shoal-cni in place of `portmap`: the reference plugin makes the bridge, the veth and the
+    address; shoal only publishes the ports, through its maps."""
     podman.add_network("ref", [
         {"type": "bridge", "bridge": "cni-ref0", "isGateway": True, "ipMasq": True,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.0.0/24"}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
-        {"type": "portmap", "capabilities": {"portMappings": True}}], version="0.4.0")
-    podman.run("-d", "--name", "web", "--network", "ref", "-p", "8080:80", "bb:latest",
-               "nc", "-ll", "-p", "80", "-e", "echo", "hello")
-    host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080) is not None, what="x")
+        {"type": "shoal-cni", "capabilities": {"portMappings": True}}])
+    podman.run("-d", "--name", "web", "--network", "ref", "-p", "8080:80", IMAGE, *SERVE)
+    host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080) == "hello",
+                  what="the port published by the chained shoal-cni")
+    assert "8080" in shoal_ports(host)
+    podman.podman("rm", "-f", "-t", "0", "web")
+    assert "8080" not in shoal_ports(host)
+    assert veths(host) == []
+    assert host.fetch(host.outside, HOST_ADDR, 8080, timeout=1) is None
