@@ -26,8 +26,7 @@ def podman(host: Host, tmp_path: Path) -> Iterator[Any]:
     why = podman_mod.available()
     if why:
         pytest.skip(why)
-    env = {**host.env(), "SHOAL_ROOT": host.root, "SHOAL_RUN_DIR": host.run_dir}
-    p = podman_mod.Podman(tmp_path, host.ns, env,
+    p = podman_mod.Podman(tmp_path, host.ns, host.env(),
                           [podman_mod.shoal_cni_dir(), podman_mod.REFERENCE_PLUGINS])
     try:
         p.start()
@@ -37,10 +36,18 @@ def podman(host: Host, tmp_path: Path) -> Iterator[Any]:
         assert not notes, notes
 
 
-def shoal_cni(subnet: str, bridge: str) -> list[dict[str, Any]]:
-    """A network config list as one for the reference bridge plugin, with "type" changed."""
+def dirs(host: Host) -> dict[str, str]:
+    """shoal's root and run directory, in the config rather than in Podman's environment:
+    Podman's cleanup process (conmon runs `podman container cleanup` when a container exits,
+    and that runs DEL) does not have the environment `podman run` had."""
+    return {"root": host.root, "runDir": host.run_dir}
+
+
+def shoal_cni(host: Host, subnet: str, bridge: str) -> list[dict[str, Any]]:
+    """A network config list as one for the reference bridge plugin, with "type" changed
+    (and shoal's directories, which a default install does not need)."""
     return [{"type": "shoal-cni", "bridge": bridge, "isGateway": True, "ipMasq": True,
-             "hairpinMode": True,
+             "hairpinMode": True, "shoal": dirs(host),
              "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
                       "routes": [{"dst": "0.0.0.0/0"}]},
              "capabilities": {"portMappings": True}}]
@@ -69,8 +76,8 @@ def shoal_ports(host: Host) -> str:
 
 
 def test_podman_containers_on_shoal_networks(host: Host, podman: Any) -> None:
-    podman.add_network("front", shoal_cni("10.91.0.0/24", "cni-front0"))
-    podman.add_network("back", shoal_cni("10.92.0.0/24", "cni-back0"))
+    podman.add_network("front", shoal_cni(host, "10.91.0.0/24", "cni-front0"))
+    podman.add_network("back", shoal_cni(host, "10.92.0.0/24", "cni-back0"))
     podman.run("-d", "--name", "one", "--network", "front", IMAGE, "sleep", "300")
     podman.run("-d", "--name", "web", "--network", "front", "-p", "8080:80", IMAGE, *SERVE)
     podman.run("-d", "--name", "other", "--network", "back", IMAGE, "sleep", "300")
@@ -113,7 +120,7 @@ def test_shoal_cni_chained_after_the_reference_bridge(host: Host, podman: Any) -
         {"type": "bridge", "bridge": "cni-ref0", "isGateway": True, "ipMasq": True,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.0.0/24"}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
-        {"type": "shoal-cni", "capabilities": {"portMappings": True}}])
+        {"type": "shoal-cni", "shoal": dirs(host), "capabilities": {"portMappings": True}}])
     podman.run("-d", "--name", "web", "--network", "ref", "-p", "8080:80", IMAGE, *SERVE)
     host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080) == "hello",
                   what="the port published by the chained shoal-cni")
