@@ -129,3 +129,65 @@ def test_shoal_cni_chained_after_the_reference_bridge(host: Host, podman: Any) -
     assert "8080" not in shoal_ports(host)
     assert veths(host) == []
     assert host.fetch(host.outside, HOST_ADDR, 8080, timeout=1) is None
+
+
+def kill_during_add(podman: Any, argv: list[str]) -> None:
+    """Start `podman run`, and SIGKILL it and its plugin the moment shoal-cni is running
+    its ADD (as the OOM killer or a stopped service's kill would)."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(podman.argv("run", *podman_mod.LIMITS,
+                                        f"--cgroup-parent=/{podman.group}", *argv),
+                            env=podman.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    plugin = None
+    while plugin is None and time.monotonic() < deadline and proc.poll() is None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+                env = Path(f"/proc/{entry}/environ").read_bytes()
+            except OSError:
+                continue
+            if b"shoal.plugins.cni" in cmd + env and b"CNI_COMMAND=ADD" in env:
+                plugin = int(entry)
+                break
+    assert plugin is not None, "shoal-cni's ADD was never seen running"
+    time.sleep(0.03)
+    # podman is nsenter's child; kill the whole chain: nsenter, podman, the plugin
+    victims = [proc.pid, plugin]
+    for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+        victims.append(int(child))
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+@pytest.mark.parametrize("how", ["plugin-crash", "podman-killed"])
+def test_an_add_killed_midway_is_repaired(host: Host, podman: Any, how: str) -> None:
+    podman.add_network("front", shoal_cni(host, "10.91.0.0/24", "cni-front0"))
+    argv = ["-d", "--name", "victim", "--network", "front", "-p", "8080:80", IMAGE, *SERVE]
+    if how == "plugin-crash":
+        # shoal-cni SIGKILLs itself once the veth is in the namespace, before the port
+        res = podman.run(*argv, check=False, env={"SHOAL_CRASH_AT": "connect:attached"})
+        assert res.returncode != 0
+    else:
+        kill_during_add(podman, argv)
+    # what a crash left is repaired by the next command, in the runtime's mount namespace
+    assert shoal_beside(host, podman, "system", "reconcile").returncode == 0
+    doctor = shoal_beside(host, podman, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    # the runtime's own cleanup (DEL) then leaves nothing, and the network works again
+    podman.podman("rm", "-f", "-t", "0", "victim", check=False)
+    assert veths(host) == [] and members(host, "front") == {}
+    assert "8080" not in shoal_ports(host)
+    podman.run("-d", "--name", "again", "--network", "front", "-p", "8080:80", IMAGE, *SERVE)
+    host.wait_for(lambda: host.fetch(host.outside, HOST_ADDR, 8080) == "hello",
+                  what="the port published after the repair")
