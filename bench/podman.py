@@ -149,9 +149,12 @@ class Podman:
             if not pids:
                 break
             for pid in pids:
+                with suppress(OSError):
+                    what = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                    notes.append(f"killed leftover Podman process {pid}: "
+                                 f"{what.decode(errors='replace')[:200]}")
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            notes.append(f"killed leftover Podman processes {sorted(pids)}")
             time.sleep(0.1)
         for ctrl in self._controllers():
             top = os.path.join(CGROUP, ctrl, self.group)
