@@ -66,9 +66,9 @@ def members(host: Host, net: str) -> dict[str, Any]:
 
 
 def veths(host: Host) -> list[str]:
-    return sorted(n for n, link in host.links().items()
-                  if link.get("linkinfo", {}).get("info_kind") == "veth" or "@" in n
-                  if n != "eth0")
+    """The host namespace's veths but its uplink (eth0): the containers' host ends."""
+    return sorted(link["ifname"] for link in host.ip_json("link", "show", "type", "veth")
+                  if link["ifname"] != "eth0")
 
 
 def shoal_ports(host: Host) -> str:
