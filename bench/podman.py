@@ -144,6 +144,9 @@ class Podman:
         res = self.podman("rm", "-af", "-t", "0", check=False, timeout=60)
         if res.returncode != 0:
             notes.append(f"podman rm -af failed: {res.stderr.strip()[-300:]}")
+        deadline = time.monotonic() + 5  # conmon may still be on its way out after rm
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
         for _ in range(50):
             pids = self.pids()
             if not pids:
