@@ -20,6 +20,20 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 HOST_ADDR, OUTSIDE_ADDR = "198.51.100.2", "198.51.100.1"
 
 
+def load_bench(name: str) -> Any:
+    """A launcher of a real engine from bench/ (bench/podman.py, bench/dockerd.py), which the
+    benchmarks and the tests share, loaded by path: bench/ is not a package."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"shoal_bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, **kw)
 
