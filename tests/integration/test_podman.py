@@ -153,7 +153,7 @@ def kill_during_add(podman: Any, argv: list[str]) -> None:
                 env = Path(f"/proc/{entry}/environ").read_bytes()
             except OSError:
                 continue
-            if b"shoal.plugins.cni" in cmd + env and b"CNI_COMMAND=ADD" in env:
+            if b"shoal-cni" in cmd and b"CNI_COMMAND=ADD" in env:
                 plugin = int(entry)
                 break
     assert plugin is not None, "shoal-cni's ADD was never seen running"
