@@ -78,8 +78,24 @@ def check_host(engine: Engine) -> list[Check]:
                                "policy there blocks it too"))
     for net in nets:
         out += drivers.get(net.driver).diagnose(engine.ctx, net, None, "")
+    out += _check_handed_in(engine)
     out += _check_rules(engine)
     out += check_resolver(engine)
+    return out
+
+
+def _check_handed_in(engine: Engine) -> list[Check]:
+    """The host side of each endpoint of a sandbox another runtime handed in (a CNI
+    runtime's, dockerd's), named by its owner (cni:ID, docker:ENDPOINT-ID)."""
+    store = engine.store
+    out: list[Check] = []
+    for sb in store.sandboxes(owned=False):
+        for ep in store.endpoints(sandbox_id=sb.id):
+            if ep.ip is None:
+                continue
+            net = store.network_by_id(ep.network_id)
+            out += drivers.get(net.driver).diagnose(engine.ctx, net, ep,
+                                                    f"sandbox {sb.owner or sb.id[:12]}")
     return out
 
 

@@ -6,7 +6,7 @@ no kernel module, no ipaddress is imported."""
 from __future__ import annotations
 
 from .. import drivers
-from ..model import RUNNING, Container, Network, PublishedPort
+from ..model import RUNNING, Container, Endpoint, Network, PublishedPort, Sandbox
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,17 @@ class Queries:
         net = self.ctx.store.network(ref)
         running = [(ep, ctr) for ep, ctr in self.networks.members(net)
                    if self.containers.effective_status(ctr) == RUNNING]  # as Docker lists them
-        return network_json(net, running, drivers.scope(net.driver))
+        return network_json(net, running, drivers.scope(net.driver), self._handed_in(net))
+
+    def _handed_in(self, net: Network) -> list[tuple[Endpoint, Sandbox]]:
+        """The plugged-in endpoints of sandboxes other runtimes handed in (CNI, dockerd)."""
+        store = self.ctx.store
+        out = []
+        for ep in store.endpoints(network_id=net.id):
+            sb = store.sandbox_by_id(ep.sandbox_id)
+            if ep.ip is not None and sb is not None and not sb.owned:
+                out.append((ep, sb))
+        return out
 
     def container(self, ref: str) -> dict[str, Any]:
         """`inspect`."""
