@@ -251,6 +251,9 @@ class DockerDriver:
                 ranges.append((b, lo, hi))
             else:
                 fixed.append(b)
+        # the port map is the endpoint's whole set (dockerd sends it once per join): what a
+        # retried call published before is replaced, and a failed call leaves none
+        self.engine.unpublish_sandbox(sb.id, name)
         try:
             self.engine.publish_sandbox(sb.id, name, fixed)
             for b, lo, hi in ranges:  # one free host port of the range, as dockerd takes
