@@ -12,14 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from .harness import HOST_ADDR, OUTSIDE_ADDR, Host
+from .harness import Host
 
 NID = "a1" * 32  # dockerd's ids: 64 hex digits
 EID, EID2, EID3 = "b2" * 32, "c3" * 32, "d4" * 32
