@@ -27,7 +27,7 @@ ID_LABEL = "com.docker.network.id"
 NETWORK_PREFIX = "docker-"
 OWNER_PREFIX = "docker:"
 PEER_PREFIX = "eth"  # dockerd names the moved peer eth0, eth1, ...
-PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
+PROTOCOL_NUMBERS = {6: "tcp", 17: "udp", 132: "sctp"}
 
 
 class BadRequest(ShoalError):
@@ -227,7 +227,7 @@ class DockerDriver:
         for entry in portmap:
             if not isinstance(entry, dict):
                 raise BadRequest(f"bad request: a port binding must be an object: {entry!r}")
-            proto = PROTOCOLS.get(entry.get("Proto", 6))
+            proto = PROTOCOL_NUMBERS.get(entry.get("Proto", 6))
             if proto is None:
                 raise InvalidArgument(f"unknown protocol number {entry.get('Proto')!r}: "
                                       "tcp (6), udp (17) or sctp (132)")
