@@ -3,7 +3,7 @@ show. Pure functions of the model."""
 
 from __future__ import annotations
 
-from .model import EXITED, RUNNING, Container, Endpoint, Network, PublishedPort
+from .model import EXITED, RUNNING, Container, Endpoint, Network, PublishedPort, Sandbox
 from .names import short_id
 
 TYPE_CHECKING = False
@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
 
 def network_json(net: Network, members: list[tuple[Endpoint, Container]],
-                 scope: str = "local") -> dict[str, Any]:
+                 scope: str = "local",
+                 handed_in: list[tuple[Endpoint, Sandbox]] | None = None) -> dict[str, Any]:
+    """`handed_in`: endpoints of sandboxes other runtimes handed in, listed by sandbox id
+    and named by their owner (cni:ID, docker:ENDPOINT-ID)."""
     config: list[dict[str, str]] = []
     if net.subnet is not None:
         entry = {"Subnet": str(net.subnet), "Gateway": str(net.gateway)}
@@ -25,6 +28,14 @@ def network_json(net: Network, members: list[tuple[Endpoint, Container]],
         containers[ctr.id] = {
             "Name": ctr.name,
             "EndpointID": ep.id if ep.ip else "",
+            "MacAddress": ep.mac or "",
+            "IPv4Address": f"{ep.ip}/{net.subnet.prefixlen}" if ep.ip and net.subnet else "",
+            "IPv6Address": "",
+        }
+    for ep, sb in handed_in or []:
+        containers[sb.id] = {
+            "Name": sb.owner or sb.id[:12],
+            "EndpointID": ep.id,
             "MacAddress": ep.mac or "",
             "IPv4Address": f"{ep.ip}/{net.subnet.prefixlen}" if ep.ip and net.subnet else "",
             "IPv6Address": "",

@@ -187,6 +187,16 @@ def _system(c: Command) -> None:
     ]
 
 
+def _plugin(c: Command) -> None:
+    c.sub_dest = "plugin_command"
+    c.subs = [
+        Command("serve", "serve Docker's remote network driver API (dockerd's driver "
+                "`shoal` when the socket is /run/docker/plugins/shoal.sock)", opts=[
+                    Opt("--socket", default="/run/docker/plugins/shoal.sock", metavar="PATH",
+                        help="the unix socket to listen at; its directory must exist")]),
+    ]
+
+
 def _set(**fields: Any) -> Callable[[Command], None]:
     """A builder that sets fields of a command (for the commands small enough for a line)."""
     def build(c: Command) -> None:
@@ -250,6 +260,8 @@ def root() -> Command:
                                      help="only the answers on this network")],
                            args=[Arg("name")])),
         Command("system", "firewall maintenance, reconcile, prune", build=_system),
+        Command("plugin", "shoal as another engine's network plugin (dockerd)",
+                build=_plugin),
         Command("doctor", "explain why a container can't reach where it should", build=_set(
             opts=[Opt("--to", metavar="HOST:PORT",
                       help="also try a TCP connection to HOST:PORT")],

@@ -363,6 +363,17 @@ def cmd_system(engine: Any, args: Args) -> int:
     return 0
 
 
+def cmd_plugin(engine: Any, args: Args) -> int:
+    from ..plugins.docker.driver import DockerDriver
+    from ..plugins.docker.server import serve
+
+    # `serve`: until SIGTERM; "ready" on stderr once dockerd may connect
+    serve(args.socket, DockerDriver(engine),
+          ready=lambda: print(f"shoal: serving the Docker network plugin API at {args.socket}",
+                              file=sys.stderr, flush=True))
+    return 0
+
+
 def dispatch(engine: Any, args: Args) -> int:
     match args.command:
         case "network":
@@ -381,6 +392,8 @@ def dispatch(engine: Any, args: Args) -> int:
             return cmd_port(engine, args)
         case "system":
             return cmd_system(engine, args)
+        case "plugin":
+            return cmd_plugin(engine, args)
         case "doctor":
             return cmd_doctor(engine, args)
         case "resolve":

@@ -363,6 +363,35 @@ class Engine:
     def unpublish_sandbox(self, sandbox_id: str, net_ref: str) -> None:
         self.sandboxes.unpublish_external(sandbox_id, self.store.network(net_ref))
 
+    def handed_in_sandbox(self, owner: str) -> Sandbox | None:
+        """The handed-in sandbox an owner (cni:ID, docker:ENDPOINT-ID) has, if any."""
+        return self.store.sandbox_by_owner(owner)
+
+    def add_handed_off_endpoint(self, owner: str, net_ref: str, ip: str,
+                                mac: str | None = None) -> tuple[Sandbox, Endpoint]:
+        """CNM's create endpoint for a runtime that moves and configures the interface
+        itself (dockerd's remote driver API): a sandbox for `owner` with one endpoint on the
+        network that is to have exactly `ip` (the runtime's choice); nothing in the kernel
+        yet. The same owner gets the same sandbox back."""
+        from .. import ipam
+
+        return self.sandboxes.add_handed_off(owner, self.store.network(net_ref),
+                                             ipam.parse_address(ip, "ip"), mac)
+
+    def hand_off_endpoint(self, sandbox_id: str, net_ref: str, path: str
+                          ) -> tuple[Endpoint, str]:
+        """CNM's join for such an endpoint: its veth pair made in the host namespace, the
+        host end on the network's bridge, the peer (whose name is returned) left down and
+        unaddressed for the runtime to move into `path` (which need not be a namespace
+        yet); its firewall elements added. Reconcile leaves it alone while its host end is
+        there."""
+        return self.sandboxes.hand_off(sandbox_id, self.store.network(net_ref), path)
+
+    def take_back_endpoint(self, sandbox_id: str, net_ref: str) -> None:
+        """CNM's leave for a handed-off endpoint: its veth pair, ports and firewall
+        elements go and its address is released; the record stays until remove_sandbox."""
+        self.sandboxes.take_back(sandbox_id, self.store.network(net_ref))
+
     def remove_sandbox(self, sandbox_id: str) -> None:
         """Every endpoint of a handed-in sandbox leaves, and its record goes; the namespace
         is the runtime's and stays."""

@@ -6,7 +6,7 @@ no kernel module, no ipaddress is imported."""
 from __future__ import annotations
 
 from .. import drivers
-from ..model import RUNNING, Container, Network, PublishedPort
+from ..model import RUNNING, Container, Endpoint, Network, PublishedPort, Sandbox
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,22 +31,16 @@ class Queries:
         net = self.ctx.store.network(ref)
         running = [(ep, ctr) for ep, ctr in self.networks.members(net)
                    if self.containers.effective_status(ctr) == RUNNING]  # as Docker lists them
-        data = network_json(net, running, drivers.scope(net.driver))
-        data["Containers"].update(self.handed_in(net))
-        return data
+        return network_json(net, running, drivers.scope(net.driver), self._handed_in(net))
 
-    def handed_in(self, net: Network) -> dict[str, dict[str, str]]:
-        """`network inspect`'s Containers entries of the sandboxes another runtime handed in
-        (a CNI runtime's, dockerd's), by sandbox id, named by their owner."""
+    def _handed_in(self, net: Network) -> list[tuple[Endpoint, Sandbox]]:
+        """The plugged-in endpoints of sandboxes other runtimes handed in (CNI, dockerd)."""
         store = self.ctx.store
-        out = {}
+        out = []
         for ep in store.endpoints(network_id=net.id):
             sb = store.sandbox_by_id(ep.sandbox_id)
-            if sb is None or sb.owned or ep.ip is None:
-                continue
-            prefix = f"/{net.subnet.prefixlen}" if net.subnet else ""
-            out[sb.id] = {"Name": sb.owner, "EndpointID": ep.id, "MacAddress": ep.mac or "",
-                          "IPv4Address": f"{ep.ip}{prefix}", "IPv6Address": ""}
+            if ep.ip is not None and sb is not None and not sb.owned:
+                out.append((ep, sb))
         return out
 
     def container(self, ref: str) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from .sandboxes import pending_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .containers import Containers
     from .context import Context
     from .networks import Networks
@@ -70,8 +72,9 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
     #    pending marker is still there): that half-made connection is rolled back
     joined = [(c.id, f"container {c.name}") for c in store.containers()
             if c.status == RUNNING and c.has_own_sandbox]
+    handed_off = {sb.id for sb in store.sandboxes(owned=False) if sandboxes.handed_off(sb.id)}
     joined += [(sb.id, f"sandbox {sb.owner or sb.id[:12]}") for sb in store.sandboxes(owned=False)
-             if ns.is_netns(sb.path)]
+             if sb.id not in handed_off and ns.is_netns(sb.path)]
     for sandbox_id, label in joined:
         for ep in store.endpoints(sandbox_id=sandbox_id):
             pending = store.get_meta(pending_key(ep.id)) is not None
@@ -101,8 +104,16 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
                         "missing; created again")
     #    handed-in sandboxes whose namespace is gone (its runtime removed it without telling
     #    shoal): their endpoints and records go, and their addresses with them
+    #    handed-off endpoints (dockerd's) whose host end is gone (their container's namespace
+    #    went, taking the pair with it) or whose hand-off was interrupted: their addresses
+    #    and ports are released; the records stay for the runtime's own leave and delete.
+    #    One being set up is left alone: its pair is in the host namespace until the
+    #    runtime moves the peer, and its namespace may not exist yet
     for sb in store.sandboxes(owned=False):
-        if ns.is_netns(sb.path):
+        if sb.id in handed_off:
+            done += _release_handed_off(ctx, sandboxes, sb)
+    for sb in store.sandboxes(owned=False):
+        if sb.id in handed_off or ns.is_netns(sb.path):
             continue
         eps = store.endpoints(sandbox_id=sb.id)
         released = [str(ep.ip) for ep in eps if ep.ip is not None]
@@ -147,6 +158,23 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
             done.append(line)
     except (ShoalError, OSError) as e:
         done.append(f"the embedded resolver could not be repaired: {e}")
+    return done
+
+
+def _release_handed_off(ctx: Context, sandboxes: Sandboxes, sb: Any) -> list[str]:
+    store = ctx.store
+    done = []
+    for ep in store.endpoints(sandbox_id=sb.id):
+        if ep.ip is None:
+            continue
+        net = store.network_by_id(ep.network_id)
+        pending = store.get_meta(pending_key(ep.id)) is not None
+        if not pending and drivers.get(net.driver).endpoint_present(ctx, net, ep):
+            continue
+        sandboxes.take_back(sb.id, net)
+        what = "its hand-off was interrupted" if pending else "its veth pair is gone"
+        done.append(f"sandbox {sb.owner or sb.id[:12]}: {what}; its address {ep.ip} on "
+                    f"network {net.name} was released")
     return done
 
 

@@ -10,6 +10,8 @@ Callers hold the store's lock (`with store.locked():`) around each operation."""
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from .. import drivers
 from ..errors import Conflict, ShoalError
 from ..faults import crashpoint
@@ -30,6 +32,15 @@ def pending_key(endpoint_id: str) -> str:
     """The meta row that marks an endpoint whose kernel side a join is making: if it is still
     there when the endpoint's kernel side is missing, the join was interrupted."""
     return f"pending-connect:{endpoint_id}"
+
+
+def handed_off_key(sandbox_id: str) -> str:
+    """The meta row that marks a sandbox whose endpoints are handed off: shoal makes each
+    one's veth pair in the host namespace and its runtime (dockerd) moves the peer into the
+    namespace and configures it. shoal never enters such a sandbox, and its namespace need
+    not exist yet (dockerd's SandboxKey becomes a namespace only once runc's hook runs): an
+    endpoint of it is alive while its host end is there."""
+    return f"handed-off:{sandbox_id}"
 
 
 def next_ifname(endpoints: list[Endpoint]) -> str:
@@ -103,6 +114,10 @@ class Sandboxes:
         """Forget a sandbox, its endpoints and its ports (their kernel side is gone)."""
         with self.ctx.store.transaction():
             self.ctx.store.delete_sandbox(sandbox_id)
+            self.ctx.store.delete_meta(handed_off_key(sandbox_id))
+
+    def handed_off(self, sandbox_id: str) -> bool:
+        return self.ctx.store.get_meta(handed_off_key(sandbox_id)) is not None
 
     # -- handed-in sandboxes (CNI runtimes, dockerd) -----------------------------------------
 
@@ -156,6 +171,119 @@ class Sandboxes:
             self.join(sandbox_id, ep, net)
             return ep
 
+    # -- handed-off endpoints (dockerd's remote network driver API) ---------------------------
+
+    def add_handed_off(self, owner: str, net: Network, ip: IPv4Address,
+                       mac: str | None) -> tuple[Sandbox, Endpoint]:
+        """CNM's create endpoint for a runtime that configures the interface itself: a
+        sandbox of its own (marked handed off, no namespace path yet) with one endpoint on
+        `net` that is to have exactly `ip` (checked now, taken at `hand_off`). The same
+        owner gets the same sandbox back."""
+        from .. import ipam
+
+        if not owner:
+            raise ShoalError("a handed-off sandbox needs an owner (e.g. docker:ENDPOINT-ID)")
+        if drivers.sandbox_mode(net.driver) != drivers.ENDPOINTS or not hasattr(
+                drivers.get(net.driver), "hand_off"):
+            raise Conflict(f"network {net.name} (driver {net.driver}) cannot hand endpoints "
+                           "off to another runtime; use a bridge network")
+        store = self.ctx.store
+        with store.locked():
+            found = store.sandbox_by_owner(owner)
+            if found is not None:
+                eps = store.endpoints(sandbox_id=found.id)
+                if not self.handed_off(found.id) or [e.network_id for e in eps] != [net.id]:
+                    raise Conflict(f"{owner} already has a sandbox, on another network")
+                return found, eps[0]
+            assert net.subnet is not None and net.gateway is not None
+            ipam.check_static(ip, net.subnet, net.gateway, [], net.name)
+            with store.transaction():
+                sandbox = Sandbox(id=new_id(), path="", owned=False, created=now(),
+                                  owner=owner)
+                store.add_sandbox(sandbox)
+                store.set_meta(handed_off_key(sandbox.id), "1")
+                ep = Endpoint(id=new_id(), sandbox_id=sandbox.id, network_id=net.id,
+                              ifname="eth0", ip=None, mac=mac or ipam.mac_for(ip),
+                              aliases=[], requested_ip=ip)
+                store.add_endpoint(ep)
+            return sandbox, ep
+
+    def hand_off(self, sandbox_id: str, net: Network, path: str) -> tuple[Endpoint, str]:
+        """CNM's join for a handed-off endpoint: its address taken, its veth pair made in
+        the host namespace (the host end on the bridge, the peer left for the runtime to
+        move into `path`, its namespace), its firewall elements added. Returns the endpoint
+        and the peer's name. Undone if a step fails; an interrupted one is rolled back by
+        reconcile (the pending marker)."""
+        import os
+
+        from ..errors import InvalidArgument
+
+        if not os.path.isabs(path):
+            raise InvalidArgument(f"the sandbox key {path!r} is not an absolute path")
+        store = self.ctx.store
+        driver = drivers.get(net.driver)
+        with store.locked():
+            if not self.handed_off(sandbox_id):
+                raise Conflict(f"no handed-off sandbox {sandbox_id[:12]}")
+            ep = next((e for e in store.endpoints(sandbox_id=sandbox_id)
+                       if e.network_id == net.id), None)
+            if ep is None:
+                raise Conflict(f"sandbox {sandbox_id[:12]} has no endpoint on network "
+                               f"{net.name}")
+            if ep.ip is not None and driver.endpoint_present(self.ctx, net, ep):
+                from ..drivers.bridge import peer_veth_name
+
+                return ep, peer_veth_name(ep.id)  # joined already (a retried call)
+            assert ep.requested_ip is not None
+            with store.transaction():
+                ip = self.allocate(net, ep.requested_ip)
+                store.update_endpoint(ep.id, ip=ip)
+                store.update_sandbox(sandbox_id, path=path)
+                store.set_meta(pending_key(ep.id), "hand-off")
+            ep = ep.replace(ip=ip)
+            crashpoint("hand-off:row")
+            try:
+                peer = driver.hand_off(self.ctx, net, ep)
+                crashpoint("hand-off:attached")
+                if added := self.ctx.netfilter.endpoint_elements(net, ep):
+                    self.ctx.netfilter.apply(added=added)
+            except BaseException:
+                with suppress(ShoalError, OSError):
+                    driver.leave(self.ctx, None, net, ep)
+                with store.transaction():
+                    store.update_endpoint(ep.id, ip=None)
+                    store.delete_meta(pending_key(ep.id))
+                raise
+            with store.transaction():
+                store.delete_meta(pending_key(ep.id))
+            return ep, peer
+
+    def take_back(self, sandbox_id: str, net: Network) -> None:
+        """CNM's leave for a handed-off endpoint: its ports and firewall elements go, its
+        address is released, its veth pair is deleted from the host's side (wherever the
+        peer is now). The endpoint stays recorded until `remove_external`. Leaving twice,
+        or an endpoint never joined, is not an error."""
+        store = self.ctx.store
+        with store.locked():
+            ep = next((e for e in store.endpoints(sandbox_id=sandbox_id)
+                       if e.network_id == net.id), None)
+            if ep is None or not self.handed_off(sandbox_id):
+                return
+            rows = store.port_rows(sandbox_id, net.id)
+            removed = (self.ctx.netfilter.endpoint_elements(net, ep, rows)
+                       if ep.ip is not None else [])
+            with store.transaction():
+                store.delete_ports(sandbox_id, net.id)
+                store.update_endpoint(ep.id, ip=None)
+                store.delete_meta(pending_key(ep.id))
+                if removed:
+                    self.ctx.netfilter.apply(removed=removed)
+            crashpoint("take-back:row")
+            drivers.get(net.driver).leave(self.ctx, None, net, ep)
+            if ep.ip is not None:
+                self.ctx.flush_conntrack([str(ep.ip)], [(proto, host_ip, int(port)) for
+                                                        proto, host_ip, port, _d, _p in rows])
+
     def disconnect_external(self, sandbox_id: str, net: Network) -> None:
         """CNM's leave and delete endpoint, for a handed-in sandbox (whose namespace may be
         gone already, or be a file no longer mounted: then only the records and the
@@ -178,7 +306,11 @@ class Sandboxes:
             if record is None or record.owned:
                 return
             for ep in store.endpoints(sandbox_id=sandbox_id):
-                self.disconnect_external(sandbox_id, store.network_by_id(ep.network_id))
+                ep_net = store.network_by_id(ep.network_id)
+                if self.handed_off(sandbox_id):  # never entered: its runtime's to configure
+                    self.take_back(sandbox_id, ep_net)
+                else:
+                    self.disconnect_external(sandbox_id, ep_net)
             self.delete(sandbox_id)
 
     def publish_external(self, sandbox_id: str, net: Network,

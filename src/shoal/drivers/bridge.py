@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_BRIDGE = "shoal0"
 BRIDGE_PREFIX = "sh-"
 HOST_VETH_PREFIX = "vsh"
+PEER_VETH_PREFIX = "psh"
 # A Linux bridge numbers its ports 1 to 1023 (BR_MAX_PORTS is 1024); one more is refused with
 # EXFULL ("Exchange full", the error Docker users meet on docker0).
 MAX_PORTS = 1023
@@ -99,6 +100,12 @@ def bridge_name(network_id: str) -> str:
 def host_veth_name(endpoint_id: str) -> str:
     """Host-side end of an endpoint's veth pair: 'vsh' + 12 hex digits = 15 bytes."""
     return HOST_VETH_PREFIX + endpoint_id[:12]
+
+
+def peer_veth_name(endpoint_id: str) -> str:
+    """The other end of a handed-off endpoint's pair, until its runtime moves it into the
+    sandbox and renames it: 'psh' + 12 hex digits."""
+    return PEER_VETH_PREFIX + endpoint_id[:12]
 
 
 def is_reserved(name: str) -> bool:
@@ -230,6 +237,23 @@ class BridgeDriver:
             if e.errno == errno.EXFULL:  # ports someone else plugged in count too
                 raise Conflict(full_message(net)) from None
             raise
+
+    def hand_off(self, h: HostHandles, net: Network, ep: Endpoint) -> str:
+        """Make an endpoint's veth pair in the host namespace for a runtime that moves the
+        peer into its sandbox and configures it itself (dockerd): the host end plugged into
+        the bridge and up, the peer down with the endpoint's MAC and no address. Returns
+        the peer's name."""
+        assert ep.mac is not None
+        bridge_index = _ensure(h, net)
+        peer = peer_veth_name(ep.id)
+        try:
+            links.add_veth_pair(h.host, host_veth_name(ep.id), peer, ep.mac, bridge_index,
+                                alias=h.mark, mtu=mtu(net))
+        except KernelError as e:
+            if e.errno == errno.EXFULL:
+                raise Conflict(full_message(net)) from None
+            raise
+        return peer
 
     def leave(self, h: HostHandles, sandbox: Netlink | None, net: Network,
               ep: Endpoint) -> None:

@@ -358,6 +358,12 @@ def add_veth_endpoint(
     # hairpin mode: a frame the bridge sends back out of the port it came in on is delivered
     # (with bridge netfilter on, a container's connection to its own published port through
     # the host's address is DNATed back to it while still being bridged)
+    _plug(host, outside, bridge_index, alias)
+
+
+def _plug(host: Netlink, outside: str, bridge_index: int, alias: str | None) -> None:
+    """Plug a veth's host end into a bridge and bring it up, in hairpin mode, with shoal's
+    mark as its alias."""
     hairpin = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + nested(
         nl.IFLA_LINKINFO, attr_str(nl.IFLA_INFO_SLAVE_KIND, "bridge"),
         nested(nl.IFLA_INFO_SLAVE_DATA, attr_u8(nl.IFLA_BRPORT_MODE, 1)))
@@ -366,6 +372,31 @@ def add_veth_endpoint(
         plug += attr_str(nl.IFLA_IFALIAS, alias)
     host.call((nl.RTM_NEWLINK, 0, plug, f"plug {outside} into bridge"),
               (nl.RTM_NEWLINK, 0, hairpin, f"hairpin mode on {outside}"))
+
+
+def add_veth_pair(host: Netlink, outside: str, peer: str, mac: str, bridge_index: int,
+                  alias: str | None = None, mtu: int | None = None) -> None:
+    """A veth pair left whole in the host namespace, for a runtime that moves and configures
+    the peer itself (dockerd after a network plugin's Join): `outside` is plugged into the
+    bridge and up; `peer` (with `mac`) stays down, with no address. Deleting either end
+    removes both; on an error nothing is left."""
+    size = attr_u32(nl.IFLA_MTU, mtu) if mtu is not None else b""
+    other = ifinfomsg() + attr_str(nl.IFLA_IFNAME, outside) + size
+    linkinfo = nested(
+        nl.IFLA_LINKINFO,
+        attr_str(nl.IFLA_INFO_KIND, "veth"),
+        nested(nl.IFLA_INFO_DATA, attr(nl.VETH_INFO_PEER, other)),
+    )
+    body = attr_str(nl.IFLA_IFNAME, peer) + attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac)) + size
+    host.call((nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, ifinfomsg() + body + linkinfo,
+               f"create veth pair {outside}/{peer}"))
+    try:
+        if ipv6_enabled():
+            sysctl.write(f"net/ipv6/conf/{outside}/disable_ipv6", "1")
+        _plug(host, outside, bridge_index, alias)
+    except BaseException:
+        delete_link(host, outside)
+        raise
 
 
 def bring_up_lo(sandbox: Netlink) -> None:

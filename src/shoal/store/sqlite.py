@@ -598,6 +598,10 @@ class Store:
         row = self.db.execute("SELECT * FROM sandboxes WHERE owner=?", (owner,)).fetchone()
         return _row(Sandbox, row) if row else None
 
+    def update_sandbox(self, id_: str, **changes: Any) -> None:
+        self._update("sandboxes", id_, **changes)
+        self._touched.add(id_)
+
     def delete_sandbox(self, id_: str) -> None:
         """The sandbox's record, with its endpoints and ports."""
         self.db.execute("DELETE FROM sandboxes WHERE id=?", (id_,))
