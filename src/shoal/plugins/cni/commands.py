@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ...controller import Engine
     from ...model import Endpoint, Network, Sandbox
 
-OWNER_PREFIX = "cni:"
+CNI_OWNER = "cni:"
 
 
 class Attachment:
@@ -46,7 +46,7 @@ class Attachment:
 
     @property
     def owner(self) -> str:
-        return OWNER_PREFIX + self.container_id
+        return CNI_OWNER + self.container_id
 
 
 def open_engine(conf: NetConf) -> Engine:
@@ -301,9 +301,9 @@ def gc(engine: Engine, conf: NetConf) -> None:
         eps = store.endpoints(network_id=net.id) if net is not None else []
         for ep in eps:
             sandbox = store.sandbox_by_id(ep.sandbox_id)
-            if sandbox is None or sandbox.owned or not sandbox.owner.startswith(OWNER_PREFIX):
+            if sandbox is None or sandbox.owned or not sandbox.owner.startswith(CNI_OWNER):
                 continue
-            if (sandbox.owner[len(OWNER_PREFIX):], ep.ifname) in valid:
+            if (sandbox.owner[len(CNI_OWNER):], ep.ifname) in valid:
                 continue
             try:
                 assert net is not None
@@ -311,7 +311,7 @@ def gc(engine: Engine, conf: NetConf) -> None:
             except (ShoalError, OSError) as e:
                 errors.append(f"{sandbox.owner} {ep.ifname}: {e}")
         for sandbox in store.sandboxes(owned=False):
-            if sandbox.owner.startswith(OWNER_PREFIX) and \
+            if sandbox.owner.startswith(CNI_OWNER) and \
                     not store.endpoints(sandbox_id=sandbox.id):
                 engine.remove_sandbox(sandbox.id)
     if errors:

@@ -25,7 +25,7 @@ INTERNAL = "com.docker.network.internal"
 PORTMAP = "com.docker.network.portmap"
 ID_LABEL = "com.docker.network.id"
 NETWORK_PREFIX = "docker-"
-OWNER_PREFIX = "docker:"
+DOCKER_OWNER = "docker:"
 PEER_PREFIX = "eth"  # dockerd names the moved peer eth0, eth1, ...
 PROTOCOL_NUMBERS = {6: "tcp", 17: "udp", 132: "sctp"}
 
@@ -39,7 +39,7 @@ def network_name(network_id: str) -> str:
 
 
 def owner(endpoint_id: str) -> str:
-    return OWNER_PREFIX + endpoint_id
+    return DOCKER_OWNER + endpoint_id
 
 
 def _field(req: dict[str, Any], name: str, kind: type = str, required: bool = True) -> Any:
@@ -147,7 +147,7 @@ class DockerDriver:
         with self.engine.store.locked():
             for ep in self.engine.store.endpoints(network_id=net.id):
                 sb = self.engine.store.sandbox_by_id(ep.sandbox_id)
-                if sb is not None and sb.owner.startswith(OWNER_PREFIX):
+                if sb is not None and sb.owner.startswith(DOCKER_OWNER):
                     self.engine.remove_sandbox(sb.id)
             self.engine.remove_network(net.id)
         return {}
