@@ -1,6 +1,7 @@
 # make demo  - install what is needed, then walk through a small scenario in a throwaway namespace
 # make test  - install what is needed, then run the whole test suite (as root)
-# make bench - print the benchmarks' figures (bench/attach.py, bench/ports.py, bench/dns.py)
+# make bench - print the benchmarks' figures (bench/attach.py, bench/ports.py, bench/dns.py,
+#              bench/plugins.py)
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -32,6 +33,7 @@ bench: deps
 	$(PY) bench/attach.py
 	$(PY) bench/ports.py
 	$(PY) bench/dns.py
+	$(PY) bench/plugins.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .hypothesis
