@@ -1,7 +1,10 @@
-"""A throwaway dockerd for bench/dns.py: started inside the bench's throwaway network namespace
-(the caller is in it) and in a private mount namespace, with every path it writes under one
-temporary directory. Its processes (dockerd, containerd, shims, containers) are kept in one
-pids cgroup this module makes, so that they can all be found and killed by PID at the end."""
+"""A throwaway dockerd for bench/dns.py and the Docker plugin's tests (which load this file by
+path): started inside a throwaway network namespace (the caller's, or `netns`) and in a
+private mount namespace, with every path it writes under one temporary directory. With
+`plugins`, that directory is /run/docker/plugins in dockerd's mount namespace, where it
+discovers plugins' sockets (shoal's). Its processes (dockerd, containerd, shims,
+containers) are kept in one pids cgroup this module makes, so that they can all be found and
+killed by PID at the end."""
 
 from __future__ import annotations
 
@@ -12,8 +15,6 @@ import signal
 import subprocess
 import time
 from contextlib import suppress
-
-from common import run
 
 CGROUP = "/sys/fs/cgroup"
 
@@ -69,7 +70,10 @@ def kill_group(group: str) -> list[str]:
 
 
 class Dockerd:
-    def __init__(self, tmp: str) -> None:
+    def __init__(self, tmp: str, netns: str | None = None, plugins: str | None = None
+                 ) -> None:
+        self.netns = netns
+        self.plugins = plugins
         self.dir = os.path.join(tmp, "docker")
         self.sock = os.path.join(self.dir, "docker.sock")
         self.group = group_of(tmp)
@@ -99,10 +103,13 @@ class Dockerd:
             raise RuntimeError("/etc/docker is missing (docker.io makes it); dockerd would "
                                "write its key there: reinstall docker.io")
         script = ('echo $$ > "$1/cgroup.procs" && shift && mount -t tmpfs bench-run /run '
-                  '&& mount -t tmpfs bench-etc /etc/docker && exec "$@"')
+                  '&& mount -t tmpfs bench-etc /etc/docker && '
+                  'if [ -n "$1" ]; then mkdir -p /run/docker/plugins && '
+                  'mount --bind "$1" /run/docker/plugins; fi && shift && exec "$@"')
+        enter = ["nsenter", f"--net={self.netns}"] if self.netns else []
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
-             daemon, *argv],
+            [*enter, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+             script, "sh", daemon, self.plugins or "", *argv],
             stdout=open(os.path.join(d, "dockerd.log"), "wb"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -140,7 +147,16 @@ class Dockerd:
         return ["docker", "-H", f"unix://{self.sock}", *args]
 
     def docker(self, *args: str, stdin: str | None = None) -> str:
-        return run(self.cli(*args), stdin=stdin, timeout=120).stdout.strip()
+        res = self.try_docker(*args, stdin=stdin)
+        if res.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args[:6])} exited {res.returncode}: "
+                               f"{res.stderr.strip()[:500]}")
+        return res.stdout.strip()
+
+    def try_docker(self, *args: str, stdin: str | None = None
+                   ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.cli(*args), input=stdin, capture_output=True, text=True,
+                              timeout=120)
 
     def import_busybox(self, tag: str = "bb:latest") -> None:
         """A one-binary image: busybox-static's /bin/busybox and links for its applets."""
@@ -149,7 +165,8 @@ class Dockerd:
         for sub in ("etc", "proc", "sys", "dev", "tmp"):
             os.mkdir(os.path.join(root, sub))
         shutil.copy2(shutil.which("busybox") or "/bin/busybox", os.path.join(root, "bin"))
-        for applet in ("sh", "sleep", "cat", "ls", "ip", "nslookup", "true"):
+        for applet in ("sh", "sleep", "cat", "ls", "ip", "nslookup", "true", "ping", "nc",
+                       "echo"):
             os.symlink("busybox", os.path.join(root, "bin", applet))
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(self.cli("import", "-", tag), stdin=tar.stdout,
