@@ -14,7 +14,7 @@ Podman (4.3, CNI backend): the reference `bridge` + `portmap` plugins against sh
 Docker (20.10): dockerd's bridge driver against the shoal driver (`shoal plugin serve`):
 4. `docker run --rm NET true`, median of N;
 5. a P-port range published by one container: `run -d`, `rm -f`, and the processes it adds
-   (docker-proxy)."""
+   besides the container's own shim and process (docker-proxy, one per port and family)."""
 
 from __future__ import annotations
 
@@ -39,10 +39,11 @@ from common import SRC, Figure, cli_python, figure_table, ms
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import podman as podman_mod  # noqa: E402  (bench/ is not a package)
+import dockerd as dockerd_mod  # noqa: E402  (bench/ is not a package)
+import podman as podman_mod  # noqa: E402
 
 HOST_ADDR, OUTSIDE_ADDR = "198.51.100.2", "198.51.100.1"
-ENGINES = ("podman",)
+ENGINES = ("podman", "docker")
 SERVE = ("nc", "-ll", "-p", "80", "-e", "echo", "hello")
 
 
@@ -209,6 +210,97 @@ class PodmanBench:
                  f"{first * 1e6:.0f} us / {last * 1e6:.0f} us ({last / first:.2f}x)")
 
 
+class DockerBench:
+    """dockerd's own bridge driver against the shoal driver (`shoal plugin serve`)."""
+
+    def __init__(self, lab: Lab, args: argparse.Namespace) -> None:
+        self.lab = lab
+        self.args = args
+        self.figures: list[Figure] = []
+        self.plugins = os.path.join(lab.tmp, "plugins")
+        # short: containerd's socket under it must fit a unix socket's 108 bytes
+        self.short = tempfile.mkdtemp(prefix="shoal-pbd-")
+        self.dockerd = dockerd_mod.Dockerd(self.short, netns=lab.ns, plugins=self.plugins)
+        self.plugin: subprocess.Popen[str] | None = None
+
+    def fig(self, name: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        self.figures.append(Figure(name, value, target, ok, phase="docker"))
+
+    def start_plugin(self) -> None:
+        os.makedirs(self.plugins, exist_ok=True)
+        self.plugin = subprocess.Popen(
+            ["nsenter", f"--net={self.lab.ns}", cli_python(), "-m", "shoal", "plugin",
+             "serve", "--socket", os.path.join(self.plugins, "shoal.sock")],
+            env=self.lab.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert self.plugin.stderr is not None
+        line = self.plugin.stderr.readline()
+        if "serving" not in line:
+            raise RuntimeError(f"shoal plugin serve did not start: {line.strip()}")
+
+    def main(self) -> None:
+        missing = [t for t in ("dockerd", "docker", "busybox") if shutil.which(t) is None]
+        if missing:
+            print(f"docker half skipped: {missing[0]} is not installed")
+            return
+        d = self.dockerd
+        try:
+            self.start_plugin()
+            d.start()
+            d.import_busybox()
+            d.docker("network", "create", "-d", "bridge", "--subnet", "10.96.0.0/24", "dbr")
+            d.docker("network", "create", "-d", "shoal", "--subnet", "10.97.0.0/24", "dsh")
+            runs = {}
+            for label, net in (("bridge driver", "dbr"), ("shoal driver", "dsh")):
+                argv = ["run", "--rm", "--network", net, "bb:latest", "true"]
+                d.docker(*argv)
+                runs[label] = statistics.median(
+                    self.timed(*argv) for _ in range(self.args.runs))
+                self.fig(f"docker run --rm true, {label} (median of {self.args.runs})",
+                         ms(runs[label]))
+            ratio = runs["shoal driver"] / runs["bridge driver"]
+            self.fig("the shoal driver's run against the bridge driver's", f"{ratio:.2f}x",
+                     "<= 1.00x", ratio <= 1.0)
+            n = self.args.ports
+            before = len(self.processes())
+            d.docker("run", "-d", "--name", "noports", "--network", "dsh", "bb:latest",
+                     "sleep", "600")
+            own = len(self.processes()) - before  # the container's own: its shim and itself
+            d.docker("rm", "-f", "noports")
+            spans = {}
+            for label, net in (("shoal driver", "dsh"), ("bridge driver", "dbr")):
+                before = len(self.processes())
+                rng = f"20000-{20000 + n - 1}"
+                name = f"range-{net}"
+                start = self.timed("run", "-d", "--name", name, "--network", net, "-p",
+                                   f"{rng}:{rng}", "bb:latest", "sleep", "600")
+                added = len(self.processes()) - before
+                remove = self.timed("rm", "-f", name)
+                spans[label] = start + remove
+                self.fig(f"{n}-port range, {label}: run -d / rm -f",
+                         f"{secs(start)} / {secs(remove)}")
+                self.fig(f"{n}-port range, {label}: processes besides the container's own",
+                         str(added - own), "0" if label == "shoal driver" else "",
+                         added <= own if label == "shoal driver" else None)
+            speedup = spans["bridge driver"] / spans["shoal driver"]
+            self.fig(f"{n}-port range: bridge driver / shoal driver", f"{speedup:.1f}x",
+                     ">= 50x", speedup >= 50)
+        finally:
+            for note in d.stop():
+                print(f"dockerd teardown: {note}")
+            if self.plugin is not None and self.plugin.poll() is None:
+                self.plugin.send_signal(signal.SIGTERM)
+                self.plugin.wait(timeout=30)
+            shutil.rmtree(self.short, ignore_errors=True)
+
+    def processes(self) -> set[int]:
+        return dockerd_mod.pids_in(self.dockerd.group)
+
+    def timed(self, *args: str) -> float:
+        t0 = time.perf_counter()
+        self.dockerd.docker(*args)
+        return time.perf_counter() - t0
+
+
 def _engines(text: str) -> list[str]:
     names = [e for e in text.split(",") if e]
     unknown = [e for e in names if e not in ENGINES]
@@ -245,6 +337,12 @@ def main() -> int:
                     bench.main()
                 finally:
                     figures += bench.figures
+        if "docker" in args.engines:
+            dbench = DockerBench(lab, args)
+            try:
+                dbench.main()
+            finally:
+                figures += dbench.figures
     finally:
         lab.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
