@@ -231,9 +231,7 @@ class Sandboxes:
                 raise Conflict(f"sandbox {sandbox_id[:12]} has no endpoint on network "
                                f"{net.name}")
             if ep.ip is not None and driver.endpoint_present(self.ctx, net, ep):
-                from ..drivers.bridge import peer_veth_name
-
-                return ep, peer_veth_name(ep.id)  # joined already (a retried call)
+                return ep, driver.peer_name(ep)  # joined already (a retried call)
             assert ep.requested_ip is not None
             with store.transaction():
                 ip = self.allocate(net, ep.requested_ip)

@@ -238,6 +238,11 @@ class BridgeDriver:
                 raise Conflict(full_message(net)) from None
             raise
 
+    def peer_name(self, ep: Endpoint) -> str:
+        """The name of the peer `hand_off` makes for an endpoint (before the runtime renames
+        it)."""
+        return peer_veth_name(ep.id)
+
     def hand_off(self, h: HostHandles, net: Network, ep: Endpoint) -> str:
         """Make an endpoint's veth pair in the host namespace for a runtime that moves the
         peer into its sandbox and configures it itself (dockerd): the host end plugged into
