@@ -10,8 +10,6 @@ Callers hold the store's lock (`with store.locked():`) around each operation."""
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 from .. import drivers
 from ..errors import Conflict, ShoalError
 from ..faults import crashpoint
@@ -246,6 +244,8 @@ class Sandboxes:
                 if added := self.ctx.netfilter.endpoint_elements(net, ep):
                     self.ctx.netfilter.apply(added=added)
             except BaseException:
+                from contextlib import suppress  # not at the top: `network ls` loads this
+
                 with suppress(ShoalError, OSError):
                     driver.leave(self.ctx, None, net, ep)
                 with store.transaction():
