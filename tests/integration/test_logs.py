@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -108,6 +109,46 @@ def test_follow_prints_as_it_comes_and_returns_when_the_container_exits(host: Ho
     assert _exited(host, "f")
     # of an exited container, -f prints what there is and returns (host.shoal's timeout)
     assert host.shoal("logs", "-f", "f").stdout == "one\nthree\n"
+
+
+def _proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_follow_waits_for_the_last_output_of_a_process_that_has_exited(host: Host) -> None:
+    """The container's last line is in the pipe and its process has exited, but its
+    supervisor (stopped here, as a loaded machine may leave it unscheduled) has not copied
+    the line to the log yet: -f waits for it instead of returning without it."""
+    go = host.base / "go"
+    host.shoal("run", "-d", "--name", "w", "--", "sh", "-c",
+               f"echo one; while [ ! -e {go} ]; do sleep 0.05; done; echo last")
+    pid = int(host.shoal("inspect", "-f", "{{.State.Pid}}", "w").stdout)
+    with open(f"/proc/{pid}/status") as f:
+        supervisor = int(re.search(r"^PPid:\s+(\d+)", f.read(), re.M).group(1))
+    cmd = ["nsenter", f"--net={host.ns}", sys.executable, "-m", "shoal", "--root", host.root,
+           "--run-dir", host.run_dir, "logs", "-f", "w"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=host.env())
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "one\n"
+        go.touch()
+        host.wait_for(lambda: _proc_state(pid) == "Z", what="the container's process to exit")
+        try:  # the follower saw the process gone: it must wait for the supervisor
+            proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+        assert proc.returncode is None, proc.communicate()
+        os.kill(supervisor, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out, err) == (0, "last\n", "")
 
 
 def test_a_process_left_running_does_not_hold_the_container_up(host: Host) -> None:

@@ -281,11 +281,10 @@ def cmd_logs(engine: Any, args: Args) -> int:
             return 0
         import time
 
-        from ..model import RUNNING
-
+        cid = ctr.id
         while True:
-            ctr = engine.queries.container_record(ctr.id)
-            running = ctr is not None and engine.effective_status(ctr) == RUNNING
+            # (looked at before the read: what was written before the end is printed)
+            running = engine.output_may_come(engine.queries.container_record(cid))
             if not printer.print(reader.read()) or not running:
                 return 0
             if until is not None and time.time_ns() > until:

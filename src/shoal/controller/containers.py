@@ -96,6 +96,16 @@ class Containers:
             return EXITED
         return ctr.status
 
+    @staticmethod
+    def output_may_come(ctr: Container | None) -> bool:
+        """Can more of a container's output reach its log? While its process runs, and once
+        it has exited, until its supervisor has recorded the exit: the supervisor copies what
+        the process wrote last before it records it (unless the supervisor is gone too)."""
+        if ctr is None or ctr.status != RUNNING:
+            return False
+        return pids.alive(ctr.pid, ctr.pid_start) or \
+            pids.alive(ctr.supervisor_pid, ctr.supervisor_start)
+
     def mode_name(self, ctr: Container) -> str:
         if ctr.shares_sandbox_of:
             other = self.ctx.store.container_by_id(ctr.shares_sandbox_of)

@@ -272,6 +272,9 @@ class Engine:
     def effective_status(self, ctr: Container) -> str:
         return self.container_ops.effective_status(ctr)
 
+    def output_may_come(self, ctr: Container | None) -> bool:
+        return self.container_ops.output_may_come(ctr)
+
     def create_container(self, spec: RunSpec) -> Container:
         return self.container_ops.create(spec)
 
