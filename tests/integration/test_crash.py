@@ -200,6 +200,32 @@ def test_supervisor_killed_right_after_starting_the_command(host: Host) -> None:
     _works(host, 9200)
 
 
+def _supervisors(host: Host) -> str:
+    """What the store records of each container's supervisor, and where in the kernel that
+    process is (to learn why a start did not finish)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{os.path.join(host.root, 'shoal.db')}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT name, status, supervisor_pid, pid FROM containers").fetchall()
+    finally:
+        db.close()
+    out = []
+    for name, status, sup, pid in rows:
+        where = "gone"
+        try:
+            with open(f"/proc/{sup}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{sup}/wchan") as f:
+                where = f"state {state}, in {f.read()}"
+            with open(f"/proc/{sup}/cmdline", "rb") as f:
+                where += f", {f.read().replace(bytes(1), b' ')[:200]!r}"
+        except OSError:
+            pass
+        out.append(f"{name} {status} pid {pid}, supervisor {sup} ({where})")
+    return "; ".join(out)
+
+
 @pytest.mark.parametrize("delay_ms", [0, 30, 60, 90, 120, 160, 200, 260, 330, 400])
 def test_sigkill_swept_across_a_run(fw_host: Host, delay_ms: int) -> None:
     host = fw_host
@@ -215,7 +241,10 @@ def test_sigkill_swept_across_a_run(fw_host: Host, delay_ms: int) -> None:
     host.shoal("ps", "-a")
     # killed after it launched the supervisor, `run -d` leaves the start to it: the container
     # is "created" until the supervisor, a process of its own, has started the command
-    host.wait_for(lambda: "Created" not in host.shoal("ps", "-a").stdout,
-                  what="the supervisor to finish the start")
+    try:
+        host.wait_for(lambda: "Created" not in host.shoal("ps", "-a").stdout,
+                      what="the supervisor to finish the start")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {_supervisors(host)}") from None
     assert_consistent(host)
     _works(host, 9200)
