@@ -79,6 +79,28 @@ def run_plugin(host: Host, command: str, conf: dict[str, Any] | str | bytes,
                                                res.stdout.decode(), res.stderr.decode()))
 
 
+def concurrent_adds(host: Host, conf: dict[str, Any], attachments: list[tuple[str, str]],
+                    timeout: float = 120) -> list[Outcome]:
+    """ADDs of one config for several (container id, netns) at once, as a runtime starting
+    containers in parallel does; every one's outcome, in order."""
+    data = json.dumps(conf).encode()
+    procs = [subprocess.Popen(["nsenter", f"--net={host.ns}", sys.executable, "-m",
+                               "shoal.plugins.cni"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env_for(host, "ADD", cid, netns, "eth0"), cwd=str(host.base))
+             for cid, netns in attachments]
+    try:
+        outs = [p.communicate(data, timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [Outcome(subprocess.CompletedProcess(p.args, p.returncode, out.decode(),
+                                                err.decode()))
+            for p, (out, err) in zip(procs, outs, strict=True)]
+
+
 def shoal_cni(host: Host, command: str, conf: dict[str, Any] | str | bytes, cid: str = "",
               netns: str = "", ifname: str = "eth0", **env: str) -> Outcome:
     return run_plugin(host, command, conf, cid, netns, ifname, **env)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .cni import check_result_shape, namespace, remove_namespace, shoal_cni
+from .cni import check_result_shape, concurrent_adds, namespace, remove_namespace, shoal_cni
 from .harness import HOST_ADDR, OUTSIDE_ADDR, SRC, Host
 from .servers import TCP
 
@@ -400,19 +400,11 @@ def test_bad_environment_is_error_four(host: Host, tmp_path: Path) -> None:
 
 def test_concurrent_adds_get_distinct_addresses_and_reach_each_other(host: Host,
                                                                       tmp_path: Path) -> None:
-    from .cni import env_for
-
     add(host, tmp_path, "warm")  # the network, made once (concurrent first ADDs: see below)
     spaces = [namespace(tmp_path, f"p{i}.ns") for i in range(8)]
-    data = json.dumps(conf()).encode()
-    procs = [subprocess.Popen(["nsenter", f"--net={host.ns}", sys.executable, "-m",
-                               "shoal.plugins.cni"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env_for(host, "ADD", f"p{i}", ns, "eth0"))
-             for i, ns in enumerate(spaces)]
-    outs = [p.communicate(data, timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    addrs = [address(json.loads(o)) for o, _ in outs]
+    outs = concurrent_adds(host, conf(), [(f"p{i}", ns) for i, ns in enumerate(spaces)])
+    assert all(o.rc == 0 for o in outs), outs
+    addrs = [address(o.json) for o in outs]
     assert len(set(addrs)) == 8
     for i, ns in enumerate(spaces):
         for j, addr in enumerate(addrs):
@@ -421,17 +413,10 @@ def test_concurrent_adds_get_distinct_addresses_and_reach_each_other(host: Host,
 
 
 def test_concurrent_first_adds_make_the_network_once(host: Host, tmp_path: Path) -> None:
-    from .cni import env_for
-
     spaces = [namespace(tmp_path, f"f{i}.ns") for i in range(4)]
-    data = json.dumps(conf(name="fresh", subnet="10.93.0.0/24")).encode()
-    procs = [subprocess.Popen(["nsenter", f"--net={host.ns}", sys.executable, "-m",
-                               "shoal.plugins.cni"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env_for(host, "ADD", f"f{i}", ns, "eth0"))
-             for i, ns in enumerate(spaces)]
-    outs = [p.communicate(data, timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
+    outs = concurrent_adds(host, conf(name="fresh", subnet="10.93.0.0/24"),
+                           [(f"f{i}", ns) for i, ns in enumerate(spaces)])
+    assert all(o.rc == 0 for o in outs), outs
     names = host.shoal("network", "ls", "--format", "{{.Name}}").stdout.split()
     assert names.count("fresh") == 1
     assert len(host.shoal_json("network", "inspect", "fresh")[0]["Containers"]) == 4
