@@ -573,3 +573,12 @@ def test_the_package_installs_the_executable() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
                          timeout=30)
     assert res.stderr.strip().splitlines()[-1] == b"[]", res.stderr
+    # and the VERSION libcni sends is answered without json (and the re and enum it brings)
+    code = ("import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO(b'{\"cniVersion\":"
+            "\"1.0.0\"}')); from shoal.plugins.cni.main import main; main(); "
+            "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules), "
+            "file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
+                         env=env, timeout=30, cwd=SRC)
+    assert json.loads(res.stdout)["cniVersion"] == "1.0.0", res
+    assert res.stderr.strip().splitlines()[-1] == b"[]", res.stderr

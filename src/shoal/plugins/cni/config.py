@@ -7,10 +7,10 @@ Pure: no I/O. Every refusal is a CniError naming the key, its value and the fix.
 
 from __future__ import annotations
 
-import json
 from contextlib import suppress
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface
 
+from ... import jsonwire as json  # (json's text and values, without its imports)
 from ...ports import PROTOCOLS
 from ...records import Record
 from .errors import (
@@ -21,9 +21,8 @@ from .errors import (
     UNSUPPORTED_FIELD,
     CniError,
 )
+from .versions import LATEST, SUPPORTED_VERSIONS  # noqa: F401 (what config users read)
 
-SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-LATEST = "1.1.0"
 # what each command needs at least (libcni and the reference plugins' skel agree)
 MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 # keys of the reference bridge plugin whose behaviour shoal does not have: refused when set

@@ -4,11 +4,11 @@ stdin; the result as JSON on stdout and exit 0, or the spec's error object on st
 exit 1. Logs go to stderr.
 
 A runtime runs it for every ADD: only what a command needs is imported (the engine and the
-kernel modules on ADD, DEL, CHECK and GC; nothing of them on VERSION)."""
+kernel modules on ADD, DEL, CHECK and GC; nothing of them, and not even json, on the
+VERSION libcni sends: see versions.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -27,6 +27,20 @@ REQUIRED = {"ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
 
 def main() -> int:
     version = "1.1.0"
+    if os.environ.get("CNI_COMMAND") == "VERSION":
+        from .versions import quick_answer
+
+        try:
+            data = sys.stdin.buffer.read()
+        except OSError as e:
+            _emit(_unreadable(e).result(version))
+            return 1
+        answer = quick_answer(data)
+        if answer is not None:
+            sys.stdout.write(answer + "\n")
+            sys.stdout.flush()
+            return 0
+        sys.stdin = _Replay(data)  # type: ignore[assignment]
     try:
         out, version = run(os.environ, sys.stdin.buffer)
     except CniError as e:
@@ -43,8 +57,23 @@ def main() -> int:
     return 0
 
 
+def _unreadable(e: OSError) -> CniError:
+    return CniError(IO_FAILURE, f"error reading the config from stdin: {e}")
+
+
+class _Replay:
+    """stdin once more, for the full path, after VERSION's quick look read it."""
+
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        self.buffer = io.BytesIO(data)
+
+
 def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
+    from ... import jsonwire
+
+    sys.stdout.write(jsonwire.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
@@ -60,8 +89,9 @@ def run(env: Any, stdin: Any) -> tuple[dict[str, Any] | None, str]:
     try:
         data = stdin.read()
     except OSError as e:
-        raise CniError(IO_FAILURE, f"error reading the config from stdin: {e}") from None
+        raise _unreadable(e) from None
     if command == "VERSION":
+        from ... import jsonwire as json
         from . import result
 
         asked = None

@@ -4,7 +4,7 @@ dropped it. Pure functions."""
 
 from __future__ import annotations
 
-from .config import SUPPORTED_VERSIONS
+from .versions import version_result  # noqa: F401 (VERSION's, beside ADD's)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,6 +44,3 @@ def passed_through(version: str, prev: dict[str, Any]) -> dict[str, Any]:
     return {**prev, "cniVersion": version}
 
 
-def version_result(asked: object) -> dict[str, Any]:
-    version = asked if asked in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1]
-    return {"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)}
