@@ -158,9 +158,9 @@ def _to_db(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name in _JSON:
-        import json
+        from .. import jsonwire
 
-        return json.dumps(value)
+        return jsonwire.dumps(value)
     if name in _NETS or name in _ADDRS:
         return str(value)
     if name in _BOOLS:
@@ -189,7 +189,7 @@ def _from_db(name: str, value: Any) -> Any:
 def decode_json(text: str) -> Any:
     """A JSON column. The columns hold lists and objects of strings, written by json.dumps;
     those without a backslash (no escaped quote, no non-ASCII) are split on their quotes here,
-    which keeps `json` and the `re` it imports out of the commands that only read."""
+    which is faster still than shoal.jsonwire (json's codec without json's imports)."""
     if text in ("[]", "{}"):
         return [] if text == "[]" else {}
     if "\\" not in text:
@@ -200,9 +200,9 @@ def decode_json(text: str) -> Any:
         if parts[0] == "{" and parts[-1] == "}" and len(strings) % 2 == 0 and all(
                 sep == (": " if i % 2 == 0 else ", ") for i, sep in enumerate(seps)):
             return dict(zip(strings[::2], strings[1::2], strict=True))
-    import json
+    from .. import jsonwire
 
-    return json.loads(text)
+    return jsonwire.loads(text)
 
 
 class PidsOnly:
