@@ -14,7 +14,7 @@ ebtables chains). Nothing here knows either.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,23 +31,34 @@ def family_of(address: str) -> int:
     return 6 if ":" in address else 4
 
 
-class NetworkElement(NamedTuple):
+# The elements are named tuples (hashable, compared by value, cheap for 10,000 published
+# ports) made with collections.namedtuple, not typing.NamedTuple: importing typing costs
+# every command that touches the firewall (`shoal run`, each shoal-cni ADD and DEL) a few
+# milliseconds. The annotations below are for readers (a value given to one would hide
+# the field).
+
+
+class NetworkElement(namedtuple("NetworkElement", "family bridge subnet internal icc masquerade",
+                                defaults=(False, True, True))):
     """What the firewall needs to know of one bridge network, in one family."""
 
+    __slots__ = ()
     family: int
     bridge: str
     subnet: IPv4Network | IPv6Network
-    internal: bool = False
-    icc: bool = True
-    masquerade: bool = True  # what its containers send beyond the host (enable_ip_masquerade)
+    internal: bool  # (the defaults are namedtuple's: False, True, True)
+    icc: bool
+    masquerade: bool  # what its containers send beyond the host (enable_ip_masquerade)
 
 
-class PortMapping(NamedTuple):
+class PortMapping(namedtuple("PortMapping",
+                             "family proto host_ip host_port dest_ip dest_port")):
     """One published port: (proto, host address, host port) -> (container address, port).
     The addresses are text in their canonical form, as the store holds them (a container may
     publish 10,000 ports: no address objects are made for them); host_ip is the family's
     EVERY_ADDRESS for a port published on every address of the host."""
 
+    __slots__ = ()
     family: int
     proto: str
     host_ip: str
@@ -60,17 +71,19 @@ class PortMapping(NamedTuple):
         return self.host_ip == EVERY_ADDRESS[self.family]
 
 
-class IsolatedPort(NamedTuple):
+class IsolatedPort(namedtuple("IsolatedPort", "ifname")):
     """The host end of an endpoint on a network with icc off: frames it sends are not
     bridged to the other ports (only the gateway, through the host, is reachable)."""
 
+    __slots__ = ()
     ifname: str
 
 
-class HostLink(NamedTuple):
+class HostLink(namedtuple("HostLink", "ifname")):
     """One of the host's own interfaces of the moment shoal turned IP forwarding on: nothing
     is forwarded between two of them."""
 
+    __slots__ = ()
     ifname: str
 
 

@@ -64,10 +64,11 @@ def get(name: str) -> NetworkDriver:
     if name in _factories:
         driver = _factories[name]()
     elif name in REGISTRY:
-        import importlib
+        import sys
 
         module, _, cls = REGISTRY[name][0].partition(":")
-        driver = getattr(importlib.import_module(module), cls)()
+        __import__(module)  # (not importlib.import_module: importlib brings warnings along)
+        driver = getattr(sys.modules[module], cls)()
     else:
         creatable = [n for n in names() if n in _factories or n in (DEFAULT, "external")]
         raise InvalidArgument(

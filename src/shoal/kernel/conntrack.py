@@ -15,8 +15,8 @@ flush the whole table, so the encoder refuses to make one.
 
 from __future__ import annotations
 
+import _socket as socket  # (as netlink.py: not socket.py, for its imports)
 import errno
-import socket
 import struct
 from collections.abc import Callable, Iterable
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import _socket as socket  # (as netlink.py: not socket.py, for its imports)
 import errno
 import os
-import socket
 from functools import cache
 from ipaddress import (
     IPv4Address,

@@ -16,9 +16,11 @@ byte for byte.
 
 from __future__ import annotations
 
+# the C module under `socket`: socket.py adds classes shoal does not use here and imports
+# enum, selectors and array, a few milliseconds of every shoal-cni ADD and DEL
+import _socket as socket
 import errno
 import os
-import socket
 import struct
 from collections.abc import Iterator
 
