@@ -48,7 +48,7 @@ IFLA_VXLAN_PROXY = 11  # u8
 IFLA_VXLAN_PORT = 15  # be16, the destination UDP port
 
 _BE16 = struct.Struct("!H")
-_MISSING = (errno.ENOENT, errno.ENODEV)  # what a delete of something not there is answered
+_NOT_THERE = (errno.ENOENT, errno.ENODEV)  # what a delete of something not there is answered
 
 
 def overlay_mtu(underlay_mtu: int) -> int:
@@ -313,7 +313,7 @@ def delete_remote(sock: Netlink, index: int, mac: str, ip: IPv4Address) -> None:
     """Forget a remote endpoint: its neighbour entry, then its forwarding entry, in one
     batch. Entries already gone are not an error."""
     for err in sock.batch([neighbour_delete_request(index, ip), fdb_delete_request(index, mac)]):
-        if err is not None and err.errno not in _MISSING:
+        if err is not None and err.errno not in _NOT_THERE:
             raise err
 
 
@@ -321,6 +321,6 @@ def _deleted(sock: Netlink, request: Request) -> bool:
     err = sock.batch([request])[0]
     if err is None:
         return True
-    if err.errno in _MISSING:
+    if err.errno in _NOT_THERE:
         return False
     raise err
