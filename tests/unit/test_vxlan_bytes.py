@@ -29,7 +29,7 @@ NEWNEIGH, DELNEIGH, GETNEIGH = 28, 29, 30
 NESTED = 0x8000  # NLA_F_NESTED, as the kernel marks the nests it sends
 AF_INET, AF_INET6, AF_BRIDGE = 2, 10, 7
 NUD_STALE, NUD_PERMANENT = 0x04, 0x80
-NTF_SELF, NTF_MASTER = 0x02, 0x04
+NTF_SELF = 0x02
 RTN_UNICAST = 1
 
 # linux/if_link.h: IFLA_*, IFLA_INFO_*, IFLA_VXLAN_*
@@ -252,6 +252,10 @@ def test_addresses_of_another_family_and_bad_macs_are_refused_before_the_kernel(
     sock, fs = fake(acks)
     with pytest.raises(ValueError, match="local must be an IPv4 address"):
         vxlan.create_vxlan(sock, "vx0", 42, IPv6Address("2001:db8::1"), 4, 1450)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="out of range"):
+        vxlan.create_vxlan(sock, "vx0", 42, IPv4Address("192.0.2.1"), 4, 1450, port=65536)
+    with pytest.raises(ValueError, match="out of range"):
+        vxlan.create_vxlan(sock, "vx0", -1, IPv4Address("192.0.2.1"), 4, 1450)
     with pytest.raises(ValueError, match="dst must be an IPv4 address"):
         vxlan.add_fdb(sock, 5, "02:00:00:00:00:0b", IPv6Address("2001:db8::2"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not a MAC address"):
@@ -367,11 +371,11 @@ def test_list_fdb_asks_for_the_device_and_keeps_its_own_entries_only() -> None:
     def answer(sent: list[Frame]) -> list[bytes]:
         seq = sent[0][2]
         return [
-            # the bridge's entries for its port vx0 (NTF_MASTER), learned and its own MAC
-            fdb_entry(seq, 5, bytes.fromhex("0200000000aa"), NTF_MASTER, state=0,
+            # the bridge's entries for its port vx0, learned and its own MAC: no NTF_SELF,
+            # the bridge named in NDA_MASTER (br_fdb_fill_info; ndm_flags 0, as seen on 6.18)
+            fdb_entry(seq, 5, bytes.fromhex("0200000000aa"), 0, state=0,
                       extra=u32(MASTER_NDA, 4))
-            + fdb_entry(seq, 5, bytes.fromhex("b2aedad1f958"), NTF_MASTER,
-                        extra=u32(MASTER_NDA, 4)),
+            + fdb_entry(seq, 5, bytes.fromhex("b2aedad1f958"), 0, extra=u32(MASTER_NDA, 4)),
             # vx0's own: one MAC with two hosts, one with a port and VNI of its own
             fdb_entry(seq, 5, RAW_B, NTF_SELF, "192.0.2.2")
             + fdb_entry(seq, 5, RAW_B, NTF_SELF, "192.0.2.3")
@@ -460,6 +464,27 @@ def test_add_remote_sends_the_forwarding_entry_then_the_neighbour_in_one_batch()
         (NEWNEIGH, REQUEST | ACK | CREATE | REPLACE, 2, ndm(AF_INET, 5, NUD_PERMANENT)
          + a(DST, ip4("10.77.0.3")) + a(LLADDR, RAW_B)),
     ]]
+
+
+def test_add_remote_takes_the_neighbour_back_when_the_forwarding_entry_is_refused() -> None:
+    """Else the device would answer ARP for an endpoint it has no way to."""
+    def answer(sent: list[Frame]) -> list[bytes]:
+        if sent[0][0] == NEWNEIGH:
+            return [err(sent[0][2], errno.EADDRNOTAVAIL) + ok(sent[1][2])]
+        return acks(sent)
+
+    sock, fs = fake(answer)
+    with pytest.raises(KernelError) as info:
+        vxlan.add_remote(sock, 5, MAC_B, IPv4Address("10.77.0.3"), IPv4Address("192.0.2.2"))
+    assert info.value.errno == errno.EADDRNOTAVAIL
+    assert str(info.value).startswith("add the forwarding entry 02:00:00:00:00:0b")
+    assert fs.sent[1] == [(DELNEIGH, REQUEST | ACK, 3, ndm(AF_INET, 5)
+                           + a(DST, ip4("10.77.0.3")))]
+    # the neighbour refused, the forwarding entry kept: its error, nothing taken back
+    sock, fs = fake(lambda sent: [ok(sent[0][2]) + err(sent[1][2], errno.EINVAL)])
+    with pytest.raises(KernelError) as info:
+        vxlan.add_remote(sock, 5, MAC_B, IPv4Address("10.77.0.3"), IPv4Address("192.0.2.2"))
+    assert info.value.errno == errno.EINVAL and len(fs.sent) == 1
 
 
 def test_delete_remote_sends_the_neighbour_then_the_forwarding_entry_and_ignores_missing(

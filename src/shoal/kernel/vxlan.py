@@ -102,16 +102,19 @@ def create_vxlan(sock: Netlink, name: str, vni: int, local: IPv4Address, master:
                  mtu: int, link: int | None = None, port: int = VXLAN_PORT) -> int:
     """Create a VXLAN device plugged into bridge `master`, up, and return its index.
 
-    VNI `vni`, UDP packets from `local` to `port`, sent through underlay link `link` if
-    given (IFLA_VXLAN_LINK; else wherever the route to each remote host goes), MTU `mtu`
-    (see overlay_mtu), learning off, proxy on, no default destination, no IPv6
-    autoconfiguration. Three round trips: the create (with its MTU and its bridge), the
+    VNI `vni`, UDP packets from `local` to `port`, MTU `mtu` (see overlay_mtu), learning
+    off, proxy on, no default destination, no IPv6 autoconfiguration. `link` is the
+    underlay link (IFLA_VXLAN_LINK), which the kernel keeps for a default destination and
+    reports back; the packets of the static entries leave by the route to their host (see
+    fdb_add_request). Three round trips: the create (with its MTU and its bridge), the
     look-up of its index, and one batch that turns IPv6 autoconfiguration off and brings it
     up, both by index. The kernel refuses IFLA_AF_SPEC in a create (EAFNOSUPPORT, seen on
     6.18), and a request naming the link in the create's batch would, were the create
     refused because the name is taken, change that other link. On an error nothing is left
     (a link of that name that was there before is left alone) and the KernelError carries
     the kernel's reason (a VNI of 2^24 or more: "VXLAN ID must be lower than 16777216")."""
+    if not 0 < port < 1 << 16 or vni < 0:  # (the kernel says why for a VNI too large)
+        raise ValueError(f"create vxlan {name}: VNI {vni} or port {port} out of range")
     data = attr_u32(IFLA_VXLAN_ID, vni) + attr(IFLA_VXLAN_LOCAL, _v4(local, "local"))
     if link is not None:
         data += attr_u32(IFLA_VXLAN_LINK, link)
@@ -200,7 +203,10 @@ class FdbEntry(Record):
 
 def fdb_add_request(index: int, mac: str, dst: IPv4Address) -> Request:
     """Add or replace the entry of `mac` on VXLAN device `index`, sending to `dst` (a request
-    for Netlink.call or batch, so that many go in one round trip)."""
+    for Netlink.call or batch, so that many go in one round trip). The entry names no
+    underlay link (NDA_IFINDEX): the device's IFLA_VXLAN_LINK is not used for it, and its
+    packets leave by the route to `dst`. The kernel does not check that `index` is a VXLAN
+    device: a bridge takes the request as a local entry of its own."""
     body = (nl.ndmsg(nl.AF_BRIDGE, index, nl.NUD_PERMANENT, nl.NTF_SELF)
             + attr(nl.NDA_LLADDR, _mac(mac)) + attr(nl.NDA_DST, _v4(dst, "dst")))
     return (nl.RTM_NEWNEIGH, nl.NLM_F_CREATE | nl.NLM_F_REPLACE, body,
@@ -305,8 +311,17 @@ def list_neighbours(sock: Netlink, index: int) -> list[Neighbour]:
 def add_remote(sock: Netlink, index: int, mac: str, ip: IPv4Address, host: IPv4Address) -> None:
     """Make a remote endpoint (`ip` at `mac`, on the host at underlay address `host`)
     reachable through VXLAN device `index`: its forwarding entry, then its neighbour entry,
-    in one batch. In that order, ARP for it is answered only once frames to it can go."""
-    sock.call(fdb_add_request(index, mac, host), neighbour_add_request(index, ip, mac))
+    in one batch. So ARP for it is answered only where frames to it can go: if the kernel
+    refuses the forwarding entry, the neighbour entry the same batch added is taken back
+    and the forwarding entry's error raised."""
+    fdb, neighbour = sock.batch([fdb_add_request(index, mac, host),
+                                 neighbour_add_request(index, ip, mac)])
+    if fdb is not None:
+        if neighbour is None:
+            _deleted(sock, neighbour_delete_request(index, ip))
+        raise fdb
+    if neighbour is not None:
+        raise neighbour
 
 
 def delete_remote(sock: Netlink, index: int, mac: str, ip: IPv4Address) -> None:
