@@ -48,7 +48,7 @@ def ipv6_enabled() -> bool:
     return os.path.exists("/proc/sys/net/ipv6")
 
 
-def _no_autoconf() -> bytes:
+def no_autoconf() -> bytes:
     """IFLA_AF_SPEC asking IPv6 to generate no link-local address on the link."""
     inet6 = nested(socket.AF_INET6, attr_u8(nl.IFLA_INET6_ADDR_GEN_MODE, nl.IN6_ADDR_GEN_MODE_NONE))
     return nested(nl.IFLA_AF_SPEC, inet6)
@@ -131,7 +131,7 @@ def create_bridge(sock: Netlink, name: str, gateway: IPInterface,
     assert link is not None
     reqs = []
     if ipv6_enabled():
-        reqs.append((nl.RTM_SETLINK, 0, ifinfomsg(link.index) + _no_autoconf(), "no autoconf"))
+        reqs.append((nl.RTM_SETLINK, 0, ifinfomsg(link.index) + no_autoconf(), "no autoconf"))
     reqs.append(_addr_request(link.index, gateway, f"add {gateway} to {name}"))
     if alias is not None:
         reqs.append(_alias_request(link.index, alias))
@@ -282,7 +282,7 @@ def _inside_requests(index: int, inside: str, iface: IPInterface,
     reqs = []
     if six:
         reqs.append((nl.RTM_SETLINK, 0, ifinfomsg() + attr_str(nl.IFLA_IFNAME, inside)
-                     + _no_autoconf(), "no autoconf"))
+                     + no_autoconf(), "no autoconf"))
     if first:
         reqs.append((nl.RTM_SETLINK, 0, _set_up(1), "bring up lo"))
     reqs.append((nl.RTM_SETLINK, 0, _set_up(0, inside), f"bring up {inside}"))

@@ -2,16 +2,16 @@
 
 shoal talks to the kernel over netlink directly rather than through pyroute2: importing
 pyroute2 costs 230-300 ms per process, more than the whole budget of `shoal run`, while the
-few messages shoal needs (links, addresses, routes) fit in this module. Requests are batched
-into one sendmsg and their acknowledgements read back together.
+few messages shoal needs (links, addresses, routes, neighbours) fit in this module. Requests
+are batched into one sendmsg and their acknowledgements read back together.
 
 What the kernel answers is read as the kernel says it is: an acknowledgement's extended-ack
 attributes only when its NLM_F_ACK_TLVS flag is set, after the echoed request unless its
 NLM_F_CAPPED flag says the request was left out; a dump's NLMSG_DONE may carry an error; and a
 dump the kernel flags NLM_F_DUMP_INTR (its table changed while it was read, so entries may be
 missing or doubled) is read again. The encoders and decoders are public so that links.py,
-conntrack.py and nftgen.py build on them and tests/unit/test_netlink_bytes.py checks them
-byte for byte.
+vxlan.py, conntrack.py and nftgen.py build on them and tests/unit/test_netlink_bytes.py checks
+them byte for byte.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ NLMSGERR_ATTR_OFFS = 2
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
@@ -80,6 +81,14 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_TABLE = 15
 
+# neighbours and forwarding entries (linux/neighbour.h)
+NDA_DST = 1
+NDA_LLADDR = 2
+NDA_IFINDEX = 8
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02  # an entry of the device itself (a VXLAN device's), not of its bridge
+AF_BRIDGE = 7
+
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE = 0
@@ -96,6 +105,7 @@ IFINFOMSG = struct.Struct("=BxHiII")  # family, (pad), type, index, flags, chang
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst/src length, tos, table, protocol, scope,
 #                                      type, flags
+NDMSG = struct.Struct("=B3xiHBB")  # family, (pad: u8, u16), index, state, flags, type
 NFGENMSG = struct.Struct("=BBH")  # family, version, resource id (big-endian)
 _ATTR = struct.Struct("=HH")
 _ERRNO = struct.Struct("=i")
@@ -140,6 +150,12 @@ def ifaddrmsg(index: int, prefixlen: int, family: int = socket.AF_INET) -> bytes
 
 def rtmsg(dst_len: int = 0, scope: int = RT_SCOPE_UNIVERSE, family: int = socket.AF_INET) -> bytes:
     return RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST, 0)
+
+
+def ndmsg(family: int, index: int = 0, state: int = 0, flags: int = 0) -> bytes:
+    """The header of a neighbour or forwarding-database message (type 0: the kernel's
+    default)."""
+    return NDMSG.pack(family, index, state, flags, 0)
 
 
 def nfgenmsg(family: int = socket.AF_UNSPEC) -> bytes:
@@ -226,6 +242,16 @@ class RtMsg:
         (self.family, self.dst_len, self.src_len, self.tos, self.table, self.protocol,
          self.scope, self.type, self.flags) = RTMSG.unpack_from(body)
         self.attrs = parse_attrs(body, RTMSG.size)
+
+
+class NdMsg:
+    """A neighbour or forwarding-database message (RTM_NEWNEIGH): its ndmsg and attributes."""
+
+    __slots__ = ("family", "index", "state", "flags", "type", "attrs")
+
+    def __init__(self, body: bytes) -> None:
+        self.family, self.index, self.state, self.flags, self.type = NDMSG.unpack_from(body)
+        self.attrs = parse_attrs(body, NDMSG.size)
 
 
 def error_code(body: bytes) -> int:
