@@ -30,6 +30,8 @@ import stat
 
 from .errors import InvalidArgument, ShoalError
 
+DEFAULT_ROOT = "/var/lib/shoal"  # --root, SHOAL_ROOT
+DEFAULT_RUN_DIR = "/run/shoal"  # --run-dir, SHOAL_RUN_DIR
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 MAX_LINKS = 40  # as the kernel's path walk
 

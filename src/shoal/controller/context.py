@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from ..dirs import DEFAULT_ROOT, DEFAULT_RUN_DIR  # noqa: F401 (the engine's defaults)
 from ..errors import InvalidArgument, ShoalError
 from ..names import owner_mark
 
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from ..store import Store
     from .resolver import ResolverLink
 
-DEFAULT_ROOT = "/var/lib/shoal"
-DEFAULT_RUN_DIR = "/run/shoal"
 DEFAULT_RESOLV_CONF = "/etc/resolv.conf"
 
 
