@@ -26,23 +26,45 @@ REQUIRED = {"ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
 
 
 def main() -> int:
-    version = "1.1.0"
-    if os.environ.get("CNI_COMMAND") == "VERSION":
+    command = os.environ.get("CNI_COMMAND")
+    if command == "VERSION":
         from .versions import quick_answer
 
-        try:
-            data = sys.stdin.buffer.read()
-        except OSError as e:
-            _emit(_unreadable(e).result(version))
+        data = _read_stdin()
+        if data is None:
             return 1
         answer = quick_answer(data)
         if answer is not None:
             sys.stdout.write(answer + "\n")
             sys.stdout.flush()
             return 0
-        sys.stdin = _Replay(data)  # type: ignore[assignment]
+        return execute(os.environ, _replay(data))
+    from . import agent
+
+    if not agent.wanted(os.environ):
+        return execute(os.environ, sys.stdin.buffer)
+    data = _read_stdin()
+    if data is None:
+        return 1
+    reply = agent.forward(os.environ, data)
+    if reply is not None:  # the agent did it (agent.py)
+        rc, out, err = reply
+        sys.stderr.write(err)
+        sys.stdout.write(out)
+        sys.stdout.flush()
+        return rc
+    rc = execute(os.environ, _replay(data))
+    sys.stdout.flush()
+    agent.start(os.environ, data)  # for the next call
+    return rc
+
+
+def execute(env: Any, stdin: Any) -> int:
+    """One command, its result or error on stdout; the exit code. (Also what the agent runs
+    for a request, with the request's environment and stdin.)"""
+    version = "1.1.0"
     try:
-        out, version = run(os.environ, sys.stdin.buffer)
+        out, version = run(env, stdin)
     except CniError as e:
         _emit(e.result(e.version or version))
         return 1
@@ -57,17 +79,24 @@ def main() -> int:
     return 0
 
 
+def _read_stdin() -> bytes | None:
+    """stdin's bytes; None (the error printed) if it cannot be read."""
+    try:
+        return sys.stdin.buffer.read()
+    except OSError as e:
+        _emit(_unreadable(e).result("1.1.0"))
+        return None
+
+
 def _unreadable(e: OSError) -> CniError:
     return CniError(IO_FAILURE, f"error reading the config from stdin: {e}")
 
 
-class _Replay:
-    """stdin once more, for the full path, after VERSION's quick look read it."""
+def _replay(data: bytes) -> Any:
+    """stdin's bytes once more, read already (by VERSION's quick look, or to forward)."""
+    import io
 
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        self.buffer = io.BytesIO(data)
+    return io.BytesIO(data)
 
 
 def _emit(obj: dict[str, Any]) -> None:
