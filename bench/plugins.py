@@ -152,6 +152,10 @@ class PodmanBench:
         self.lab = lab
         self.args = args
         self.figures: list[Figure] = []
+        # shoal's directories in the config: Podman runs the DEL of its cleanup without the
+        # environment it gave the ADD (SHOAL_ROOT would not reach it)
+        self.NETS = {**self.NETS, "shoal-cni": [
+            {**self.NETS["shoal-cni"][0], "shoal": {"root": lab.root, "runDir": lab.run_dir}}]}
         self.podman = podman_mod.Podman(
             Path(lab.tmp), lab.ns, lab.env(),
             [podman_mod.shoal_cni_dir(cli_python()), podman_mod.REFERENCE_PLUGINS])
