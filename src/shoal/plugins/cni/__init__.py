@@ -6,4 +6,6 @@ containerd, Kubernetes) puts its containers on shoal's networks.
     result.py    spec-shaped results (ADD, VERSION) for each version
     networks.py  which shoal network a CNI network is (made at the first ADD, or external)
     commands.py  ADD, DEL, CHECK, STATUS and GC, on shoal's Engine (its sandbox seam)
+    versions.py  the spec versions spoken; VERSION's quick answer (no json import)
+    agent.py     the process that serves ADD, DEL and CHECK with the modules imported once
     main.py      the executable: CNI_* variables and stdin in, JSON on stdout, exit code"""
