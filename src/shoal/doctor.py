@@ -80,6 +80,12 @@ def check_host(engine: Engine) -> list[Check]:
         out += drivers.get(net.driver).diagnose(engine.ctx, net, None, "")
     out += _check_rules(engine)
     out += check_resolver(engine)
+    from .plugins.cni import agent
+
+    pid = agent.running(engine.ctx.run_dir)
+    if pid is not None:
+        out.append(Check(NOTE, f"shoal-cni's agent (pid {pid}) serves this run directory's "
+                               "ADD, DEL and CHECK calls"))
     return out
 
 

@@ -92,6 +92,8 @@ def test_the_agent_serves_the_calls_after_the_first(host: Host, tmp_path: Path) 
     assert shoal_cni(host, "DEL", conf(), "a2", second).rc == 0
     assert "eth0" not in host.links(ns=second)
     assert _agent(host) == pid  # one agent served them all
+    doctor = host.shoal("doctor", check=False).stdout
+    assert f"shoal-cni's agent (pid {pid}) serves this run directory" in doctor, doctor
 
 
 def test_errors_come_back_as_the_executable_gives_them(host: Host, tmp_path: Path) -> None:
@@ -151,6 +153,7 @@ def test_an_idle_agent_exits_and_takes_its_socket(host: Host, tmp_path: Path) ->
     host.wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _state(pid) == "Z",
                   timeout=30, what="the idle agent to exit")
     assert not Path(host.run_dir, "cni", "agent.sock").exists()
+    assert "shoal-cni's agent" not in host.shoal("doctor", check=False).stdout
     # and the next call works without it
     assert shoal_cni(host, "ADD", conf(), "i2", namespace(tmp_path, "i2.ns")).rc == 0
 

@@ -106,6 +106,30 @@ def _open_directory(run_dir: str, create: bool) -> int | None:
         os.close(run_fd)
 
 
+def running(run_dir: str) -> int | None:
+    """The pid of the agent serving this run directory (holding its lock), or None."""
+    import fcntl
+
+    fd = _open_directory(run_dir, create=False)
+    if fd is None:
+        return None
+    try:
+        lock = os.open(LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: an agent lives
+            text = os.read(lock, 64).decode(errors="replace").split()
+            return int(text[0]) if text and text[0].isdigit() else None
+        return None  # (not held: the pid written there is an old agent's)
+    finally:
+        os.close(lock)
+
+
 # -- the executable's side ------------------------------------------------------------------
 
 def forward(env: Mapping[str, str], data: bytes) -> tuple[int, str, str] | None:
