@@ -39,8 +39,20 @@ if [ ${#need[@]} -gt 0 ]; then
     chmod 755 "$policy"
     trap 'rm -f "$policy"' EXIT
   fi
+  # nor be left enabled for the next boot (docker.io, containerd, podman and etcd-server
+  # enable theirs): every unit the install enabled is disabled again, nothing else
+  wanted_units() { find /etc/systemd/system -path '*.wants/*' -type l 2>/dev/null | sort; }
+  before=$(wanted_units)
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need[@]}"
+  for link in $(comm -13 <(echo "$before") <(wanted_units)); do
+    unit=$(basename "$link")
+    # (systemctl --root works whether or not systemd runs, and drops the unit's aliases)
+    command -v systemctl >/dev/null 2>&1 &&
+      { systemctl --root=/ disable "$unit" >/dev/null 2>&1 || true; }
+    rm -f "$link"
+    echo "install-deps: $unit stays disabled (the tests start what they need themselves)"
+  done
 fi
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "install-deps: shoal needs Python 3.11 or newer (found $(python3 --version))" >&2
