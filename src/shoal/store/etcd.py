@@ -202,6 +202,8 @@ def _message(detail: str | None) -> str:
     """The message of an error answer of the gateway ({"error": ..., "code": ...})."""
     try:
         body = json.loads(detail or "")
+        if isinstance(body, str):
+            return body
         return str(body.get("message") or body.get("error") or detail)
     except (ValueError, AttributeError):
         return (detail or "").strip()[:200]
@@ -430,6 +432,10 @@ def _keepalive(response: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
+class _Broken(Exception):
+    """A watch stream failed (not the watch: it goes on elsewhere)."""
+
+
 class _Messages:
     """The JSON messages of a gateway stream, one after another, however the HTTP chunks cut
     them (the gateway ends each with a newline, but a chunk may hold part of one, or
@@ -517,9 +523,11 @@ class EtcdWatch:
                 _shutdown(response)
                 response.close()
                 raise errors.ConnectionFailedError(str(exc)) from exc
-            if first is None:
+            if first is None or "error" in first:
+                _shutdown(response)
                 response.close()
-                raise errors.ConnectionFailedError("the watch stream ended at once")
+                error = (first or {}).get("error", "the watch stream ended at once")
+                raise errors.ConnectionFailedError(json.dumps(error))
             return response, messages, first
 
         response, messages, first = store._call(connect, True)
@@ -549,11 +557,11 @@ class EtcdWatch:
         return messages
 
     def _check(self, message: dict[str, Any]) -> dict[str, Any]:
-        """A stream message's result; Compacted or GlobalStoreError if it ends the watch."""
+        """A stream message's result; Compacted or GlobalStoreError if it ends the watch,
+        _Broken if the stream failed (the gateway says so in an error message, e.g.
+        "transport is closing" when its member stops: watch again elsewhere)."""
         if "error" in message:
-            error = message["error"]
-            text = error.get("message", error) if isinstance(error, dict) else error
-            raise GlobalStoreError(f"the store {self._store.url} ended a watch: {text}")
+            raise _Broken(json.dumps(message["error"])[:200])
         result = message.get("result", {})
         if int(result.get("compact_revision", 0)):
             raise Compacted(int(result["compact_revision"]))
