@@ -121,3 +121,17 @@ def test_a_watch_with_no_member_left_says_so(cluster: Any, store: EtcdStore) -> 
             bounded(lambda: watch.get(timeout=30))
     finally:
         watch.close()
+
+
+def test_a_member_that_does_not_answer_is_passed_over(cluster: Any) -> None:
+    # 10.231.0.99 is on the underlay, and nothing has it: connecting there times out
+    url = "etcd://10.231.0.99:2379," + cluster.url.removeprefix("etcd://")
+    with EtcdStore(url) as store:
+        rev = bounded(lambda: store.put("/k/a", b"1"))
+        got = store.get("/k/a")
+        assert got is not None and got.mod_revision == rev
+    with EtcdStore("etcd://10.231.0.99:2379,10.231.0.98:2379", timeout=1.0) as store:
+        with pytest.raises(GlobalStoreError) as caught:
+            bounded(lambda: store.get("/k/a"))
+        assert str(caught.value) == ("cannot reach the store etcd://10.231.0.99:2379,"
+                                     "10.231.0.98:2379: timed out; is etcd running?")

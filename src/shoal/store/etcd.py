@@ -2,10 +2,11 @@
 v3 JSON gateway (the HTTP port every etcd 3.4+ member serves beside gRPC), with the etcd3gw
 client: no gRPC, no generated code, one small dependency on `requests`.
 
-Importing etcd3gw (and `requests` with it) costs about 160 ms on the test machine (measured
-with `python -c 'import etcd3gw'` under `-X importtime`: 160-200 ms, of which `requests` is
-about 110 ms), so it is imported when an `EtcdStore` is made, never when this module is:
-`parse_store_url` stays cheap, and only overlay operations pay for the client.
+Importing etcd3gw costs about 150 ms on the test machine (`python -X importtime -c 'import
+etcd3gw'`: 145-200 ms over runs, of which `requests` is about 90 ms and futurist, for
+etcd3gw's own watch threads, about 30 ms), so it is imported when an `EtcdStore` is made,
+never when this module is: `parse_store_url` stays cheap, and only overlay operations pay for
+the client.
 
 What comes from etcd3gw: the HTTP session, the URL and API-path handling (`get_url`, which
 finds /v3/ or /v3beta/ from the server's version), posting a request and turning HTTP errors
@@ -39,6 +40,7 @@ import json
 import math
 import socket
 import threading
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -235,6 +237,7 @@ class EtcdStore:
         self._lock = threading.Lock()
         self._current = 0  # the endpoint that answered last
         self._closed = False
+        self._watches: weakref.WeakSet[EtcdWatch] = weakref.WeakSet()
 
     # -- requests, with failover -----------------------------------------------------------
 
@@ -378,7 +381,9 @@ class EtcdStore:
                     compacted = True
                 elif "future revision" not in str(exc):
                     raise
-        return EtcdWatch(self, prefix, start_revision, compacted)
+        watch = EtcdWatch(self, prefix, start_revision, compacted)
+        self._watches.add(watch)
+        return watch
 
     def compact(self, revision: int) -> None:
         try:
@@ -390,7 +395,10 @@ class EtcdStore:
                 raise
 
     def close(self) -> None:
+        """Close the store and its watches (their `get` returns None)."""
         self._closed = True
+        for watch in list(self._watches):
+            watch.close()
         self._session.close()
 
     def __enter__(self) -> Self:
