@@ -246,6 +246,22 @@ class Cluster:
                 return False
         return True
 
+    def leader(self) -> Member:
+        """The member that leads the cluster now (call in the lab namespace)."""
+        for m in self.members:
+            if m.pid is None:
+                continue
+            request = urllib.request.Request(m.client_url + "/v3/maintenance/status",
+                                             data=b"{}", method="POST")
+            try:
+                with _OPENER.open(request, timeout=2) as resp:
+                    status = json.loads(resp.read())
+            except (OSError, ValueError):
+                continue
+            if status.get("leader") and status["leader"] == status["header"]["member_id"]:
+                return m
+        raise RuntimeError("no member says it leads the cluster")
+
     def wait_healthy(self, timeout: float = 30.0, members: list[Member] | None = None) -> None:
         deadline = time.monotonic() + timeout
         with self.entered():

@@ -54,9 +54,19 @@ def bounded(call: Any, limit: float = 60.0) -> Any:
     return value
 
 
-def test_the_store_moves_on_when_its_member_is_killed(cluster: Any, store: EtcdStore) -> None:
-    first = store.put("/k/a", b"1")  # answered by the first member, the one it talks to
-    cluster.kill(cluster.members[0])
+@pytest.mark.parametrize("which", ["first", "leader"])
+def test_the_store_moves_on_when_its_member_is_killed(cluster: Any, which: str) -> None:
+    # the store talks to the first member of its URL: that one, or the leader put first
+    victim = cluster.members[0] if which == "first" else cluster.leader()
+    others = [m for m in cluster.members if m is not victim]
+    url = "etcd://" + ",".join(f"{m.addr}:2379" for m in [victim, *others])
+    with EtcdStore(url) as store:
+        moves_on(cluster, store, victim)
+
+
+def moves_on(cluster: Any, store: EtcdStore, victim: Any) -> None:
+    first = store.put("/k/a", b"1")  # answered by the victim, the one it talks to
+    cluster.kill(victim)
     got = bounded(lambda: store.get("/k/a"))
     assert got is not None and got.value == b"1" and got.mod_revision == first
     second = bounded(lambda: store.put("/k/a", b"2", if_revision=first))

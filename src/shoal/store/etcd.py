@@ -25,9 +25,12 @@ here, on top of its session, and why:
   /v3/watch stream itself, raises `Compacted`, and resumes on another member after a failure
   from the revision after the last event it got.
 
-Timeouts: every request has a connect timeout (1 s) and a read timeout (`timeout`, 3 s by
+Timeouts: every request has a connect timeout (1 s) and a read timeout (`timeout`, 5 s by
 default) on each endpoint it tries, so a call gives up after at most endpoints x (1 s +
-`timeout`), with a one-line GlobalStoreError that names the store. A request that may have
+`timeout`), with a one-line GlobalStoreError that names the store. (A member that cannot
+reach a leader holds a request until there is one: after the leader dies, the election takes
+1-2 s with etcd's default timings, which the 5 s leave room for; a stopped member refuses at
+once.) A request that may have
 been done (the connection broke or timed out after it was sent) is tried on the next member
 only if doing it twice changes nothing (reads, keep-alives, grants, compaction); a write then
 raises GlobalStoreError saying its outcome is unknown, since trying it again could report a
@@ -219,7 +222,7 @@ class EtcdStore:
     from several threads (requests' connection pool is; the endpoint in use is under a
     lock)."""
 
-    def __init__(self, url: str, timeout: float = 3.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
         import etcd3gw
         import requests
 
