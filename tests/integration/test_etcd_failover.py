@@ -34,8 +34,8 @@ def store(cluster: Any) -> Iterator[EtcdStore]:
 
 
 def bounded(call: Any, limit: float = 60.0) -> Any:
-    """call() in a thread (in this thread's namespace), failing the test if it hangs;
-    returns its result or raises its exception."""
+    """call() in a thread, failing the test if it hangs; returns its result or raises its
+    exception. (A new thread starts in its creator's network namespace: the lab's here.)"""
     out: list[Any] = []
 
     def run() -> None:
