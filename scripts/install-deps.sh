@@ -22,6 +22,10 @@ command -v podman >/dev/null 2>&1 || need+=(podman conmon runc)  # shoal-cni und
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)  # the reference plugins
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)  # shoal's Docker network plugin
 [ -x /bin/busybox ] || need+=(busybox-static)  # the engines' image: a busybox rootfs
+# tests and bench: a real etcd cluster for the global store (bench/etcd.py), its members in
+# throwaway network namespaces (the package's own service is never started: see below)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: need root to install: ${need[*]}" >&2

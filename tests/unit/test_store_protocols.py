@@ -15,6 +15,7 @@ from shoal.ipam import protocol as ipam_protocol
 from shoal.ipam.addresses import StoreAddresses
 from shoal.ipam.hostports import HostPorts
 from shoal.store import Store
+from shoal.store.etcd import EtcdStore, EtcdWatch
 from shoal.store.memory import MemoryStore, MemoryWatch
 from shoal.store.protocol import GlobalStore, LocalStore, Processes, Watch
 
@@ -55,6 +56,7 @@ def test_the_controller_uses_only_what_the_local_store_protocol_has() -> None:
 
 @pytest.mark.parametrize(("protocol", "implementation"), [
     (LocalStore, Store), (GlobalStore, MemoryStore), (Watch, MemoryWatch),
+    (GlobalStore, EtcdStore), (Watch, EtcdWatch),
     (ipam_protocol.AddressAllocator, StoreAddresses),
     (ipam_protocol.HostPortAllocator, HostPorts),
 ], ids=lambda c: c.__name__)
