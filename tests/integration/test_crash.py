@@ -183,6 +183,7 @@ def test_soak_random_operations_with_random_kills(fw_host: Host) -> None:
         proc.wait(timeout=60)
         host.shoal("ps", "-a")  # repairs whatever the last command left
         try:
+            _started_by_its_supervisor(host)
             assert_consistent(host)
         except AssertionError as e:
             raise AssertionError(f"step {step} ({args}, {how}), seed {seed}: {e}") from None
@@ -198,6 +199,17 @@ def test_supervisor_killed_right_after_starting_the_command(host: Host) -> None:
     assert_consistent(host)
     assert "x" not in host.shoal("ps", "-a").stdout.split()
     _works(host, 9200)
+
+
+def _started_by_its_supervisor(host: Host) -> None:
+    """Killed after it launched the supervisor, `run -d` leaves the start to it: the
+    container is "created" until the supervisor, a process of its own, has started the
+    command (one whose supervisor is gone is rolled back by the next command)."""
+    try:
+        host.wait_for(lambda: "Created" not in host.shoal("ps", "-a").stdout,
+                      what="the supervisor to finish the start")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {_supervisors(host)}") from None
 
 
 def _supervisors(host: Host) -> str:
@@ -239,12 +251,6 @@ def test_sigkill_swept_across_a_run(fw_host: Host, delay_ms: int) -> None:
     proc.kill()
     proc.wait(timeout=60)
     host.shoal("ps", "-a")
-    # killed after it launched the supervisor, `run -d` leaves the start to it: the container
-    # is "created" until the supervisor, a process of its own, has started the command
-    try:
-        host.wait_for(lambda: "Created" not in host.shoal("ps", "-a").stdout,
-                      what="the supervisor to finish the start")
-    except AssertionError as e:
-        raise AssertionError(f"{e}: {_supervisors(host)}") from None
+    _started_by_its_supervisor(host)
     assert_consistent(host)
     _works(host, 9200)
