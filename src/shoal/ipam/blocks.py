@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..store.protocol import GlobalStore
 
-PREFIX = "/shoal/v1/blocks/"
+BLOCKS_PREFIX = "/shoal/v1/blocks/"
 BLOCK_PREFIX = 26  # 64 addresses a block
 
 
@@ -44,12 +44,12 @@ def blocks(subnet: IPv4Network, prefix: int = BLOCK_PREFIX) -> list[IPv4Network]
 
 
 def key(network_id: str, block: IPv4Network) -> str:
-    return f"{PREFIX}{network_id}/{block.network_address}-{block.prefixlen}"
+    return f"{BLOCKS_PREFIX}{network_id}/{block.network_address}-{block.prefixlen}"
 
 
 def _block_of(network_id: str, name: str) -> IPv4Network | None:
     """The block a key names (None for a key of another shape)."""
-    rest = name[len(PREFIX) + len(network_id) + 1:]
+    rest = name[len(BLOCKS_PREFIX) + len(network_id) + 1:]
     first, _, length = rest.partition("-")
     try:
         return IPv4Network(f"{first}/{length}")
@@ -79,7 +79,7 @@ class BlockLeases:
         """Every leased block of the network and the host that holds it."""
         from .. import jsonwire
 
-        kvs, _ = self.store.get_prefix(f"{PREFIX}{self.network_id}/")
+        kvs, _ = self.store.get_prefix(f"{BLOCKS_PREFIX}{self.network_id}/")
         out = {}
         for kv in kvs:
             block = _block_of(self.network_id, kv.key)
