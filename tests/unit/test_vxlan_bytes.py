@@ -13,6 +13,32 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
+from netlink_layouts import (
+    ACK,
+    ACK_TLVS,
+    CAPPED,
+    CREATE,
+    DELLINK,
+    DUMP,
+    EXCL,
+    GETLINK,
+    MULTI,
+    NEWLINK,
+    REQUEST,
+    SETLINK,
+    Frame,
+    a,
+    acks,
+    done,
+    err,
+    fake,
+    ifinfo,
+    msg,
+    ok,
+    s,
+    u8,
+    u32,
+)
 
 from shoal.errors import KernelError
 from shoal.kernel import netlink as nl
@@ -20,11 +46,7 @@ from shoal.kernel import vxlan
 
 # -- the kernel's layouts, written out ------------------------------------------------------
 
-REQUEST, MULTI, ACK, DUMP = 0x1, 0x2, 0x4, 0x300
-REPLACE, EXCL, CREATE = 0x100, 0x200, 0x400
-CAPPED, ACK_TLVS = 0x100, 0x200
-ERROR, DONE = 2, 3
-NEWLINK, DELLINK, GETLINK, SETLINK = 16, 17, 18, 19
+REPLACE = 0x100
 NEWNEIGH, DELNEIGH, GETNEIGH = 28, 29, 30
 NESTED = 0x8000  # NLA_F_NESTED, as the kernel marks the nests it sends
 AF_INET, AF_INET6, AF_BRIDGE = 2, 10, 7
@@ -41,39 +63,6 @@ VX_PROXY, VX_PORT, VX_UDP_CSUM = 11, 15, 18
 DST, LLADDR, CACHEINFO, PROBES, PORT, VNI, IFINDEX, MASTER_NDA = 1, 2, 3, 4, 6, 7, 8, 9
 
 
-def a(kind: int, data: bytes) -> bytes:
-    """struct nlattr + payload, padded to 4."""
-    length = 4 + len(data)
-    return struct.pack("=HH", length, kind) + data + b"\0" * (-length % 4)
-
-
-def s(kind: int, value: str) -> bytes:
-    return a(kind, value.encode() + b"\0")
-
-
-def u32(kind: int, value: int) -> bytes:
-    return a(kind, struct.pack("=I", value))
-
-
-def u8(kind: int, value: int) -> bytes:
-    return a(kind, bytes([value]))
-
-
-def hdr(length: int, kind: int, flags: int, seq: int) -> bytes:
-    """struct nlmsghdr: length, type, flags, sequence, port id."""
-    return struct.pack("=IHHII", length, kind, flags, seq, 0)
-
-
-def msg(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return hdr(16 + len(body), kind, flags, seq) + body + b"\0" * (-len(body) % 4)
-
-
-def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = 0,
-           type_: int = 0) -> bytes:
-    """struct ifinfomsg: family, pad, type, index, flags, change."""
-    return struct.pack("=BBHiII", family, 0, type_, index, flags, change)
-
-
 def ndm(family: int, index: int, state: int = 0, flags: int = 0, type_: int = 0) -> bytes:
     """struct ndmsg: family, pad1 (u8), pad2 (u16), ifindex (s32), state (u16), flags (u8),
     type (u8): 12 bytes, the index at offset 4."""
@@ -84,62 +73,6 @@ def ip4(text: str) -> bytes:
     return socket.inet_aton(text)
 
 
-def err(seq: int, code: int, flags: int = CAPPED, tlvs: bytes = b"") -> bytes:
-    """An NLMSG_ERROR answering request `seq` (capped: the request's header only)."""
-    return msg(ERROR, flags, seq, struct.pack("=i", -code) + hdr(16, 0, 0, seq) + tlvs)
-
-
-def ok(seq: int) -> bytes:
-    return err(seq, 0)
-
-
-def done(seq: int) -> bytes:
-    return msg(DONE, MULTI, seq, struct.pack("=i", 0))
-
-
-Frame = tuple[int, int, int, bytes]  # type, flags, seq, body
-
-
-def frames(data: bytes) -> list[Frame]:
-    out, offset = [], 0
-    while offset < len(data):
-        length, kind, flags, seq, pid = struct.unpack_from("=IHHII", data, offset)
-        assert pid == 0 and length >= 16
-        out.append((kind, flags, seq, data[offset + 16 : offset + length]))
-        offset += (length + 3) & ~3
-    assert offset == len(data)
-    return out
-
-
-class FakeSocket:
-    """The kernel's end: records each send (one sendall is one sendmsg, one round trip) and
-    answers it through `answer` with datagrams, handed out one per recv."""
-
-    def __init__(self, answer: Callable[[list[Frame]], list[bytes]]) -> None:
-        self.answer = answer
-        self.sent: list[list[Frame]] = []
-        self.queue: list[bytes] = []
-
-    def sendall(self, data: bytes) -> None:
-        sent = frames(data)
-        self.sent.append(sent)
-        self.queue.extend(self.answer(sent))
-
-    def recv(self, size: int) -> bytes:
-        assert self.queue, "recv with nothing sent back: the caller would hang"
-        return self.queue.pop(0)
-
-
-def fake(answer: Callable[[list[Frame]], list[bytes]]) -> tuple[nl.Netlink, FakeSocket]:
-    sock = nl.Netlink.__new__(nl.Netlink)
-    sock.seq = 0
-    fs = FakeSocket(answer)
-    sock.sock = fs  # type: ignore[assignment]
-    return sock, fs
-
-
-def acks(sent: list[Frame]) -> list[bytes]:
-    return [b"".join(ok(seq) for _k, flags, seq, _b in sent if flags & ACK)]
 
 
 def no_autoconf() -> bytes:
@@ -222,7 +155,8 @@ def test_create_without_an_underlay_link_nor_ipv6(monkeypatch: pytest.MonkeyPatc
 
 def test_a_refused_create_raises_the_kernels_reason_and_sends_nothing_more() -> None:
     tlvs = s(1, "VXLAN ID must be lower than 16777216") + u32(2, 60)  # MSG, OFFS
-    sock, fs = fake(lambda sent: [err(sent[0][2], errno.ERANGE, CAPPED | ACK_TLVS, tlvs)])
+    sock, fs = fake(lambda sent: [err(sent[0][2], errno.ERANGE, flags=CAPPED | ACK_TLVS,
+                                                 tlvs=tlvs)])
     with pytest.raises(KernelError) as info:
         vxlan.create_vxlan(sock, "vx0", 1 << 24, IPv4Address("192.0.2.1"), 4, 1450)
     assert info.value.errno == errno.ERANGE
@@ -331,8 +265,8 @@ def test_add_fdb_is_a_permanent_self_entry_of_the_mac_with_the_remote_host() -> 
 
 
 def test_add_fdb_refused_carries_the_kernels_message() -> None:
-    sock, _fs = fake(lambda sent: [err(sent[0][2], errno.ENODEV, CAPPED | ACK_TLVS,
-                                       s(1, "unknown ifindex"))])
+    sock, _fs = fake(lambda sent: [err(sent[0][2], errno.ENODEV, flags=CAPPED | ACK_TLVS,
+                                       tlvs=s(1, "unknown ifindex"))])
     with pytest.raises(KernelError) as info:
         vxlan.add_fdb(sock, 99, MAC_B, IPv4Address("192.0.2.2"))
     assert str(info.value) == ("add the forwarding entry 02:00:00:00:00:0b -> 192.0.2.2: "
