@@ -34,15 +34,23 @@ def members(protocol: type) -> dict[str, inspect.Signature | None]:
     return out
 
 
-def used_on_stores() -> dict[str, list[str]]:
-    """store.X as the store's users write it (imports of its modules aside): X -> the
-    files."""
+def _global(path: Path) -> bool:
+    """Is the module a user of the global store (it names GlobalStore, and its `store` is
+    one), not of the local store?"""
+    return "GlobalStore" in path.read_text()
+
+
+def used_on_stores(global_: bool = False) -> dict[str, list[str]]:
+    """store.X as the store's users write it (imports and module paths such as
+    shoal.store.etcd aside): X -> the files; of the global store's users with `global_`."""
     out: dict[str, list[str]] = {}
     for path in USERS:
+        if _global(path) != global_:
+            continue
         for line in path.read_text().splitlines():
             if "import " in line:
                 continue
-            for name in re.findall(r"\bstore\.([A-Za-z_]\w*)", line):
+            for name in re.findall(r"(?<!shoal\.)\bstore\.([A-Za-z_]\w*)", line):
                 out.setdefault(name, []).append(str(path.relative_to(SRC)))
     return out
 
@@ -51,6 +59,14 @@ def test_the_controller_uses_only_what_the_local_store_protocol_has() -> None:
     used = used_on_stores()
     assert {"locked", "transaction", "add_endpoint", "port_rows"} <= set(used)  # (found)
     missing = {name: files for name, files in used.items() if name not in members(LocalStore)}
+    assert missing == {}
+
+
+def test_the_global_store_s_users_use_only_what_its_protocol_has() -> None:
+    used = used_on_stores(global_=True)
+    assert {"get_prefix", "grant"} <= set(used)  # (found: cluster/hosts.py, ipam/blocks.py)
+    missing = {name: files for name, files in used.items()
+               if name not in members(GlobalStore)}
     assert missing == {}
 
 
