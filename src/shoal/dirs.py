@@ -30,6 +30,10 @@ import stat
 
 from .errors import InvalidArgument, ShoalError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 DEFAULT_ROOT = "/var/lib/shoal"  # --root, SHOAL_ROOT
 DEFAULT_RUN_DIR = "/run/shoal"  # --run-dir, SHOAL_RUN_DIR
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -165,6 +169,22 @@ def subdir(dir_fd: int, name: str, where: str, create: bool = True) -> int:
                 raise _symlink_error(where) from None
             raise UntrustedPath(f"refusing {where}: it is not a directory; remove it") from None
         raise
+
+
+def bind_socket(sock: Any, dir_fd: int, name: str) -> None:
+    """Bind a unix socket at `name` in one of shoal's directories, private to root: what was
+    there before (a socket of a process that died) is removed first; the path goes through
+    the directory's descriptor, never through a symlink on the way (nor past the 108 bytes
+    of a socket's path)."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    old = os.umask(0o077)
+    try:
+        sock.bind(f"/proc/self/fd/{dir_fd}/{name}")
+    finally:
+        os.umask(old)
 
 
 def probe_writable(dir_fd: int) -> None:

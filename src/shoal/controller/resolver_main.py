@@ -187,14 +187,6 @@ def _open(root: str, run_dir: str, resolv_conf: str) -> tuple[Service, socket.so
     service.sync(None)
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
                             | socket.SOCK_CLOEXEC)
-    try:
-        os.unlink(CONTROL, dir_fd=dns_fd)
-    except FileNotFoundError:
-        pass
-    old = os.umask(0o077)
-    try:
-        control.bind(f"/proc/self/fd/{dns_fd}/{CONTROL}")
-    finally:
-        os.umask(old)
+    dirs.bind_socket(control, dns_fd, CONTROL)
     control.listen(64)
     return service, control

@@ -53,7 +53,9 @@ AGENT_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
 
 
 def _env_of(env: Mapping[str, str]) -> dict[str, str]:
-    """What of the runtime's environment a request carries."""
+    """What of the runtime's environment a request carries: the CNI variables and what a
+    supervisor gets (supervise.supervisor_env, which this side does not import: it would
+    bring the controller along)."""
     return {k: v for k, v in env.items()
             if k.startswith(("CNI_", "SHOAL_")) or k in ("PATH", "LANG", "LC_ALL", "TZ")}
 
@@ -132,17 +134,16 @@ def running(run_dir: str) -> int | None:
 
 # -- the executable's side ------------------------------------------------------------------
 
-def forward(env: Mapping[str, str], data: bytes) -> tuple[int, str, str] | None:
+def forward(env: Mapping[str, str], data: bytes, where: tuple[str, str]
+            ) -> tuple[int, str, str] | None:
     """The agent's answer to this request (exit code, stdout, stderr), or None when there
-    is no agent, it declined, or it died before it answered."""
+    is no agent, it declined, or it died before it answered. `where`: the request's
+    (root, run directory), from `directories`."""
     import _socket
     import struct
 
     from ... import jsonwire
 
-    where = directories(env, data)
-    if where is None:
-        return None
     fd = _open_directory(where[1], create=False)
     if fd is None:
         return None
@@ -176,16 +177,13 @@ def forward(env: Mapping[str, str], data: bytes) -> tuple[int, str, str] | None:
         return None  # declined ({"declined": why}) or cut short
 
 
-def start(env: Mapping[str, str], data: bytes) -> None:
-    """Start an agent for this request's directories in the background (it exits at once
+def start(env: Mapping[str, str], where: tuple[str, str]) -> None:
+    """Start an agent for these (root, run directory) in the background (it exits at once
     if one runs). Never fails the request: a failure here leaves the next one in-process."""
     import sys
 
     from ...controller.supervise import package_parent, supervisor_env
 
-    where = directories(env, data)
-    if where is None:
-        return
     try:
         pid = os.fork()
     except OSError:
@@ -230,16 +228,10 @@ def serve(argv: list[str]) -> int:
     os.ftruncate(lock, 0)
     os.write(lock, f"{os.getpid()} {pids.start_time(os.getpid()) or ''}\n".encode())
     agent = _Agent(root, run_dir)  # (imported, and its code's times noted, before it listens)
-    try:
-        os.unlink(SOCKET, dir_fd=fd)
-    except FileNotFoundError:
-        pass
+    from ... import dirs
+
     listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    old = os.umask(0o077)
-    try:
-        listener.bind(f"/proc/self/fd/{fd}/{SOCKET}")
-    finally:
-        os.umask(old)
+    dirs.bind_socket(listener, fd, SOCKET)
     listener.listen(64)
     idle = float(os.environ.get("SHOAL_CNI_AGENT_IDLE") or AGENT_IDLE)
     poller = select.poll()

@@ -13,6 +13,7 @@ import os
 import sys
 
 from .errors import INVALID_ENVIRONMENT, IO_FAILURE, REFUSED, UNKNOWN, CniError
+from .versions import LATEST
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def main() -> int:
     data = _read_stdin()
     if data is None:
         return 1
-    reply = agent.forward(os.environ, data)
+    where = agent.directories(os.environ, data)
+    reply = agent.forward(os.environ, data, where) if where is not None else None
     if reply is not None:  # the agent did it (agent.py)
         rc, out, err = reply
         sys.stderr.write(err)
@@ -55,14 +57,15 @@ def main() -> int:
         return rc
     rc = execute(os.environ, _replay(data))
     sys.stdout.flush()
-    agent.start(os.environ, data)  # for the next call
+    if where is not None:
+        agent.start(os.environ, where)  # for the next call
     return rc
 
 
 def execute(env: Any, stdin: Any) -> int:
     """One command, its result or error on stdout; the exit code. (Also what the agent runs
     for a request, with the request's environment and stdin.)"""
-    version = "1.1.0"
+    version = LATEST
     try:
         out, version = run(env, stdin)
     except CniError as e:
@@ -84,7 +87,7 @@ def _read_stdin() -> bytes | None:
     try:
         return sys.stdin.buffer.read()
     except OSError as e:
-        _emit(_unreadable(e).result("1.1.0"))
+        _emit(_unreadable(e).result(LATEST))
         return None
 
 
@@ -128,19 +131,19 @@ def run(env: Any, stdin: Any) -> tuple[dict[str, Any] | None, str]:
             asked = json.loads(data).get("cniVersion") if data.strip() else None
         except (ValueError, AttributeError):
             pass
-        return result.version_result(asked), "1.1.0"
+        return result.version_result(asked), LATEST
     missing = [v for v in REQUIRED.get(command, ()) if not env.get(v)]
     if missing:
         raise CniError(INVALID_ENVIRONMENT,
                        f"required env variables [{','.join(missing)}] missing")
     from . import config
 
-    version = "1.1.0"
+    version = LATEST
     try:
         version = config.version_of(config.decode(data))
     except CniError:
         pass
-    answer = version if version in config.SUPPORTED_VERSIONS else "1.1.0"
+    answer = version if version in config.SUPPORTED_VERSIONS else LATEST
     try:
         _check_attachment(env, command)
         conf = config.parse(data, command, env.get("CNI_ARGS", ""))
