@@ -116,6 +116,20 @@ class Endpoint(Record):
         return self.ip.version if self.ip is not None else None
 
 
+class RemoteEndpoint(Record):
+    """An endpoint of another host on an overlay network, as the global store announced it
+    (cluster/endpoints.py) and this host's watcher mirrored it: what the VXLAN device's
+    static entries (kernel/vxlan.add_remote) and the embedded resolver's names need."""
+
+    id: str
+    network_id: str
+    host: str  # the host id that runs it
+    address: IPAddress = Parsed(_address)  # that host's underlay address
+    ip: IPAddress = Parsed(_address)
+    mac: str
+    names: list[str] = []  # its container's name, short id, hostname and aliases
+
+
 class Container(Record):
     id: str
     name: str

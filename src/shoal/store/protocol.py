@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, Self
 
-    from ..model import Container, Endpoint, Network, PublishedPort, Sandbox
+    from ..model import Container, Endpoint, Network, PublishedPort, RemoteEndpoint, Sandbox
 
 
 # -- the local store --------------------------------------------------------------------------
@@ -128,6 +128,23 @@ class LocalStore(Protocol):
     def update_network(self, id_: str, **changes: Any) -> None: ...
     def delete_network(self, id_: str) -> None:
         """The network and its endpoints."""
+        ...
+
+    # overlay networks: other hosts' endpoints (mirrored by the watcher), this host's blocks
+    def put_remote(self, ep: RemoteEndpoint) -> None:
+        """Add or replace a remote endpoint."""
+        ...
+
+    def delete_remote(self, id_: str) -> None: ...
+    def remotes(self, network_id: str | None = None) -> list[RemoteEndpoint]: ...
+    def take_touched_remote(self) -> set[str]:
+        """The networks whose remote endpoints changed since the last call; forgets them."""
+        ...
+
+    def add_block(self, network_id: str, block: str) -> None: ...
+    def delete_block(self, network_id: str, block: str) -> None: ...
+    def blocks(self, network_id: str | None = None) -> list[tuple[str, str]]:
+        """(network id, block as a CIDR) of each address block this host holds."""
         ...
 
     # containers

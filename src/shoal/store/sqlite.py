@@ -38,7 +38,7 @@ except ImportError:  # an interpreter that has no separate C module
     import sqlite3  # type: ignore[no-redef]
 
 from ..errors import Conflict, NotFound, ShoalError
-from ..model import Container, Endpoint, Network, PublishedPort, Sandbox
+from ..model import Container, Endpoint, Network, PublishedPort, RemoteEndpoint, Sandbox
 from ..records import Parsed
 
 TYPE_CHECKING = False
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from .protocol import Processes
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -97,6 +97,18 @@ CREATE INDEX IF NOT EXISTS ports_by_host_port ON ports(proto, host_port);
 -- one row per mutating command in progress (intent before action): a row left by a process
 -- that died means its command was interrupted, and the next command repairs the state
 CREATE TABLE IF NOT EXISTS ops (pid INTEGER NOT NULL, pid_start INTEGER, started TEXT);
+-- overlay networks (cluster/): the endpoints of other hosts, mirrored from the global store by
+-- this host's watcher, and the address blocks this host holds a lease on
+CREATE TABLE IF NOT EXISTS remote_endpoints (
+    id TEXT PRIMARY KEY, network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    host TEXT NOT NULL, address TEXT NOT NULL, ip TEXT NOT NULL, mac TEXT NOT NULL,
+    names TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS remote_endpoints_by_network ON remote_endpoints(network_id);
+CREATE TABLE IF NOT EXISTS blocks (
+    network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    block TEXT NOT NULL, PRIMARY KEY (network_id, block)
+);
 """
 
 # Changes from one schema version to the next, for databases written by an older shoal.
@@ -148,9 +160,9 @@ MIGRATIONS = {
 }
 
 _JSON = {"labels", "options", "cmd", "env", "aliases", "publish", "expose", "dns",
-         "dns_search", "dns_options", "extra_hosts"}
+         "dns_search", "dns_options", "extra_hosts", "names"}
 _NETS = {"subnet", "ip_range"}
-_ADDRS = {"gateway", "last_ip", "ip", "requested_ip", "host_ip", "dest_ip"}
+_ADDRS = {"gateway", "last_ip", "ip", "requested_ip", "host_ip", "dest_ip", "address"}
 _BOOLS = {"internal", "auto_remove", "owned", "stopped_by_user"}
 
 
@@ -324,6 +336,7 @@ class Store:
         # the sandboxes whose endpoints or containers changed under the lock held now (a
         # rolled-back change may be in it: a reader finds nothing changed then); take_touched
         self._touched: set[str] = set()
+        self._touched_remote: set[str] = set()
 
     def _initialise(self, db: sqlite3.Connection) -> int:
         """Turn a new database to WAL and write the schema (or migrate an older one), with the
@@ -548,7 +561,53 @@ class Store:
 
     def delete_network(self, id_: str) -> None:
         self.db.execute("DELETE FROM endpoints WHERE network_id=?", (id_,))
+        self.db.execute("DELETE FROM remote_endpoints WHERE network_id=?", (id_,))
+        self.db.execute("DELETE FROM blocks WHERE network_id=?", (id_,))
         self.db.execute("DELETE FROM networks WHERE id=?", (id_,))
+
+    # -- overlay networks: other hosts' endpoints, this host's address blocks -----------------
+
+    def put_remote(self, ep: RemoteEndpoint) -> None:
+        vals = _values(ep)
+        cols = ", ".join(vals)
+        marks = ", ".join("?" for _ in vals)
+        self.db.execute(f"INSERT OR REPLACE INTO remote_endpoints ({cols}) VALUES ({marks})",
+                        list(vals.values()))
+        self._touched_remote.add(ep.network_id)
+
+    def delete_remote(self, id_: str) -> None:
+        row = self.db.execute("SELECT network_id FROM remote_endpoints WHERE id=?",
+                              (id_,)).fetchone()
+        if row:
+            self._touched_remote.add(row[0])
+            self.db.execute("DELETE FROM remote_endpoints WHERE id=?", (id_,))
+
+    def remotes(self, network_id: str | None = None) -> list[RemoteEndpoint]:
+        sql, args = "SELECT * FROM remote_endpoints", []
+        if network_id is not None:
+            sql, args = sql + " WHERE network_id=?", [network_id]
+        return [_row(RemoteEndpoint, r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def take_touched_remote(self) -> set[str]:
+        """The networks whose remote endpoints changed since the last call; forgets them."""
+        touched, self._touched_remote = self._touched_remote, set()
+        return touched
+
+    def add_block(self, network_id: str, block: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO blocks (network_id, block) VALUES (?, ?)",
+                        (network_id, block))
+
+    def delete_block(self, network_id: str, block: str) -> None:
+        self.db.execute("DELETE FROM blocks WHERE network_id=? AND block=?",
+                        (network_id, block))
+
+    def blocks(self, network_id: str | None = None) -> list[tuple[str, str]]:
+        """(network id, block) of each address block this host holds."""
+        sql, args = "SELECT network_id, block FROM blocks", []
+        if network_id is not None:
+            sql, args = sql + " WHERE network_id=?", [network_id]
+        return [(r[0], r[1]) for r in self.db.execute(sql + " ORDER BY network_id, block",
+                                                       args)]
 
     # -- containers -------------------------------------------------------------------------
 
