@@ -222,6 +222,12 @@ def root() -> Command:
             "remembered; env SHOAL_OTHER_FIREWALLS"),
         Opt("--resolv-conf", metavar="FILE", help="the host's resolv.conf, read for the "
             "containers' DNS servers (default /etc/resolv.conf; env SHOAL_RESOLV_CONF)"),
+        Opt("--store", metavar="URL", help="join this host to the cluster whose global store "
+            "this is, e.g. etcd://10.0.0.1:2379,10.0.0.2:2379 (for overlay networks; "
+            "remembered; env SHOAL_STORE)"),
+        Opt("--advertise-addr", metavar="IP", help="this host's address the other hosts of "
+            "the cluster reach it at (default: its address toward the store; env "
+            "SHOAL_ADVERTISE_ADDR)"),
         Opt("-v", "--version", kind=FLAG, help="print the version and exit"),
     ], sub_dest="command", subs=[
         Command("network", "manage networks", build=_network),

@@ -439,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = Engine.open(args.root, args.run_dir, firewall_backend=args.firewall_backend,
                              ip_forward=args.ip_forward, other_firewalls=args.other_firewalls,
-                             resolv_conf=args.resolv_conf)
+                             resolv_conf=args.resolv_conf, store=args.store,
+                             advertise_addr=args.advertise_addr)
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 125 if args.command == "run" else e.exit_code

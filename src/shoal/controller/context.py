@@ -44,7 +44,8 @@ def resolv_conf_setting(value: str | None) -> str:
 
 class Context:
     def __init__(self, root: str, run_dir: str, firewall_args: tuple[str | None, ...],
-                 resolv_conf: str | None = None) -> None:
+                 resolv_conf: str | None = None, store_url: str | None = None,
+                 advertise: str | None = None) -> None:
         self.root, self.run_dir = os.path.abspath(root), os.path.abspath(run_dir)
         self.netns_dir = os.path.join(self.run_dir, "netns")
         self.mark = owner_mark(self.root)  # on the links shoal makes: which root made them
@@ -65,6 +66,10 @@ class Context:
         # the host's resolv.conf (see resolv_conf_setting); None: SHOAL_RESOLV_CONF or the
         # default
         self.resolv_conf = resolv_conf_setting(resolv_conf)
+        from .cluster import ClusterLink
+
+        # the host's cluster (--store, --advertise-addr; remembered once joined)
+        self.cluster = ClusterLink(self, store_url, advertise)
 
     # -- opening and closing -------------------------------------------------------------------
 
@@ -86,6 +91,7 @@ class Context:
             raise
 
     def close(self) -> None:
+        self.cluster.close()
         for cid in list(self.held):
             self.release_held(cid)
         if self._host is not None:

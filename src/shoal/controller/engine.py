@@ -60,16 +60,19 @@ def check_privileges() -> None:
 class Engine:
     def __init__(self, root: str | None = None, run_dir: str | None = None,
                  firewall_backend: str | None = None, ip_forward: str | None = None,
-                 other_firewalls: str | None = None, resolv_conf: str | None = None) -> None:
+                 other_firewalls: str | None = None, resolv_conf: str | None = None,
+                 store: str | None = None, advertise_addr: str | None = None) -> None:
         """The settings only: nothing is opened, made or checked until bootstrap().
         `resolv_conf`: the host's resolv.conf (--resolv-conf, else SHOAL_RESOLV_CONF, else
-        /etc/resolv.conf), only ever read."""
+        /etc/resolv.conf), only ever read. `store`: the cluster's global store to join
+        (--store, else SHOAL_STORE; remembered once joined), `advertise_addr`: this host's
+        underlay address in it (--advertise-addr; see controller/cluster.py)."""
         # an empty --root or SHOAL_ROOT is an error, not the default (see shoal.dirs for the
         # checks on the directories and every one above them)
         root = _setting(root, "--root", "SHOAL_ROOT", DEFAULT_ROOT)
         run_dir = _setting(run_dir, "--run-dir", "SHOAL_RUN_DIR", DEFAULT_RUN_DIR)
         self.ctx = Context(root, run_dir, (firewall_backend, ip_forward, other_firewalls),
-                           resolv_conf)
+                           resolv_conf, store, advertise_addr)
         self.network_ops = Networks(self.ctx)
         self.sandboxes = Sandboxes(self.ctx)
         self.container_ops = Containers(self.ctx, self.network_ops, self.sandboxes)
@@ -80,10 +83,11 @@ class Engine:
     @classmethod
     def open(cls, root: str | None = None, run_dir: str | None = None,
              firewall_backend: str | None = None, ip_forward: str | None = None,
-             other_firewalls: str | None = None, resolv_conf: str | None = None) -> Engine:
+             other_firewalls: str | None = None, resolv_conf: str | None = None,
+             store: str | None = None, advertise_addr: str | None = None) -> Engine:
         """An engine, bootstrapped."""
         return cls(root, run_dir, firewall_backend, ip_forward, other_firewalls,
-                   resolv_conf).bootstrap()
+                   resolv_conf, store, advertise_addr).bootstrap()
 
     def bootstrap(self) -> Engine:
         from .. import dirs
@@ -118,8 +122,9 @@ class Engine:
             self.network_ops.create_builtins()
         store.on_interrupted = self._repair_interrupted
         store.on_locked = self._on_locked
-        # every command's changes reach the embedded resolver before its lock is released
-        store.on_unlocking = ctx.resolver.flush
+        # every command's changes reach the cluster's watcher and the embedded resolver
+        # before its lock is released
+        store.on_unlocking = self._on_unlocking
         if store.interrupted():
             with store.locked():  # repairs, see _repair_interrupted
                 pass
@@ -137,6 +142,7 @@ class Engine:
                     dirs.write_file(ctx.run_fd, BOOT_MARKER, boot.encode(), marker)
         if rebooted:  # unlocked: their supervisors take the lock to start them
             ctx.repairs += self.lifecycle.restore_after_boot()
+        ctx.cluster.join()  # a host in a cluster: its watcher runs
         if ctx.netfilter_made and ctx.netfilter.switch_needed():
             with store.locked():
                 if ctx.netfilter.switch_needed():
@@ -145,6 +151,10 @@ class Engine:
             with store.locked():
                 if store.get_meta("firewall_backend") is None:
                     ctx.netfilter.reload()
+
+    def _on_unlocking(self) -> None:
+        self.ctx.cluster.flush()
+        self.ctx.resolver.flush()
 
     def _on_locked(self) -> None:
         self.container_ops.reap_orphans()

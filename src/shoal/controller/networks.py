@@ -175,8 +175,21 @@ class Networks:
                 net_subnet, net_gw, net_range = ipam.network_config(net_subnet, net_gw,
                                                                     net_range)
                 net = net.replace(subnet=net_subnet, gateway=net_gw, ip_range=net_range)
-            with store.transaction():
-                store.add_network(net)
+            overlay = drv.scope == drivers.GLOBAL
+            if overlay:  # the cluster's record first: its name and VNI are the cluster's
+                if net_range is not None:
+                    raise InvalidArgument("--ip-range is not supported on overlay networks: "
+                                          "each host hands out addresses from blocks of the "
+                                          "whole subnet")
+                net = self.ctx.cluster.create_network(net)
+                crashpoint("network-create:global")
+            try:
+                with store.transaction():
+                    store.add_network(net)
+            except BaseException:
+                if overlay:
+                    self._forget_global(net)
+                raise
             crashpoint("network-create:row")
             try:
                 drv.create_network(self.ctx, net)
@@ -197,8 +210,74 @@ class Networks:
                     drv.delete_network(self.ctx, net)
                 with store.transaction():
                     store.delete_network(net.id)
+                if overlay:
+                    self._forget_global(net)
                 raise
             return net
+
+    def _forget_global(self, net: Network) -> None:
+        from contextlib import suppress
+
+        from ..errors import ShoalError
+
+        with suppress(ShoalError, OSError):
+            from ..cluster import networks
+
+            networks.delete(self.ctx.cluster.global_store(), net)
+
+    def mirror(self, net: Network) -> str | None:
+        """Make an overlay network of the cluster on this host (the watcher, with the lock
+        held): its record, its kernel side, its firewall elements. A line saying why not
+        (its name or subnet is taken here), or None."""
+        from ..drivers.overlay import overlay_bridge_name
+
+        store = self.ctx.store
+        others = store.networks()
+        for other in others:
+            if other.id == net.id:
+                return None
+            if other.name == net.name:
+                return (f"overlay network {net.name} is not joined on this host: a local "
+                        f"network has its name")
+            if other.subnet and net.subnet and other.subnet.overlaps(net.subnet):
+                return (f"overlay network {net.name} ({net.subnet}) is not joined on this "
+                        f"host: it overlaps network {other.name} ({other.subnet})")
+        drv = drivers.get(net.driver)
+        net = net.replace(bridge=overlay_bridge_name(net.id), last_ip=None)
+        with store.transaction():
+            store.add_network(net)
+        try:
+            drv.create_network(self.ctx, net)
+            self.ctx.netfilter.set_route_localnet(net.bridge or "")
+            self.ctx.netfilter.apply(added=self.ctx.netfilter.network_elements(net))
+        except BaseException:
+            from contextlib import suppress
+
+            from ..errors import ShoalError
+
+            with suppress(ShoalError, OSError):
+                drv.delete_network(self.ctx, net)
+            with store.transaction():
+                store.delete_network(net.id)
+            raise
+        return None
+
+    def unmirror(self, network_id: str) -> str | None:
+        """Take an overlay the cluster no longer has off this host (the watcher, with the
+        lock held). Kept, with a line saying why, while a container here is on it."""
+        store = self.ctx.store
+        try:
+            net = store.network_by_id(network_id)
+        except Exception:
+            return None
+        if store.endpoints(network_id=net.id):
+            return (f"overlay network {net.name} was removed from the cluster but containers "
+                    "of this host are on it; it stays here until they leave it")
+        with store.transaction():
+            store.delete_network(net.id)
+            self.ctx.netfilter.apply(removed=self.ctx.netfilter.network_elements(net))
+        drivers.get(net.driver).delete_network(self.ctx, net)
+        return None
 
     def remove(self, ref: str) -> None:
         store = self.ctx.store
@@ -216,6 +295,9 @@ class Networks:
                     f"network {net.name} has active endpoints ({', '.join(sorted(active))}); "
                     "stop those containers or disconnect them first"
                 )
+            if drivers.scope(net.driver) == drivers.GLOBAL:
+                self.ctx.cluster.remove_network(net)
+                crashpoint("network-rm:global")
             with store.transaction():
                 store.delete_network(net.id)
                 if self.ctx.netfilter.was_host_link(net.bridge):

@@ -379,6 +379,8 @@ class Sandboxes:
         limit = drivers.get(net.driver).max_endpoints(net)
         if limit is not None and self.ctx.store.plugged(net.id) >= limit[0]:
             raise Conflict(limit[1])
+        if drivers.scope(net.driver) == drivers.GLOBAL:  # from this host's address blocks
+            return self.ctx.cluster.allocate(net, requested)
         return ipam.StoreAddresses(self.ctx.store).allocate(net, requested)
 
     # -- endpoints (CNM) -------------------------------------------------------------------

@@ -5,6 +5,7 @@
 - null:   no connectivity; a container on it gets its own namespace with only `lo`.
 - host:   no isolation; a container on it uses the host's network namespace.
 - external: a bridge another plugin made; shoal publishes ports to it and isolates it.
+- overlay: a network across the hosts of a cluster: per host a bridge and a VXLAN device.
 
 A driver's module is imported when a network of its kind is first used: commands that only
 read the state never import one.
@@ -35,6 +36,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "null": ("shoal.drivers.null:NullDriver", LOCAL, NONE),
     # links another plugin made (shoal-cni chained after `bridge`): shoal adds its firewall
     "external": ("shoal.drivers.external:ExternalDriver", LOCAL, ENDPOINTS),
+    # a network across the hosts of a cluster (--store): a bridge and a VXLAN device per host
+    "overlay": ("shoal.drivers.overlay:OverlayDriver", GLOBAL, ENDPOINTS),
 }
 DEFAULT = "bridge"  # `network create` without -d, and the default network's driver
 _loaded: dict[str, NetworkDriver] = {}
@@ -70,7 +73,7 @@ def get(name: str) -> NetworkDriver:
         __import__(module)  # (not importlib.import_module: importlib brings warnings along)
         driver = getattr(sys.modules[module], cls)()
     else:
-        creatable = [n for n in names() if n in _factories or n in (DEFAULT, "external")]
+        creatable = [n for n in names() if n in _factories or n in (DEFAULT, "external", "overlay")]
         raise InvalidArgument(
             f"unknown network driver {name!r}: shoal supports {', '.join(creatable)} "
             f"({DEFAULT} is the default); host and null exist only as the built-in networks "

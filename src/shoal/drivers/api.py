@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import ClassVar, Protocol
 
     from ..checks import Check
+    from ..controller.cluster import ClusterLink
     from ..kernel.netlink import Netlink
     from ..model import Endpoint, Network
 else:
@@ -39,6 +40,9 @@ class HostHandles(Protocol):
 
     @property
     def mark(self) -> str: ...  # names.owner_mark(root): put on every link shoal makes
+
+    @property
+    def cluster(self) -> ClusterLink: ...  # the host's cluster (overlay networks only)
 
 
 class NetworkDriver(Protocol):

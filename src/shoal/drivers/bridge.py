@@ -145,9 +145,13 @@ def full_message(net: Network) -> str:
 def _ensure(h: HostHandles, net: Network) -> int:
     """The bridge's index, re-creating the bridge if it went missing (deleted by hand, or a
     host restart)."""
+    return _ensure_with_mtu(h, net, mtu(net))
+
+
+def _ensure_with_mtu(h: HostHandles, net: Network, size: int | None) -> int:
     assert net.bridge is not None
     return links.ensure_bridge_up(h.host, net.bridge, net.gateway_interface, h.mark,
-                                  bridge_mac(net), mtu(net))
+                                  bridge_mac(net), size)
 
 
 class BridgeDriver:
@@ -157,6 +161,19 @@ class BridgeDriver:
     user_networks = True
     addresses = True
     names = True  # user-defined bridge networks (not the default `bridge`)
+    # the prefixes of its links' names (the overlay driver, a bridge too, has its own)
+    bridge_prefix, veth_prefix = BRIDGE_PREFIX, HOST_VETH_PREFIX
+
+    def host_veth(self, endpoint_id: str) -> str:
+        return self.veth_prefix + endpoint_id[:12]
+
+    def mtu(self, net: Network) -> int | None:
+        return mtu(net)
+
+    def ensure(self, h: HostHandles, net: Network) -> int:
+        """The bridge's index, re-creating the bridge if it went missing (deleted by hand, or
+        a host restart)."""
+        return _ensure(h, net)
 
     def validate(self, h: HostHandles, net: Network, others: list[Network]) -> Network:
         seen: dict[str, str] = {}
@@ -190,7 +207,7 @@ class BridgeDriver:
         assert net.bridge is not None
         try:
             links.create_bridge(h.host, net.bridge, net.gateway_interface, h.mark,
-                                bridge_mac(net), mtu(net))
+                                bridge_mac(net), self.mtu(net))
         except BaseException:
             with suppress(ShoalError, OSError):
                 links.delete_link(h.host, net.bridge)
@@ -204,7 +221,7 @@ class BridgeDriver:
         return MAX_PORTS, full_message(net)
 
     def port_name(self, ep: Endpoint) -> str | None:
-        return host_veth_name(ep.id)
+        return self.host_veth(ep.id)
 
     def owns_link(self, name: str) -> bool:
         return is_reserved(name)
@@ -224,14 +241,14 @@ class BridgeDriver:
         """Only the first endpoint of a sandbox gets the default route, as in Docker, and an
         internal network gives none."""
         assert ep.ip is not None and ep.mac is not None and net.subnet is not None
-        bridge_index = _ensure(h, net)
+        bridge_index = self.ensure(h, net)
         try:
             links.add_veth_endpoint(
-                sandbox, h.host, h.host_fd, inside=ep.ifname, outside=host_veth_name(ep.id),
+                sandbox, h.host, h.host_fd, inside=ep.ifname, outside=self.host_veth(ep.id),
                 mac=ep.mac, iface=IPv4Interface(f"{ep.ip}/{net.subnet.prefixlen}"),
                 gateway=net.gateway if first and not net.internal else None,
                 bridge_index=bridge_index, first=first, fresh=fresh, alias=h.mark,
-                mtu=mtu(net),
+                mtu=self.mtu(net),
             )
         except KernelError as e:
             if e.errno == errno.EXFULL:  # ports someone else plugged in count too
@@ -249,11 +266,11 @@ class BridgeDriver:
         the bridge and up, the peer down with the endpoint's MAC and no address. Returns
         the peer's name."""
         assert ep.mac is not None
-        bridge_index = _ensure(h, net)
+        bridge_index = self.ensure(h, net)
         peer = peer_veth_name(ep.id)
         try:
-            links.add_veth_pair(h.host, host_veth_name(ep.id), peer, ep.mac, bridge_index,
-                                alias=h.mark, mtu=mtu(net))
+            links.add_veth_pair(h.host, self.host_veth(ep.id), peer, ep.mac, bridge_index,
+                                alias=h.mark, mtu=self.mtu(net))
         except KernelError as e:
             if e.errno == errno.EXFULL:
                 raise Conflict(full_message(net)) from None
@@ -266,15 +283,15 @@ class BridgeDriver:
         if sandbox is not None:
             links.delete_link(sandbox, ep.ifname)
         else:
-            links.delete_link(h.host, host_veth_name(ep.id))
+            links.delete_link(h.host, self.host_veth(ep.id))
 
     def endpoint_present(self, h: HostHandles, net: Network, ep: Endpoint) -> bool:
-        return links.get_link(h.host, host_veth_name(ep.id)) is not None
+        return links.get_link(h.host, self.host_veth(ep.id)) is not None
 
     def repair(self, h: HostHandles, net: Network) -> str | None:
         assert net.bridge is not None
         if links.get_link(h.host, net.bridge) is None:
-            _ensure(h, net)
+            self.ensure(h, net)
             return f"network {net.name}: bridge {net.bridge} was missing; created again"
         # a bridge made before bridges had a fixed MAC: fixed now (idempotent)
         links.set_mac(h.host, net.bridge, bridge_mac(net))
@@ -282,7 +299,7 @@ class BridgeDriver:
 
     def gc(self, h: HostHandles, nets: list[Network], live: list[Endpoint]) -> list[str]:
         known_bridges = {n.bridge for n in nets if n.bridge}
-        live_veths = {host_veth_name(ep.id) for ep in live}
+        live_veths = {self.host_veth(ep.id) for ep in live}
         mine = marked_root(h.mark)
         done = []
         for link in links.list_links(h.host):
@@ -292,8 +309,8 @@ class BridgeDriver:
                 continue  # another root's (or that root was renamed): never ours to delete
             if name in known_bridges and link.alias is None:  # an older shoal's: mark it now
                 links.set_alias(h.host, link.index, h.mark)
-            stale_veth = name.startswith(HOST_VETH_PREFIX) and name not in live_veths
-            stale_bridge = (name.startswith(BRIDGE_PREFIX) and name not in known_bridges
+            stale_veth = name.startswith(self.veth_prefix) and name not in live_veths
+            stale_bridge = (name.startswith(self.bridge_prefix) and name not in known_bridges
                             and link.kind == "bridge")
             if stale_veth or stale_bridge:
                 with suppress(ShoalError):
@@ -313,7 +330,7 @@ class BridgeDriver:
                  who: str) -> list[Check]:
         if ep is None:
             return self._diagnose_bridge(h, net)
-        veth = host_veth_name(ep.id)
+        veth = self.host_veth(ep.id)
         peer = links.get_link(h.host, veth)
         bridge = links.get_link(h.host, net.bridge or "")
         if peer is None:

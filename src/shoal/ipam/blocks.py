@@ -119,6 +119,24 @@ class BlockLeases:
                        f"subnet {self.subnet} is leased out in /{size} blocks to "
                        f"{len(hosts)} host(s); create it with a larger --subnet")
 
+    def claim_block(self, block: IPv4Network) -> IPv4Network:
+        """Lease this block (for an address asked for with --ip); it is this host's already
+        if it holds it. Conflict naming the holder if another host does."""
+        from .. import jsonwire
+
+        if block not in blocks(self.subnet, self.prefix):
+            raise InvalidArgument(f"{block} is not an address block of {self.subnet}")
+        value = jsonwire.dumps({"host": self.host}).encode()
+        if protocol.create(self.store, key(self.network_id, block), value,
+                           lease=self.lease) is not None:
+            return block
+        holder = self.holders().get(block)
+        if holder == self.host:
+            return block
+        raise Conflict(f"address block {block} of network {self.network_id[:12]} is leased "
+                       f"by host {holder or '(unknown)'}: an address in it can only be given "
+                       "on that host; pick another --ip or leave it out")
+
     def release(self, block: IPv4Network) -> bool:
         """Give a block back (its last container left); only if this host holds it."""
         from .. import jsonwire

@@ -92,6 +92,10 @@ class LocalStore(Protocol):
     # uncommitted): the moment to tell others what the command changed
     on_unlocking: Callable[[], None] | None
 
+    def peek_touched(self) -> bool:
+        """Were sandboxes touched since take_touched last took them?"""
+        ...
+
     def take_touched(self) -> set[str]:
         """The sandboxes whose names may have changed since the last call (the store notes
         its own writes: endpoints added, updated or deleted, containers and sandboxes

@@ -482,6 +482,10 @@ class Store:
         finally:
             self._mutex.release()
 
+    def peek_touched(self) -> bool:
+        """Has a sandbox been touched since the last take_touched?"""
+        return bool(self._touched)
+
     def take_touched(self) -> set[str]:
         """The sandboxes touched since the last call, and forget them."""
         touched, self._touched = self._touched, set()
