@@ -80,12 +80,47 @@ def check_host(engine: Engine) -> list[Check]:
         out += drivers.get(net.driver).diagnose(engine.ctx, net, None, "")
     out += _check_rules(engine)
     out += check_resolver(engine)
+    out += check_cluster(engine)
     from .plugins.cni import agent
 
     pid = agent.running(engine.ctx.run_dir)
     if pid is not None:
         out.append(Check(NOTE, f"shoal-cni's agent (pid {pid}) serves this run directory's "
                                "ADD, DEL and CHECK calls"))
+    return out
+
+
+def check_cluster(engine: Engine) -> list[Check]:
+    """A host in a cluster: its watcher runs, reaches the store, and could do everything."""
+    from .errors import ShoalError
+
+    link = engine.ctx.cluster
+    meta = link.meta()
+    if meta is None:
+        return []
+    fix = "shoal system reconcile (it starts the watcher again and syncs it)"
+    try:
+        status = link.status()
+    except ShoalError as e:
+        return [Check(FAIL, f"the cluster watcher does not answer: {e}", fix)]
+    if status is None:
+        return [Check(FAIL, f"the cluster watcher of host {meta['host']} is not running: "
+                            "other hosts lose this host's endpoints when its lease expires",
+                      fix)]
+    out = []
+    if status.get("down") or not status.get("connected"):
+        out.append(Check(FAIL, f"the cluster store {meta['store']} cannot be reached (since "
+                               f"{status.get('down')}): {status['errors'].get('store', '')}; "
+                               "overlay containers keep the entries they have",
+                         "start the store's members again; shoal converges by itself"))
+    else:
+        out.append(Check(OK, f"host {meta['host']} ({meta['address']}) is in the cluster of "
+                             f"{meta['store']}: lease {status.get('lease')}, "
+                             f"{status.get('published')} endpoint(s) published, "
+                             f"{len(engine.store.remotes())} remote endpoint(s) known"))
+    for subject, why in sorted((status.get("errors") or {}).items()):
+        if subject != "store":
+            out.append(Check(FAIL, why, fix))
     return out
 
 

@@ -49,7 +49,7 @@ def network_json(net: Network, members: list[tuple[Endpoint, Container]],
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": net.internal,
-        "Attachable": False,
+        "Attachable": scope == "global",  # (overlays: any container may join, as --attachable)
         "Ingress": False,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,

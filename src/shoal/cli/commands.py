@@ -84,17 +84,22 @@ def _network(c: Command) -> None:
 
 def _network_create(c: Command) -> None:
     c.opts = [
-        Opt("-d", "--driver", default="bridge", help="bridge (host and null are built in)"),
+        Opt("-d", "--driver", default="bridge", help="bridge (the default), or overlay: a "
+            "network across the hosts of a cluster (needs --store); host and null are "
+            "built in"),
         Opt("--subnet", metavar="CIDR", help="default: a free /16 from Docker's pools"),
         Opt("--gateway", metavar="IP", help="default: the subnet's first address"),
         Opt("--ip-range", metavar="CIDR", help="hand out container addresses from here"),
         Opt("--internal", kind=FLAG, help="no route out, no masquerade, no published ports"),
+        Opt("--attachable", kind=FLAG, help="accepted for Docker's sake: every network's "
+            "containers may join it (overlays are attachable)"),
         Opt("--label", kind=APPEND, convert=_kv, metavar="KEY=VALUE"),
         Opt("-o", "--opt", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
             help="a bridge option, in shoal's or Docker's name: bridge.name=NAME, "
             "bridge.enable_icc=false, bridge.enable_ip_masquerade=false, "
             "bridge.host_binding_ipv4=IP (after shoal. or com.docker.network.), "
-            "shoal.bridge.mtu or com.docker.network.driver.mtu=68..65535"),
+            "shoal.bridge.mtu or com.docker.network.driver.mtu=68..65535; overlay: "
+            "com.docker.network.driver.overlay.vxlanid_list=VNI and the MTU"),
     ]
     c.args = [Arg("name")]
 

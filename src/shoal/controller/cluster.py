@@ -34,13 +34,14 @@ if TYPE_CHECKING:
     from ..store.protocol import GlobalStore
     from .context import Context
 
-META = "cluster"  # {"store": url, "given": as given, "host": id, "address": underlay address}
+# {"store": url, "given": as given, "host": id, "address": underlay address}
+CLUSTER_META = "cluster"
 LEASE = "cluster.lease"  # the host's lease in the global store (the watcher's)
 DOWN = "cluster.down"  # since when the watcher cannot reach the global store
 WATCHER = "watcher"  # "pid start" of the watcher process
-CONTROL = "control"  # its socket, in the run directory's "cluster"
-START_TIMEOUT = 30.0
-REPLY_TIMEOUT = 10.0
+WATCHER_SOCKET = "control"  # its socket, in the run directory's "cluster"
+WATCHER_START_TIMEOUT = 30.0
+WATCHER_REPLY_TIMEOUT = 10.0
 WATCHER_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
                 "from shoal.controller.watcher_main import main; sys.exit(main(sys.argv[1:]))")
 
@@ -82,7 +83,7 @@ class ClusterLink:
 
     def meta(self) -> dict[str, str] | None:
         if self._meta is None:
-            value = self.ctx.store.get_meta(META)
+            value = self.ctx.store.get_meta(CLUSTER_META)
             if value:
                 from .. import jsonwire
 
@@ -152,7 +153,7 @@ class ClusterLink:
             record = self.watcher_record()
             if record is not None:
                 with suppress(ShoalError):
-                    self.request({"op": "ready"}, record, REPLY_TIMEOUT * 3)
+                    self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
 
     def _changed(self, meta: dict[str, str] | None) -> bool:
         return meta is None or (self.given_store is not None and
@@ -176,7 +177,7 @@ class ClusterLink:
         host = (old or {}).get("host") or new_id()[:16]
         meta = {"store": url, "given": given, "host": host, "address": address}
         with self.ctx.store.transaction():
-            self.ctx.store.set_meta(META, jsonwire.dumps(meta))
+            self.ctx.store.set_meta(CLUSTER_META, jsonwire.dumps(meta))
         self._meta = meta
 
     # -- the global store, for overlay operations only -------------------------------------
@@ -217,8 +218,8 @@ class ClusterLink:
         from ..cluster.endpoints import ENDPOINTS_PREFIX
         from ..errors import Conflict
 
-        store = self.require_store(f"removing overlay network {net.name}")
-        kvs, _ = store.get_prefix(f"{ENDPOINTS_PREFIX}{net.id}/")
+        gs = self.require_store(f"removing overlay network {net.name}")
+        kvs, _ = gs.get_prefix(f"{ENDPOINTS_PREFIX}{net.id}/")
         others = set()
         for kv in kvs:
             try:
@@ -231,7 +232,7 @@ class ClusterLink:
             raise Conflict(f"network {net.name} has active endpoints on {len(others)} other "
                            f"host(s) ({', '.join(sorted(others))}); remove those containers "
                            "first")
-        networks.delete(store, net)
+        networks.delete(gs, net)
 
     # -- addresses: this host's blocks ------------------------------------------------------
 
@@ -348,7 +349,7 @@ class ClusterLink:
         finally:
             os.close(write_end)
         with os.fdopen(read_end) as pipe:
-            report = _read_report(pipe, START_TIMEOUT).replace("embedded resolver",
+            report = _read_report(pipe, WATCHER_START_TIMEOUT).replace("embedded resolver",
                                                                "cluster watcher")
         if not report.startswith("ok"):
             _kill(proc.pid)
@@ -407,7 +408,7 @@ class ClusterLink:
                 else "the cluster watcher was not running; started it")
 
     def request(self, message: dict[str, Any], record: tuple[int, int | None],
-                timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+                timeout: float = WATCHER_REPLY_TIMEOUT) -> dict[str, Any]:
         import json
         import socket
 
@@ -415,7 +416,7 @@ class ClusterLink:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             sock.settimeout(timeout)
-            sock.connect(f"/proc/self/fd/{fd}/{CONTROL}")
+            sock.connect(f"/proc/self/fd/{fd}/{WATCHER_SOCKET}")
             sock.sendall(json.dumps(message).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):

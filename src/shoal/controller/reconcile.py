@@ -158,6 +158,12 @@ def reconcile(ctx: Context, networks: Networks, sandboxes: Sandboxes,
             done.append(line)
     except (ShoalError, OSError) as e:
         done.append(f"the embedded resolver could not be repaired: {e}")
+    # 8. a host in a cluster: its watcher runs and has synced everything again
+    try:
+        if line := ctx.cluster.repair():
+            done.append(line)
+    except (ShoalError, OSError) as e:
+        done.append(f"the cluster watcher could not be repaired: {e}")
     return done
 
 

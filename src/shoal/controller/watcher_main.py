@@ -502,13 +502,13 @@ def main(argv: list[str]) -> int:
     try:
         from .. import dirs
         from ..runtime.cgroup import Cgroups
-        from .cluster import CONTROL
+        from .cluster import WATCHER_SOCKET
 
         Cgroups(run_dir).join_supervisors()  # out of the command's cgroup
         run_fd = dirs.open_dir(run_dir, "run directory (--run-dir)")
         cluster_fd = dirs.subdir(run_fd, "cluster", os.path.join(run_dir, "cluster"))
         control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        dirs.bind_socket(control, cluster_fd, CONTROL)
+        dirs.bind_socket(control, cluster_fd, WATCHER_SOCKET)
         control.listen(64)
     except Exception as e:  # reported to the command that started it, which says it
         report.write(f"err\tthe cluster watcher could not start: {e}")
