@@ -18,7 +18,7 @@ import pytest
 from shoal.store.etcd import EtcdStore
 from shoal.store.protocol import GlobalStoreError
 
-from .overlay_lab import overlay_lab
+from .overlay_lab import lab_bench, overlay_lab
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -27,6 +27,13 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def lab(tmp_path: Path) -> Iterator[Any]:
     with overlay_lab(tmp_path) as made:
         yield made
+
+
+def skip_or_bench() -> Any:
+    why = lab_bench.available()
+    if why is not None:
+        pytest.skip(why)
+    return lab_bench
 
 
 def ns_inode(path: str) -> int:
@@ -169,3 +176,34 @@ def test_the_store_stops_and_starts_again_on_its_data(lab: Any, kill: bool) -> N
     for h in lab.hosts:
         pid = lab.member(h).pid
         assert pid is not None and ns_inode(f"/proc/{pid}/ns/net") == os.stat(h.ns).st_ino
+
+
+def leftovers(lab: Any, spaces: set[int]) -> list[str]:
+    """What a closed lab left: processes in its namespaces, mounts, its lab namespace."""
+    left = [f"pid {p}" for p in lab.hosts[0]._our_processes(spaces)]
+    left += [m for h in lab.hosts for m in h.mounts()]
+    left += [lab.ns] if os.path.ismount(lab.ns) else []
+    return left + [f"etcd {m.name}" for m in lab.etcd.members if m.pid is not None]
+
+
+def test_the_lab_leaves_nothing_when_its_block_fails(tmp_path: Path) -> None:
+    spaces: set[int] = set()
+    with pytest.raises(LookupError, match="the block failed"), \
+            skip_or_bench().Lab(tmp_path) as lab:
+        lab.hosts[0].shoal_local("run", "-d", "--name", "c", "--", "sleep", "1000")
+        spaces = {i for h in lab.hosts for i in h.namespaces()}
+        assert len(spaces) >= 7  # three hosts, three outsides, a sandbox
+        raise LookupError("the block failed")
+    assert leftovers(lab, spaces) == []
+
+
+def test_the_lab_leaves_nothing_when_etcd_does_not_start(tmp_path: Path) -> None:
+    # member 2's data directory is a file: that etcd exits at once, and setting up fails
+    (tmp_path / "etcd").mkdir(parents=True)
+    (tmp_path / "etcd" / "m2.data").write_text("not a directory")
+    lab = skip_or_bench().Lab(tmp_path)
+    with pytest.raises(RuntimeError, match="etcd member m2 exited"), lab:
+        pass
+    assert lab.etcd.members[0].proc is not None  # (it got as far as starting them)
+    assert leftovers(lab, set()) == []
+    assert not any(os.path.exists(h.ns) and os.path.ismount(h.ns) for h in lab.hosts)
