@@ -21,7 +21,12 @@ goes back to the namespace it came from, and the cluster's addresses exist nowhe
 Members' data live under the given directory; each member is one process (etcd itself:
 `nsenter --net=... etcd` execs it, so the PID Popen gives is etcd's). `stop`, `kill` and
 `start` act on one member by PID; `close` kills every member by PID and removes the member
-namespaces (the lab namespace is the caller's to remove)."""
+namespaces (the lab namespace is the caller's to remove).
+
+A caller that has its own namespaces for the members hands them over with `where` (one
+(namespace file, address) pair per member): bench/overlay_lab.py runs one member in each of
+its hosts' namespaces, on their underlay. The cluster then makes no network of its own and
+removes none; the caller's lab namespace must reach the members' addresses."""
 
 from __future__ import annotations
 
@@ -93,11 +98,15 @@ def remove_netns(path: str) -> None:
 
 
 class Member:
-    def __init__(self, index: int, base: Path) -> None:
+    """One etcd member: its name, address, namespace file, data directory and log. By default
+    in a namespace of the cluster's own (`base`/m<index>.ns, on 10.231.0.<10+index>)."""
+
+    def __init__(self, index: int, base: Path, ns: str | None = None,
+                 addr: str | None = None) -> None:
         self.index = index
         self.name = f"m{index}"
-        self.addr = f"{SUBNET}.{10 + index}"
-        self.ns = str(base / f"{self.name}.ns")
+        self.addr = addr or f"{SUBNET}.{10 + index}"
+        self.ns = ns or str(base / f"{self.name}.ns")
         self.data = base / f"{self.name}.data"
         self.log = base / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -117,13 +126,23 @@ class Member:
 
 class Cluster:
     """N etcd members on an underlay bridge in the lab namespace `lab_ns` (a file a caller
-    made with `make_netns`). Use as a context manager, or call `start()` and `close()`."""
+    made with `make_netns`). Use as a context manager, or call `start()` and `close()`.
 
-    def __init__(self, base: Path, lab_ns: str, size: int = 3) -> None:
+    With `where` (a list of (namespace file, address), one per member; `size` is then its
+    length), the members run in those namespaces, which the caller made and joined to
+    `lab_ns`, and the cluster makes and removes no namespace, link or address."""
+
+    def __init__(self, base: Path, lab_ns: str, size: int = 3,
+                 where: list[tuple[str, str]] | None = None) -> None:
         self.base = base / "etcd"
         self.lab_ns = lab_ns
         self.token = f"shoal-test-{os.getpid()}-{base.name}"
-        self.members = [Member(i, self.base) for i in range(1, size + 1)]
+        self.own_network = where is None
+        if where is None:
+            self.members = [Member(i, self.base) for i in range(1, size + 1)]
+        else:
+            self.members = [Member(i, self.base, ns, addr)
+                            for i, (ns, addr) in enumerate(where, start=1)]
         self._made: list[str] = []
 
     @property
@@ -140,8 +159,16 @@ class Cluster:
     # -- start and stop ---------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
-        """Make the underlay, start every member, wait until the cluster is healthy."""
+        """Make the underlay (unless the caller gave the namespaces), start every member,
+        wait until the cluster is healthy."""
         self.base.mkdir(parents=True, exist_ok=True)
+        if self.own_network:
+            self._make_network()
+        for m in self.members:
+            self.start_member(m, wait=False)
+        self.wait_healthy(timeout)
+
+    def _make_network(self) -> None:
         self._ip("link", "set", "lo", "up")
         self._ip("link", "add", "br0", "type", "bridge")
         self._ip("addr", "add", f"{CLIENT_ADDR}/24", "dev", "br0")
@@ -155,9 +182,6 @@ class Cluster:
             self._ip("link", "set", "lo", "up", ns=m.ns)
             self._ip("addr", "add", f"{m.addr}/24", "dev", "eth0", ns=m.ns)
             self._ip("link", "set", "eth0", "up", ns=m.ns)
-        for m in self.members:
-            self.start_member(m, wait=False)
-        self.wait_healthy(timeout)
 
     def argv(self, m: Member) -> list[str]:
         initial = ",".join(f"{x.name}={x.peer_url}" for x in self.members)
@@ -212,8 +236,9 @@ class Cluster:
         for path in self._made:
             remove_netns(path)
         self._made.clear()
-        with suppress(RuntimeError):
-            self._ip("link", "del", "br0")
+        if self.own_network:
+            with suppress(RuntimeError):
+                self._ip("link", "del", "br0")
         return notes
 
     def __enter__(self) -> Cluster:
