@@ -102,7 +102,8 @@ def test_remote_names_resolve_on_their_network_only_and_go_with_their_row(
     assert "remote-web" not in dig_full(host, "stranger", "-x", "10.88.0.200")
     # the remote container got no listener, and doctor finds nothing wrong
     status = host.shoal("doctor")
-    assert "answers at 127.0.0.11:53 in 3 sandbox(es)" in status.stdout
+    assert ("answers at 127.0.0.11:53 in 3 sandbox(es), with the names of 1 container(s) of "
+            "other hosts;") in status.stdout
     # a changed row (its container restarted with another address) is answered at once
     write_remote(host, "put", "ov", remote("10.88.0.201"))
     assert dig(host, "client", "remote-web") == ["10.88.0.201"]
