@@ -149,10 +149,12 @@ def check_resolver(engine: Engine) -> list[Check]:
     out = []
     upstreams = status.get("upstreams") or []
     source = status.get("resolv_conf")
+    remote = sum((status.get("remote") or {}).values())
+    also = f", with the names of {remote} container(s) of other hosts" if remote else ""
     out.append(Check(OK, f"the embedded resolver (pid {status.get('pid')}) answers at "
-                         f"127.0.0.11:53 in {len(have)} sandbox(es); it forwards other names "
-                         f"to {', '.join(upstreams) or 'nobody'} (from {source}, unless a "
-                         "container has --dns)"))
+                         f"127.0.0.11:53 in {len(have)} sandbox(es){also}; it forwards other "
+                         f"names to {', '.join(upstreams) or 'nobody'} (from {source}, unless "
+                         "a container has --dns)"))
     if not upstreams:
         out.append(Check(NOTE, f"{source} names no DNS server: containers "
                                "without --dns resolve only container names",

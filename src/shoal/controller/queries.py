@@ -105,7 +105,7 @@ class Queries:
     def resolve(self, name: str, network: str | None = None) -> list[dict[str, str]]:
         """`resolve`: what the embedded resolver answers for a name, on each network (or on
         one), read from the state as the resolver reads it: one row per address."""
-        from .resolver import sandbox_view
+        from .resolver import remote_views, sandbox_view
 
         store = self.ctx.store
         only = store.network(network).id if network is not None else None
@@ -121,6 +121,14 @@ class Queries:
                         n.lower() for n in entry.names):
                     rows.append({"Address": entry.ip, "Container": ctr.name if ctr else "",
                                  "Network": store.network_by_id(entry.network_id).name})
+        # other hosts' containers on overlays (their first name is their container's)
+        for network_id in sorted({ep.network_id for ep in store.remotes()}
+                                 if only is None else {only}):
+            for view in remote_views(store, network_id):
+                entry = view.entries[0]
+                if wanted in (n.lower() for n in entry.names):
+                    rows.append({"Address": entry.ip, "Container": entry.ptr,
+                                 "Network": store.network_by_id(network_id).name})
         rows.sort(key=lambda r: (r["Network"], r["Container"]))
         return rows
 

@@ -14,6 +14,13 @@ their listeners before it answers, so a name resolves the moment `run -d` return
 the moment `rm` returns; no polling, and no signal that would make it drop its sockets
 (aardvark-dns rebuilds its listeners on every SIGHUP: aardvark#389).
 
+Other hosts' endpoints on an overlay (the store's remote endpoints, which this host's watcher
+mirrors) take the same way: the store notes the networks whose remote endpoints changed, and
+the same line names them; the resolver re-reads those networks' remote endpoints before it
+answers. Their names resolve, on their network only, as a local container's do; they get no
+listener (they are in no sandbox of this host), and they alone never make a resolver start:
+it is needed once a local container is on a network with names, and then serves them too.
+
 Supervision: its pid and start time are the store's meta row "resolver". Every mutating
 command checks at its first lock that it is alive (store.on_locked, a /proc read) and
 starts a new one at the end of the command if it died (killed -9, a host restart);
@@ -63,10 +70,14 @@ class ResolverLink:
         """At a command's last unlock: tell the resolver what the command changed (or start
         it, or end it)."""
         touched = self.ctx.store.take_touched()
-        if not touched and not self.restart:
+        remote = self.ctx.store.take_touched_remote()
+        if not touched and not remote and not self.restart:
             return
         try:
-            self.sync(None if self.restart else touched)
+            if self.restart:
+                self.sync(None)
+            else:
+                self.sync(touched, remote)
         except (ShoalError, OSError) as e:
             # the change is made: say why names may not follow it, and how to repair
             self.ctx.repairs.append(f"the embedded resolver could not be updated: {e}; "
@@ -74,9 +85,10 @@ class ResolverLink:
 
     # -- operations --------------------------------------------------------------------------
 
-    def sync(self, sandbox_ids: set[str] | None) -> None:
-        """Bring the resolver up to date with the store: re-read these sandboxes (None: all of
-        them), starting it if it is needed and not running, ending it if nothing needs it."""
+    def sync(self, sandbox_ids: set[str] | None, remote: set[str] | None = None) -> None:
+        """Bring the resolver up to date with the store: re-read these sandboxes and the
+        remote endpoints of these networks (sandbox_ids None: everything), starting it if it
+        is needed and not running, ending it if nothing needs it."""
         self.restart = False
         record = self.record()
         died = record is not None and not _alive(*record)
@@ -87,12 +99,15 @@ class ResolverLink:
         if record is None:
             # none ran, so none was needed: only what this command touched can need one now
             # (all of them if it died, or if all are asked for)
+            # (remote endpoints alone need none: a resolver that starts reads them all)
             if self.needed() if died or sandbox_ids is None else self.needed_by(sandbox_ids):
                 self.start()
             return
-        reply = self.request({"op": "sync", "ids": None if sandbox_ids is None
-                              else sorted(sandbox_ids), "resolv_conf": self.ctx.resolv_conf},
-                             record)
+        message: dict[str, Any] = {"op": "sync", "ids": None, "resolv_conf": self.ctx.resolv_conf}
+        if sandbox_ids is not None:
+            message["ids"] = sorted(sandbox_ids)
+            message["remote"] = sorted(remote or ())
+        reply = self.request(message, record)
         if reply.get("listeners") == 0 and not self.needed():
             self.stop(record)
 
@@ -103,6 +118,7 @@ class ResolverLink:
 
         self.restart = False
         self.ctx.store.take_touched()  # everything is synced below
+        self.ctx.store.take_touched_remote()
         needed = self.needed()
         record = self.record()
         line = None
@@ -174,7 +190,8 @@ class ResolverLink:
 
     def status(self) -> dict[str, Any] | None:
         """What the running resolver serves ({"listeners": {sandbox id: [udp port, tcp port,
-        "redirect" or "bound"]}, "stats", "upstreams", "resolv_conf"}), or None if none runs."""
+        "redirect" or "bound"]}, "remote": {network id: remote endpoints it names}, "stats",
+        "upstreams", "resolv_conf"}), or None if none runs."""
         record = self.record()
         if record is None or not _alive(*record):
             return None
@@ -301,6 +318,36 @@ def sandbox_view(store: Store, sandbox_id: str) -> View | None:
         forward=any(not nets[ep.network_id].internal for ep in endpoints),
         upstreams=list(ctr.dns),
     )
+
+
+REMOTE_KEY = "remote:"  # the table's key of a remote endpoint: "remote:" + its id
+
+
+def remote_views(store: Store, network_id: str) -> list[View]:
+    """What the resolver's table holds of a network's remote endpoints (other hosts'
+    containers): each one's names (its container's name, short id, hostname and aliases, as
+    its host announced them) at its address on that network, its first name the PTR answer.
+    Keyed REMOTE_KEY + id, and asking from no network: they are answered about, never asked
+    from (their queries go to their own host's resolver). None on a network without names."""
+    from ..dns.table import Entry, View
+    from ..errors import NotFound
+    from .files import embedded_dns
+
+    try:
+        net = store.network_by_id(network_id)
+    except NotFound:  # removed: its remote endpoints went with it
+        return []
+    if not embedded_dns(net):
+        return []
+    views = []
+    for ep in store.remotes(network_id):
+        names = _unique(list(ep.names))
+        if names:
+            views.append(View(sandbox_id=REMOTE_KEY + ep.id,
+                              entries=[Entry(network_id=network_id, ip=str(ep.ip), names=names,
+                                             ptr=names[0])],
+                              networks=[], forward=False))
+    return views
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -10,9 +10,13 @@ works, which Docker's containers often cannot reach: moby#48266), in shoal's sup
 cgroup, with the store opened read-only in spirit: it never takes the write lock.
 
 Control requests, one JSON line each, one JSON line back:
-  {"op": "sync", "ids": [sandbox id, ...] or null for all, "resolv_conf": path}
+  {"op": "sync", "ids": [sandbox id, ...] or null for all, "resolv_conf": path,
+   "remote": [network id, ...]}
       -> {"ok": true, "listeners": n}       (after the table and the listeners follow)
-  {"op": "status"} -> {"ok": true, "listeners": {id: [udp port, tcp port, mode]}, ...}
+      "remote" (optional, only with a list of ids): re-read these networks' remote endpoints
+      (other hosts' containers: names, no listener); "ids": null re-reads every network's.
+  {"op": "status"} -> {"ok": true, "listeners": {id: [udp port, tcp port, mode]},
+                       "remote": {network id: endpoints named}, ...}
   {"op": "stop"}   -> {"ok": true}, then the process exits"""
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Service:
         self.server, self.table, self.host_servers, self.nft = server, table, host_servers, nft
         self.listeners: dict[str, Listener] = {}
         self.errors: dict[str, str] = {}  # sandbox id -> why it has no listener
+        self.remote: dict[str, set[str]] = {}  # network id -> its remote endpoints' table keys
 
     # -- the state -----------------------------------------------------------------------
 
@@ -48,12 +53,33 @@ class Service:
 
         return sandbox_view(self.store, sandbox_id)
 
-    def sync(self, ids: list[str] | None) -> None:
+    def sync(self, ids: list[str] | None, remote: list[str] | None = None) -> None:
+        """Re-read these sandboxes and these networks' remote endpoints (ids None: all of
+        both, and forget what the store no longer has)."""
         if ids is None:  # everything: what the store has, and what it no longer has
             ids = sorted({sb.id for sb in self.store.sandboxes(owned=True)} | set(self.listeners))
+            remote = sorted({ep.network_id for ep in self.store.remotes()} | set(self.remote))
         for sandbox_id in ids:
             self._sync_one(sandbox_id)
+        for network_id in remote or ():
+            self._sync_remote(network_id)
         self.server.changed()
+
+    def _sync_remote(self, network_id: str) -> None:
+        from .resolver import remote_views
+
+        views = remote_views(self.store, network_id)
+        keys = {view.sandbox_id for view in views}
+        for gone in self.remote.pop(network_id, set()) - keys:
+            held = self.table.view(gone)
+            # (unless it was put again on another network since: an id names one endpoint)
+            if held is not None and all(e.network_id == network_id for e in held.entries):
+                self.table.drop(gone)
+        for view in views:
+            if self.table.view(view.sandbox_id) != view:  # (unchanged: keeps its place)
+                self.table.put(view)
+        if keys:
+            self.remote[network_id] = keys
 
     def _sync_one(self, sandbox_id: str) -> None:
         view = self.view(sandbox_id)
@@ -83,6 +109,7 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         return {"listeners": {sid: [*ln.ports, ln.mode] for sid, ln in self.listeners.items()},
+                "remote": {nid: len(keys) for nid, keys in self.remote.items()},
                 "errors": self.errors, "stats": self.server.stats(), "pid": os.getpid()}
 
     # -- the control socket ----------------------------------------------------------------
@@ -114,7 +141,8 @@ class Service:
         if op == "sync":
             if request.get("resolv_conf"):
                 self.host_servers.set_path(request["resolv_conf"])
-            self.sync(request.get("ids"))
+            ids = request.get("ids")
+            self.sync(ids, [] if ids is None else list(request.get("remote") or ()))
             return {"ok": True, "listeners": len(self.listeners), "errors": self.errors}
         if op == "status":
             servers = self.host_servers.servers()

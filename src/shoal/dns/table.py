@@ -6,6 +6,10 @@ from, whether its queries for other names may be forwarded, and where to. A name
 for an asker only on the networks they share, as in Docker and aardvark-dns: a container on
 network A does not see one that is only on network B.
 
+A view that asks from no network (networks=[]) is only answered about: an endpoint of
+another host on an overlay (controller/resolver.remote_views) has its names here, and its
+own host's resolver answers its queries.
+
 Lookups are dict hits: the table keeps an index by (network id, lowercased name) and by
 (network id, address), updated when a view is put or dropped."""
 

@@ -564,6 +564,9 @@ class Store:
         self._update("networks", id_, **changes)
 
     def delete_network(self, id_: str) -> None:
+        if self.db.execute("SELECT 1 FROM remote_endpoints WHERE network_id=? LIMIT 1",
+                           (id_,)).fetchone():
+            self._touched_remote.add(id_)  # (the resolver forgets their names)
         self.db.execute("DELETE FROM endpoints WHERE network_id=?", (id_,))
         self.db.execute("DELETE FROM remote_endpoints WHERE network_id=?", (id_,))
         self.db.execute("DELETE FROM blocks WHERE network_id=?", (id_,))
