@@ -94,7 +94,7 @@ def _network_create(c: Command) -> None:
         Opt("--attachable", kind=FLAG, help="accepted for Docker's sake: every network's "
             "containers may join it (overlays are attachable)"),
         Opt("--label", kind=APPEND, convert=_kv, metavar="KEY=VALUE"),
-        Opt("-o", "--opt", kind=APPEND, convert=_kv, metavar="KEY=VALUE",
+        Opt("-o", "--opt", kind=APPEND, convert=_label, metavar="KEY=VALUE",
             help="a bridge option, in shoal's or Docker's name: bridge.name=NAME, "
             "bridge.enable_icc=false, bridge.enable_ip_masquerade=false, "
             "bridge.host_binding_ipv4=IP (after shoal. or com.docker.network.), "

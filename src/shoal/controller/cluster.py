@@ -39,6 +39,7 @@ CLUSTER_META = "cluster"
 LEASE = "cluster.lease"  # the host's lease in the global store (the watcher's)
 DOWN = "cluster.down"  # since when the watcher cannot reach the global store
 WATCHER = "watcher"  # "pid start" of the watcher process
+READY = "watcher.ready"  # the pid of the watcher once it has tried its first sync
 WATCHER_SOCKET = "control"  # its socket, in the run directory's "cluster"
 WATCHER_START_TIMEOUT = 30.0
 WATCHER_REPLY_TIMEOUT = 10.0
@@ -132,9 +133,14 @@ class ClusterLink:
         changed = self._changed(meta)
         record = self.watcher_record()
         if not changed and record is not None and _alive(*record):
+            if self.ctx.store.get_meta(READY) == str(record[0]):
+                return
+            # started by another command just now: what the cluster has is here once its
+            # first sync is done
+            with suppress(ShoalError):
+                self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
             return
         store = self.ctx.store
-        started = False
         with store.locked():
             self._meta = None
             meta = self.meta()
@@ -148,12 +154,12 @@ class ClusterLink:
                 if record is not None:
                     self._forget(record)
                 self.start_watcher()
-                started = True
-        if started:  # (unlocked: its first sync takes the lock) what the cluster has is here
-            record = self.watcher_record()
-            if record is not None:
-                with suppress(ShoalError):
-                    self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
+        # (unlocked: its first sync takes the lock) what the cluster has is here once the
+        # watcher, started by this command or another just now, has synced once
+        record = self.watcher_record()
+        if record is not None and store.get_meta(READY) != str(record[0]):
+            with suppress(ShoalError):
+                self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
 
     def _changed(self, meta: dict[str, str] | None) -> bool:
         return meta is None or (self.given_store is not None and

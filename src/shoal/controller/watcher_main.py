@@ -413,7 +413,12 @@ class Watcher:
             except (ShoalError, OSError) as e:
                 self.disconnect(str(e))
                 next_try = time.monotonic() + RETRY
-            self.first_done.set()
+            if not self.first_done.is_set():
+                from .cluster import READY
+
+                with self.store.locked(), self.store.transaction():
+                    self.store.set_meta(READY, str(os.getpid()))
+                self.first_done.set()
             for kind, done in items:
                 if kind == "resync" and done is not None:
                     done.set()
