@@ -8,6 +8,7 @@ hand out one address, and a removed container is gone from every host."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from ipaddress import IPv4Address, IPv4Network
@@ -283,3 +284,36 @@ def test_bad_overlay_requests_are_one_line_errors(tmp_path: Path) -> None:
                            "10.50.200.7", "--", "sleep", "1000")
         assert lab.hosts[1].ip_of("b", "ov") == "10.50.200.7"
         h1.wait_for(lambda: h1.ping_ok("a", "10.50.200.7"), what="a pings b")
+
+
+def test_300_containers_over_three_hosts_reach_each_other(tmp_path: Path) -> None:
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    with overlay_lab(tmp_path) as lab:
+        h1 = lab.hosts[0]
+        h1.shoal("network", "create", "-d", "overlay", "--subnet", "10.50.0.0/16", "ov")
+        names = [(host, f"{host.name}-{i}") for i in range(int(os.environ.get("N300", "100"))) for host in lab.hosts]
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(lambda hn: run(hn[0], hn[1]), names))
+        ips: dict[str, tuple[Any, str]] = {}
+        for host in lab.hosts:
+            for ctr in host.shoal_json("network", "inspect", "ov")[0]["Containers"].values():
+                ips[ctr["Name"]] = (host, ctr["IPv4Address"].split("/")[0])
+        assert len(ips) == len(names) and len({ip for _, ip in ips.values()}) == len(names)
+        # every host knows the other hosts' 200 endpoints, each as a static VXLAN entry
+        for host in lab.hosts:
+            theirs = {ip for h, ip in ips.values() if h is not host}
+            host.wait_for(lambda h=host, t=theirs: set(remotes(h)) == t, timeout=30,
+                          what=f"{host.name} knows every remote endpoint")
+            macs, neigh = vxlan_entries(host)
+            assert neigh == theirs and len(macs) == len(theirs)
+        # sampled: 30 pairs across hosts, by address, and some by name
+        rng = random.Random(12)
+        pairs = [(a, b) for a, b in (rng.sample(sorted(ips), 2) for _ in range(200))
+                 if ips[a][0] is not ips[b][0]][:30]
+        for a, b in pairs:
+            host, _ = ips[a]
+            assert host.ping_ok(a, ips[b][1]), f"{a} cannot reach {b} at {ips[b][1]}"
+        for a, b in pairs[:5]:
+            assert dig(ips[a][0], a, b) == [ips[b][1]]

@@ -318,7 +318,8 @@ class Networks:
         store = self.ctx.store
         with store.locked():
             for net in store.networks():
-                if net.builtin:
+                # an overlay is the cluster's, maybe used by other hosts: `network rm` only
+                if net.builtin or drivers.scope(net.driver) == drivers.GLOBAL:
                     continue
                 stopped = []
                 for ep in store.endpoints(network_id=net.id):
