@@ -303,8 +303,12 @@ class Netfilter:
         everything is rewritten. Every network, and of the ports the first one on every host
         address and the first one on a given address that do not change. Costs one query of
         the networks and one of a few ports (a port not among the first rows is not checked:
-        `shoal doctor` compares every element)."""
+        `shoal doctor` compares every element), and the cluster's hosts (one meta row: a
+        guard's set flushed by hand is rewritten at the next change)."""
         out = merge(*(self.network_elements(n) for n in nets))
+        hosts = self.cluster_hosts()
+        if hosts:
+            out.cluster_hosts |= cluster_host_elements(hosts).cluster_hosts
         kinds: set[bool] = set()
         wanted = len(added.ports) + len(removed.ports) + 1
         for row in self.store.port_sample(wanted):  # (the first rows; no scan for ports_ip)

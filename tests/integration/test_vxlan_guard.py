@@ -113,6 +113,9 @@ def test_vxlan_port_takes_datagrams_from_cluster_hosts_only(fw_host: Host) -> No
     # (the stranger's datagram is dropped whichever of the host's addresses it is sent to)
     assert _udp(host, stranger, HOST_ADDR, VXLAN) is None
     _guard_is_only_in_shoals_own_chains(host)
+    doctor = host.shoal("doctor", check=False).stdout
+    assert "ok    the VXLAN port (UDP 4789) takes datagrams only from the cluster's 2 " \
+        "registered hosts" in doctor, doctor
 
     # a host joins (a delta), then the peer leaves (a delta)
     _set_hosts(host, [PEER, "10.77.0.10", STRANGER])
@@ -165,6 +168,54 @@ def test_a_flushed_guard_is_repaired_by_the_next_change(fw_host: Host) -> None:
     else:
         host.in_ns(host.ns, "iptables", "-F", "SHOAL-VXLAN", check=True)
     # (nftables: an empty set drops all; iptables: an empty chain returns all)
+    doctor = host.shoal("doctor", check=False).stdout
+    lacking = ("shoal's set ip shoal cluster_hosts lacks 2 of its 2 elements"
+               if host.backend == "nftables" else "shoal's chain SHOAL-VXLAN (filter) lacks 3")
+    assert lacking in doctor and "VXLAN port" not in doctor, doctor
     _set_hosts(host, [STRANGER])  # deletes the peer's element or rule: missing, so a rewrite
     assert _udp(host, stranger, STRANGER_HOST_SIDE, VXLAN) == STRANGER
     assert _udp(host, peer, PEER_HOST_SIDE, VXLAN) is None
+
+
+def test_switching_backends_moves_the_guard(host: Host) -> None:
+    """The previous backend's guard goes with the rest of its rules, and the new one's holds."""
+    stranger = _namespace(host, "stranger", STRANGER, STRANGER_HOST_SIDE)
+    host.background(host.ns, PY, "-c", UDP, str(VXLAN))
+    host.wait_for(lambda: _udp(host, stranger, STRANGER_HOST_SIDE, VXLAN) == STRANGER,
+                  what="the echo server on the VXLAN port")
+    _set_hosts(host, [PEER])  # (the default backend: nftables)
+    assert _udp(host, stranger, STRANGER_HOST_SIDE, VXLAN) is None
+    host.shoal("--firewall-backend", "iptables", "system", "reload-firewall")
+    assert "table ip shoal" not in host.in_ns(host.ns, "nft", "list", "tables").stdout
+    assert ":SHOAL-VXLAN" in host.in_ns(host.ns, "iptables-save", check=True).stdout
+    assert _udp(host, stranger, STRANGER_HOST_SIDE, VXLAN) is None
+    _set_hosts(host, [PEER, STRANGER])
+    assert _udp(host, stranger, STRANGER_HOST_SIDE, VXLAN) == STRANGER
+    host.shoal("--firewall-backend", "nftables", "system", "reload-firewall")
+    assert "SHOAL" not in host.in_ns(host.ns, "iptables-save", check=True).stdout
+    assert _udp(host, stranger, STRANGER_HOST_SIDE, VXLAN) == STRANGER
+    _set_hosts(host, [PEER])
+    assert _udp(host, stranger, STRANGER_HOST_SIDE, VXLAN) is None
+
+
+def _ping(host: Host, ns: str, addr: str) -> bool:
+    return host.in_ns(ns, "ping", "-c1", "-W1", addr).returncode == 0
+
+
+def test_a_kernel_vxlan_tunnel_works_only_from_a_cluster_host(fw_host: Host) -> None:
+    """The guard holds for the kernel's VXLAN devices too (their UDP socket is behind the same
+    input hook): a tunnel from the peer to the host carries traffic only while the peer is
+    one of the cluster's hosts."""
+    host = fw_host
+    peer = _namespace(host, "peer", PEER, PEER_HOST_SIDE)
+    for ns, local, remote, dev, inner in ((host.ns, PEER_HOST_SIDE, PEER, "to-peer", "1"),
+                                          (peer, PEER, PEER_HOST_SIDE, "eth0", "2")):
+        host.ip("link", "add", "vx0", "type", "vxlan", "id", "42", "local", local, "remote",
+                remote, "dstport", str(VXLAN), "dev", dev, ns=ns)
+        host.ip("addr", "add", f"192.168.42.{inner}/24", "dev", "vx0", ns=ns)
+        host.ip("link", "set", "vx0", "up", ns=ns)
+    host.wait_for(lambda: _ping(host, peer, "192.168.42.1"), what="the tunnel")
+    _set_hosts(host, ["10.77.0.10"])
+    assert not _ping(host, peer, "192.168.42.1")
+    _set_hosts(host, ["10.77.0.10", PEER])
+    assert _ping(host, peer, "192.168.42.1")

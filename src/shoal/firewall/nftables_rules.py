@@ -233,8 +233,8 @@ def delta(added: Elements, removed: Elements, present: Elements | None = None) -
     check = []
     if present:
         pool = set_elements(present)
-        for name in SETS:
-            left = pool[name] - add[name] - rem[name]
+        for name in ALL_SETS:
+            left = pool.get(name, set()) - add.get(name, set()) - rem.get(name, set())
             if left:
                 one = {name: {min(left)}}
                 check += [*_element_lines("delete", one), *_element_lines("add", one)]
