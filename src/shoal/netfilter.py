@@ -202,9 +202,10 @@ class Netfilter:
         try:
             return canonical_hosts(json.loads(text))
         except (ValueError, InvalidArgument) as e:
-            self.warnings.append(f"the meta row {CLUSTER_HOSTS} is not a JSON list of IPv4 "
-                                 f"addresses ({e}): every VXLAN datagram is dropped until it "
-                                 "is rewritten")
+            warning = (f"the meta row {CLUSTER_HOSTS} is not a JSON list of IPv4 addresses "
+                       f"({e}): every VXLAN datagram is dropped until it is rewritten")
+            if warning not in self.warnings:  # (read at every change of the firewall)
+                self.warnings.append(warning)
             return []
 
     def set_cluster_hosts(self, addresses: list[str] | None) -> None:
