@@ -16,8 +16,8 @@ from ipaddress import IPv4Address
 from . import drivers
 from .checks import FAIL, NOTE, OK, Check
 from .errors import InvalidArgument, ShoalError
-from .firewall.iptables_rules import IPT_CHAINS, iptables_tables
-from .firewall.nftables_rules import SETS, TABLE, port_element, set_elements
+from .firewall.iptables_rules import IPT_CHAINS, chains, iptables_tables
+from .firewall.nftables_rules import TABLE, declared_sets, port_element, set_elements
 from .kernel import hostports, links, ns, sysctl
 from .model import RUNNING, Container
 from .neighbours import (
@@ -226,8 +226,20 @@ def _check_rules(engine: Engine) -> list[Check]:
             out += lacking
         else:
             out.append(Check(OK, f"shoal's firewall rules are in place ({backend})"))
+            out += _check_vxlan_guard(engine)
     out += _check_neighbours(engine, text)
     return out
+
+
+def _check_vxlan_guard(engine: Engine) -> list[Check]:
+    """On a host in a cluster, a line saying whose VXLAN datagrams pass (the rules
+    themselves were compared with the state already)."""
+    hosts = engine.netfilter.cluster_hosts()
+    if hosts is None:
+        return []
+    port = next(iter(engine.netfilter.state().guards)).port
+    return [Check(OK, f"the VXLAN port (UDP {port}) takes datagrams only from the cluster's "
+                      f"{len(hosts)} registered host{'s' if len(hosts) != 1 else ''}")]
 
 
 def _set_elements(engine: Engine, family: str, kind: str, name: str) -> set[str] | None:
@@ -247,9 +259,10 @@ def _set_elements(engine: Engine, family: str, kind: str, name: str) -> set[str]
 
 def _set_problems(engine: Engine) -> list[Check]:
     """Each of shoal's sets holds exactly the elements the state gives it."""
-    wanted = set_elements(engine.netfilter.state())
+    state = engine.netfilter.state()
+    wanted = set_elements(state)
     out = []
-    for name, (family, decl) in SETS.items():
+    for name, (family, decl) in declared_sets(state).items():
         kind = "map" if ":" in decl else "set"
         have = _set_elements(engine, family, kind, name)
         where = f"{kind} {family} {TABLE} {name}"
@@ -274,11 +287,12 @@ def _chain_problems(engine: Engine) -> list[Check]:
     word by word in any order: iptables-save prints a rule's matches in its own order)."""
     from collections import Counter
 
-    wanted = iptables_tables(engine.netfilter.state())
+    state = engine.netfilter.state()
+    wanted = iptables_tables(state)
     saved = engine.netfilter.backend.saved()  # type: ignore[attr-defined]
     out = []
-    for table, chains in IPT_CHAINS.items():
-        for chain in chains:
+    for table, names in chains(state).items():
+        for chain in names:
             def words(lines: list[str], chain: str = chain) -> Counter[tuple[str, ...]]:
                 return Counter(tuple(sorted(line.split())) for line in lines
                                if line.startswith(f"-A {chain} "))

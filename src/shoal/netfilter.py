@@ -5,7 +5,9 @@ syntax and applies them. (Host ports are allocated by shoal.ipam.hostports.)"""
 
 from __future__ import annotations
 
+import json
 import os
+from ipaddress import IPv4Address
 
 from . import drivers
 from .errors import InvalidArgument, ShoalError
@@ -18,6 +20,8 @@ from .rules import (
     IsolatedPort,
     NetworkElement,
     PortMapping,
+    VxlanGuard,
+    cluster_host_elements,
     desired,
     merge,
     port_elements,
@@ -36,6 +40,9 @@ FORWARD_FIX = "sysctl -w net.ipv4.ip_forward=1"
 OTHER_FIREWALLS, NEIGHBOUR_PLACES = "other_firewalls", "neighbour_places"
 # the nftables generation id after shoal's last change of the firewall (kernel/nftgen.py)
 SEEN_GENERATION = "nft_generation"
+# the cluster's registered hosts' underlay addresses, a JSON list of IPv4 addresses, written
+# by the cluster watcher (issue 12); absent on a host in no cluster
+CLUSTER_HOSTS = "cluster.hosts"
 
 
 def _truthy(text: str) -> bool:
@@ -69,10 +76,43 @@ def _isolated(net: Network, ep: Endpoint) -> IsolatedPort | None:
     return IsolatedPort(name) if name else None
 
 
+def canonical_hosts(addresses: object) -> list[str]:
+    """The cluster hosts' addresses in canonical text, sorted by address, each once;
+    InvalidArgument naming the first that is not an IPv4 address."""
+    if isinstance(addresses, str) or not isinstance(addresses, list | tuple | set | frozenset):
+        raise InvalidArgument(f"the cluster's hosts must be a list of IPv4 addresses, not "
+                              f"{addresses!r}")
+    out = set()
+    for a in addresses:
+        try:
+            if not isinstance(a, str):  # (IPv4Address would take an int)
+                raise ValueError(a)
+            out.add(IPv4Address(a))
+        except ValueError:
+            raise InvalidArgument(f"a cluster host's address must be an IPv4 address, not "
+                                  f"{a!r}") from None
+    return [str(a) for a in sorted(out)]
+
+
 def port_rule(p: PublishedPort) -> PortMapping:
     """The firewall's element of a published port (of its addresses' family)."""
     return PortMapping(p.family, p.proto, str(p.host_ip), p.host_port, str(p.dest_ip),
                        p.container_port)
+
+
+def _vxlan_port() -> int:
+    from .kernel.vxlan import VXLAN_PORT  # (only on a host in a cluster: netlink's modules)
+
+    return VXLAN_PORT
+
+
+def _guard_elements(hosts: list[str] | None) -> Elements:
+    """The VXLAN guard's elements for these cluster hosts (none for None: no cluster)."""
+    if hosts is None:
+        return Elements()
+    out = cluster_host_elements(hosts)
+    out.guards.add(VxlanGuard(_vxlan_port()))
+    return out
 
 
 class Netfilter:
@@ -144,8 +184,56 @@ class Netfilter:
             if not net_rule(net).icc:
                 no_icc += [port.ifname for ep in self.store.endpoints(network_id=net.id)
                            if ep.ip is not None and (port := _isolated(net, ep))]
+        hosts = self.cluster_hosts()
         return desired([net_rule(n) for n in nets.values()],
-                       [port_rule(p) for p in self.store.ports()], no_icc, self.host_links())
+                       [port_rule(p) for p in self.store.ports()], no_icc, self.host_links(),
+                       None if hosts is None else _vxlan_port(), hosts or ())
+
+    # -- the VXLAN guard (issue 12) ------------------------------------------------------------
+
+    def cluster_hosts(self) -> list[str] | None:
+        """The cluster's registered hosts (meta `cluster.hosts`), canonical and sorted; None
+        on a host in no cluster. A row that is not a JSON list of IPv4 addresses keeps the
+        guard closed (an empty list, so no VXLAN datagram passes) and adds a warning: a
+        broken row must not open the port."""
+        text = self.store.get_meta(CLUSTER_HOSTS)
+        if text is None:
+            return None
+        try:
+            return canonical_hosts(json.loads(text))
+        except (ValueError, InvalidArgument) as e:
+            warning = (f"the meta row {CLUSTER_HOSTS} is not a JSON list of IPv4 addresses "
+                       f"({e}): every VXLAN datagram is dropped until it is rewritten")
+            if warning not in self.warnings:  # (read at every change of the firewall)
+                self.warnings.append(warning)
+            return []
+
+    def set_cluster_hosts(self, addresses: list[str] | None) -> None:
+        """Make the cluster's registered hosts `addresses` (IPv4 underlay addresses, in any
+        order; None: the host is in no cluster) in the store and in the kernel, for the
+        cluster watcher (issue 12). On a host in a cluster, inbound UDP to the VXLAN port
+        (4789) in the host's namespace is dropped unless its source is one of them, also
+        when there are none; in no cluster there is no such rule. Nothing else is touched:
+        other UDP ports, TCP 4789 and forwarded traffic are not matched, and shoal's rule
+        only drops (what passes is still other firewalls' to decide).
+
+        Writes the meta row `cluster.hosts` (a sorted JSON list, or deletes it for None) in a
+        store transaction and applies the change in it, so a kernel refusal rolls the row
+        back. Call with the store's write lock held. A host joining or leaving is a delta
+        (nftables: elements of the set `cluster_hosts`; iptables: one RETURN rule of
+        SHOAL-VXLAN); entering or leaving a cluster, or finding the kernel's rules not as
+        shoal left them, rewrites the whole ruleset from the state. InvalidArgument, before
+        anything is written, if an address is not IPv4. Writing the row directly and calling
+        `reload()` gives the same rules, at the cost of a full apply."""
+        new = None if addresses is None else canonical_hosts(addresses)
+        old = self.cluster_hosts()
+        with self.store.transaction():
+            if new is None:
+                self.store.delete_meta(CLUSTER_HOSTS)
+            else:
+                self.store.set_meta(CLUSTER_HOSTS, json.dumps(new))
+            before, after = _guard_elements(old), _guard_elements(new)
+            self.apply(added=after - before, removed=before - after)
 
     def host_links(self) -> list[str]:
         """The host's own interfaces when shoal turned forwarding on (nothing is routed
@@ -216,8 +304,12 @@ class Netfilter:
         everything is rewritten. Every network, and of the ports the first one on every host
         address and the first one on a given address that do not change. Costs one query of
         the networks and one of a few ports (a port not among the first rows is not checked:
-        `shoal doctor` compares every element)."""
+        `shoal doctor` compares every element), and the cluster's hosts (one meta row: a
+        guard's set flushed by hand is rewritten at the next change)."""
         out = merge(*(self.network_elements(n) for n in nets))
+        hosts = self.cluster_hosts()
+        if hosts:
+            out.cluster_hosts |= cluster_host_elements(hosts).cluster_hosts
         kinds: set[bool] = set()
         wanted = len(added.ports) + len(removed.ports) + 1
         for row in self.store.port_sample(wanted):  # (the first rows; no scan for ports_ip)

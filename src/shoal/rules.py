@@ -2,10 +2,12 @@
 
 The state's firewall is a few kinds of typed elements: each bridge network
 (`NetworkElement`), each published port (`PortMapping`), each bridge port of a network with
-icc off (`IsolatedPort`) and, when shoal turned IP forwarding on, the host's own interfaces
-of that moment (`HostLink`). Networks and ports carry their address family (4 or 6); the
-other two are names of links and belong to every family. An `Elements` value holds a set of
-each kind, and a change of state is two of them: what it adds and what it removes.
+icc off (`IsolatedPort`), when shoal turned IP forwarding on, the host's own interfaces
+of that moment (`HostLink`) and, when the host is in a cluster, the guard of the VXLAN port
+(`VxlanGuard`) with the cluster's registered hosts (`ClusterHost`). Networks, ports and
+cluster hosts carry their address family (4 or 6); the others belong to every family. An
+`Elements` value holds a set of each kind, and a change of state is two of them: what it adds
+and what it removes.
 
 Each backend renders elements in its own syntax (shoal.firewall.nftables_rules: set and map
 elements of shoal's nftables tables; shoal.firewall.iptables_rules: shoal's iptables and
@@ -87,22 +89,44 @@ class HostLink(namedtuple("HostLink", "ifname")):
     ifname: str
 
 
+class VxlanGuard(namedtuple("VxlanGuard", "port")):
+    """The host is in a cluster (issue 12): inbound UDP to `port` (VXLAN's) on the host is
+    dropped unless its source is one of the `ClusterHost`s. Without this element there is no
+    such rule at all; with it and no cluster host, every such datagram is dropped."""
+
+    __slots__ = ()
+    port: int
+
+
+class ClusterHost(namedtuple("ClusterHost", "family address")):
+    """A registered host of the cluster, by its underlay address (canonical text): its
+    VXLAN datagrams pass the guard."""
+
+    __slots__ = ()
+    family: int
+    address: str
+
+
 class Elements:
     """Sets of typed elements, one per kind. `family(f)` is the part one address family's
     rules are made of; merge (`|`), difference (`-`) and emptiness are those of the sets."""
 
-    __slots__ = ("networks", "ports", "isolated", "host_links")
+    __slots__ = ("networks", "ports", "isolated", "host_links", "guards", "cluster_hosts")
 
     def __init__(self, networks: Iterable[NetworkElement] = (),
                  ports: Iterable[PortMapping] = (), isolated: Iterable[IsolatedPort] = (),
-                 host_links: Iterable[HostLink] = ()) -> None:
+                 host_links: Iterable[HostLink] = (), guards: Iterable[VxlanGuard] = (),
+                 cluster_hosts: Iterable[ClusterHost] = ()) -> None:
         self.networks: set[NetworkElement] = set(networks)
         self.ports: set[PortMapping] = set(ports)
         self.isolated: set[IsolatedPort] = set(isolated)
         self.host_links: set[HostLink] = set(host_links)
+        self.guards: set[VxlanGuard] = set(guards)
+        self.cluster_hosts: set[ClusterHost] = set(cluster_hosts)
 
     def __bool__(self) -> bool:
-        return bool(self.networks or self.ports or self.isolated or self.host_links)
+        return bool(self.networks or self.ports or self.isolated or self.host_links
+                    or self.guards or self.cluster_hosts)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Elements) and all(
@@ -111,12 +135,10 @@ class Elements:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __or__(self, other: Elements) -> Elements:
-        return Elements(self.networks | other.networks, self.ports | other.ports,
-                        self.isolated | other.isolated, self.host_links | other.host_links)
+        return Elements(*(getattr(self, k) | getattr(other, k) for k in self.__slots__))
 
     def __sub__(self, other: Elements) -> Elements:
-        return Elements(self.networks - other.networks, self.ports - other.ports,
-                        self.isolated - other.isolated, self.host_links - other.host_links)
+        return Elements(*(getattr(self, k) - getattr(other, k) for k in self.__slots__))
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={sorted(getattr(self, k))!r}" for k in self.__slots__
@@ -126,18 +148,28 @@ class Elements:
     def families(self) -> set[int]:
         """The address families whose rules these elements touch (names of links alone
         belong to none)."""
-        return {n.family for n in self.networks} | {p.family for p in self.ports}
+        return ({n.family for n in self.networks} | {p.family for p in self.ports}
+                | {h.family for h in self.cluster_hosts})
 
     def family(self, family: int) -> Elements:
-        """The networks and ports of one family, with the link names (every family's)."""
+        """The networks, ports and cluster hosts of one family, with the link names and the
+        guard (every family's)."""
         return Elements((n for n in self.networks if n.family == family),
                         (p for p in self.ports if p.family == family),
-                        self.isolated, self.host_links)
+                        self.isolated, self.host_links, self.guards,
+                        (h for h in self.cluster_hosts if h.family == family))
 
     @property
     def only_ports(self) -> bool:
         """Nothing but published ports (a container's start or stop, icc on)."""
-        return not (self.networks or self.isolated or self.host_links)
+        return not (self.networks or self.isolated or self.host_links or self.guards
+                    or self.cluster_hosts)
+
+    @property
+    def only_cluster_hosts(self) -> bool:
+        """Nothing but cluster hosts (a host joined or left a cluster this host is in)."""
+        return not (self.networks or self.ports or self.isolated or self.host_links
+                    or self.guards)
 
 
 def merge(*parts: Elements) -> Elements:
@@ -147,6 +179,8 @@ def merge(*parts: Elements) -> Elements:
         out.ports |= part.ports
         out.isolated |= part.isolated
         out.host_links |= part.host_links
+        out.guards |= part.guards
+        out.cluster_hosts |= part.cluster_hosts
     return out
 
 
@@ -181,8 +215,19 @@ def host_link_elements(host_links: Iterable[str]) -> Elements:
     return Elements(host_links=(HostLink(name) for name in host_links))
 
 
+def cluster_host_elements(addresses: Iterable[str]) -> Elements:
+    """The cluster hosts of these addresses (canonical text)."""
+    return Elements(cluster_hosts=(ClusterHost(family_of(a), a) for a in addresses))
+
+
 def desired(networks: Iterable[NetworkElement], ports: Iterable[PortMapping],
-            no_icc_ports: Iterable[str], host_links: Iterable[str] | None = None) -> Elements:
-    """Every element of the firewall shoal owns, for this state."""
+            no_icc_ports: Iterable[str], host_links: Iterable[str] | None = None,
+            vxlan_port: int | None = None, cluster_hosts: Iterable[str] = ()) -> Elements:
+    """Every element of the firewall shoal owns, for this state. `vxlan_port`: the host is
+    in a cluster whose registered hosts are `cluster_hosts` (None: it is in none, and the
+    cluster hosts are ignored)."""
+    guarded = vxlan_port is not None
     return Elements(networks, ports, (IsolatedPort(v) for v in no_icc_ports),
-                    (HostLink(name) for name in host_links or ()))
+                    (HostLink(name) for name in host_links or ()),
+                    (VxlanGuard(vxlan_port),) if guarded else (),
+                    (ClusterHost(family_of(a), a) for a in cluster_hosts) if guarded else ())

@@ -22,6 +22,7 @@ import pytest
 
 from shoal import rules
 from shoal.firewall import iptables_rules, nftables_rules
+from shoal.kernel.vxlan import VXLAN_PORT
 from shoal.ports import ANY
 from shoal.rules import NetworkElement, PortMapping
 
@@ -43,12 +44,13 @@ def port(proto: str, host_ip: IPv4Address | str, host_port: int, dest_ip: str,
 
 class State:
     def __init__(self, networks: list[NetworkElement], ports: list[PortMapping] | None = None,
-                 no_icc_ports: list[str] | None = None, host_links: list[str] | None = None
-                 ) -> None:
+                 no_icc_ports: list[str] | None = None, host_links: list[str] | None = None,
+                 cluster_hosts: list[str] | None = None) -> None:
         self.networks = networks
         self.ports = ports or []
         self.no_icc_ports = no_icc_ports or []
         self.host_links = host_links or []
+        self.cluster_hosts = cluster_hosts  # None: the host is in no cluster
 
 
 DEFAULT = net("shoal0", "172.17.0.0/16")
@@ -84,11 +86,18 @@ STATES: dict[str, State] = {
     # shoal turned IP forwarding on: nothing is routed between the host's links of that time
     "forward-drop": State([DEFAULT], [port("tcp", ANY, 8080, "172.17.0.2", 80)],
                           host_links=["eth0", "wlan0"]),
+    # a host in a cluster (issue 12): VXLAN's port takes datagrams from its hosts only
+    "cluster-hosts": State([DEFAULT], [port("udp", ANY, 5000, "172.17.0.2", 5000)],
+                           cluster_hosts=["10.77.0.11", "10.77.0.9", "10.77.0.10"]),
+    # in a cluster whose host list is empty: nothing passes
+    "cluster-no-hosts": State([DEFAULT], cluster_hosts=[]),
 }
 
 
 def elements(state: State) -> rules.Elements:
-    return rules.desired(state.networks, state.ports, state.no_icc_ports, state.host_links)
+    return rules.desired(state.networks, state.ports, state.no_icc_ports, state.host_links,
+                         None if state.cluster_hosts is None else VXLAN_PORT,
+                         state.cluster_hosts or ())
 
 
 def render_nft(state: State) -> str:
@@ -181,5 +190,6 @@ def test_rendering_is_deterministic(backend: str, state: str) -> None:
     _, render = BACKENDS[backend]
     s = STATES[state]
     shuffled = State(s.networks, list(reversed(s.ports)), list(reversed(s.no_icc_ports)),
-                     list(reversed(s.host_links)))
+                     list(reversed(s.host_links)),
+                     None if s.cluster_hosts is None else list(reversed(s.cluster_hosts)))
     assert render(shuffled) == render(s)

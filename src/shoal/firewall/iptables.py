@@ -1,8 +1,10 @@
 """The iptables backend: shoal's own chains in the filter and nat tables, written with one
 `iptables-restore --noflush` per change, hooked into the built-in chains by one jump each.
-A change of published ports only deletes and appends their DNAT rules; any other change
-rewrites shoal's chains (declaring a chain in iptables-restore flushes it). SHOAL-USER is
-created once and never flushed."""
+A change of published ports only deletes and appends their DNAT rules, and one of cluster
+hosts only their RETURN rules in SHOAL-VXLAN; any other change rewrites shoal's chains
+(declaring a chain in iptables-restore flushes it). SHOAL-USER is created once and never
+flushed. SHOAL-VXLAN exists only while the host is in a cluster: the rewrite that leaves a
+cluster deletes it."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from .iptables_rules import (
     IPT_CHAINS,
     IPT_JUMPS,
     IPT_USER,
+    VXLAN_CHAIN,
     ebtables_restore,
+    iptables_hosts_delta,
     iptables_port_delta,
     iptables_restore,
 )
@@ -60,6 +64,10 @@ class Iptables(Backend):
         if f":{IPT_USER} " not in "\n".join(saved.get("filter", [])) + " ":
             head["filter"].append(f":{IPT_USER} - [0:0]")
         tail: dict[str, list[str]] = {"nat": [], "filter": []}
+        if not elements.guards and any(line.startswith(f":{VXLAN_CHAIN} ")
+                                       for line in saved.get("filter", [])):
+            # left the cluster: SHOAL-INPUT (declared above, so flushed) no longer jumps to it
+            tail["filter"] += [f"-F {VXLAN_CHAIN}", f"-X {VXLAN_CHAIN}"]
         for table, jumps in IPT_JUMPS.items():
             lines = saved.get(table, [])
             for chain, rule in jumps:
@@ -86,9 +94,13 @@ class Iptables(Backend):
         if not added and not removed:
             return True  # nothing of shoal's changes (e.g. a container without ports)
         script = iptables_port_delta(added, removed)
+        what = "update shoal's port rules"
+        if script is None:
+            script = iptables_hosts_delta(added, removed)
+            what = "update shoal's VXLAN guard"
         if script is None:
             return False  # networks or icc ports changed: rewrite the chains from the state
-        _run(["iptables-restore", "--noflush"], "update shoal's port rules", script)
+        _run(["iptables-restore", "--noflush"], what, script)
         return True
 
     def remove(self) -> None:
@@ -98,7 +110,7 @@ class Iptables(Backend):
         out = []
         for table in ("nat", "filter"):
             lines = saved.get(table, [])
-            mine = [*IPT_CHAINS[table], *( [IPT_USER] if table == "filter" else [])]
+            mine = [*IPT_CHAINS[table], *([IPT_USER, VXLAN_CHAIN] if table == "filter" else [])]
             present = [c for c in mine if any(line.startswith(f":{c} ") for line in lines)]
             if not present:
                 continue
@@ -122,7 +134,7 @@ class Iptables(Backend):
         saved = self.saved()
         out = []
         for table in ("nat", "filter"):
-            mine = (*IPT_CHAINS[table], IPT_USER)
+            mine = (*IPT_CHAINS[table], IPT_USER, VXLAN_CHAIN)
             lines = [line for line in saved.get(table, [])
                      if any(f" {c} " in f" {line} " or line.startswith(f":{c} ") for c in mine)]
             if lines:

@@ -3,6 +3,10 @@ of its own chains (SHOAL, SHOAL-POSTROUTING in nat; SHOAL-FORWARD, SHOAL-ISOLATI
 SHOAL-ISOLATION-2, SHOAL-INPUT in filter; the never-flushed SHOAL-USER) for
 iptables-restore, and of SHOAL-ICC for ebtables-restore.
 
+On a host in a cluster (the VXLAN guard, issue 12), SHOAL-INPUT sends UDP to the VXLAN port
+to SHOAL-VXLAN, which returns for each registered host and drops the rest; on any other host
+neither that jump nor that chain exists.
+
 Families: IPv4's rules are iptables'. IPv6 would be ip6tables-restore's, from the family(6)
 part of the same elements (FAMILY_TOOL); until then its elements are refused here.
 """
@@ -10,13 +14,15 @@ part of the same elements (FAMILY_TOOL); until then its elements are refused her
 from __future__ import annotations
 
 from ..errors import FirewallError
-from ..rules import Elements, NetworkElement, PortMapping
+from ..rules import ClusterHost, Elements, NetworkElement, PortMapping
 
 IPT_CHAINS = {
     "nat": ("SHOAL", "SHOAL-POSTROUTING"),
     "filter": ("SHOAL-FORWARD", "SHOAL-ISOLATION", "SHOAL-ISOLATION-2", "SHOAL-INPUT"),
 }
 IPT_USER = "SHOAL-USER"
+# the VXLAN guard's chain (filter), only on a host in a cluster
+VXLAN_CHAIN = "SHOAL-VXLAN"
 # where shoal's chains hook into the built-in ones (inserted once, at the top)
 IPT_JUMPS = {
     "nat": (
@@ -93,7 +99,36 @@ def iptables_tables(elements: Elements) -> dict[str, list[str]]:
         fwd.append(f"-A SHOAL-FORWARD -o {b} -j DROP")
         iso.append(f"-A SHOAL-ISOLATION -i {b} ! -o {b} -j SHOAL-ISOLATION-2")
         iso2.append(f"-A SHOAL-ISOLATION-2 -o {b} -j DROP")
-    return {"nat": nat + post, "filter": fwd + iso + iso2 + inp}
+    return {"nat": nat + post, "filter": fwd + iso + iso2 + inp + vxlan_rules(elements)}
+
+
+def vxlan_rules(elements: Elements) -> list[str]:
+    """The VXLAN guard's rules: SHOAL-INPUT's jump for UDP to the VXLAN port, and
+    SHOAL-VXLAN's RETURN for each registered host (in address order) then DROP. RETURN, not
+    ACCEPT: what a host sends is left to the rest of INPUT, as if shoal had no rule."""
+    if not elements.guards:
+        return []
+    out = [f"-A SHOAL-INPUT -p udp -m udp --dport {g.port} -j {VXLAN_CHAIN}"
+           for g in sorted(elements.guards)]
+    out += [f"-A {_host_return(h)}" for h in sorted(elements.cluster_hosts, key=_host_key)]
+    return [*out, f"-A {VXLAN_CHAIN} -j DROP"]
+
+
+def _host_key(h: ClusterHost) -> tuple[int, ...]:
+    return tuple(int(part) for part in h.address.split("."))
+
+
+def _host_return(h: ClusterHost) -> str:
+    """The rule of one registered host in SHOAL-VXLAN, after '-A ', '-D ' or '-I '."""
+    return f"{VXLAN_CHAIN} -s {h.address}/32 -j RETURN"
+
+
+def chains(elements: Elements) -> dict[str, tuple[str, ...]]:
+    """shoal's own chains (but SHOAL-USER) per table, with these elements: IPT_CHAINS, and
+    SHOAL-VXLAN with the VXLAN guard."""
+    if not elements.guards:
+        return IPT_CHAINS
+    return {**IPT_CHAINS, "filter": (*IPT_CHAINS["filter"], VXLAN_CHAIN)}
 
 
 def iptables_dnat(p: PortMapping) -> str:
@@ -119,14 +154,31 @@ def iptables_port_delta(added: Elements, removed: Elements) -> str | None:
     return "\n".join([*lines, "COMMIT"]) + "\n"
 
 
+def iptables_hosts_delta(added: Elements, removed: Elements) -> str | None:
+    """Input for `iptables-restore --noflush` that deletes the RETURN rules of hosts that
+    left the cluster and inserts those of hosts that joined it at the top of SHOAL-VXLAN
+    (before its DROP); None when the change is not one of cluster hosts only (the guard
+    turned on or off rewrites the chains). A rule to delete that is missing makes
+    iptables-restore fail, and the caller rewrites everything."""
+    if not (added.only_cluster_hosts and removed.only_cluster_hosts):
+        return None
+    _check_families(added | removed)
+    lines = ["*filter"]
+    lines += ["-D " + _host_return(h) for h in sorted(removed.cluster_hosts, key=_host_key)]
+    lines += ["-I " + _host_return(h).replace(" -s ", " 1 -s ", 1)
+              for h in sorted(added.cluster_hosts, key=_host_key)]
+    return "\n".join([*lines, "COMMIT"]) + "\n"
+
+
 def iptables_restore(elements: Elements) -> str:
     """Input for `iptables-restore --noflush`: declaring a chain flushes it, so shoal's chains
     are replaced in one go while everything else (and SHOAL-USER) is left alone."""
     rules = iptables_tables(elements)
+    declared = chains(elements)
     out = []
     for table in ("nat", "filter"):
         out.append(f"*{table}")
-        out += [f":{chain} - [0:0]" for chain in IPT_CHAINS[table]]
+        out += [f":{chain} - [0:0]" for chain in declared[table]]
         out += rules[table]
         out.append("COMMIT")
     return "\n".join(out) + "\n"

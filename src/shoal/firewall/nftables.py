@@ -91,6 +91,8 @@ class Nftables(Backend):
 
     def apply_delta(self, added: Elements, removed: Elements,
                     present: Elements | None = None) -> bool:
+        if render.needs_full(added, removed):
+            return False  # the VXLAN guard turned on or off: its rule is in the skeleton
         if added or removed:
             self.run(render.delta(added, removed, present), "update shoal's ruleset")
         return True

@@ -8,6 +8,12 @@ elements only, applied as one transaction of `add element`/`delete element`, and
 of a packet does not depend on how many ports are published. A full apply (`reconcile`,
 `shoal system reload-firewall`) writes the skeleton and every element in one transaction.
 
+The one part of the skeleton that depends on the state is the VXLAN guard (issue 12): on a
+host in a cluster, the input chain drops UDP to the VXLAN port from any source that is not in
+the set `cluster_hosts`; on any other host neither that rule nor that set exists. Turning the
+guard on or off is a full apply; a host joining or leaving the cluster is a change of set
+elements like any other.
+
 Families: IPv4's rules live in `ip shoal`, the bridge-level ones (icc off) in
 `bridge shoal`. IPv6 would get an `ip6 shoal` table with the same skeleton and sets typed
 ipv6_addr (TABLE_FAMILY, and SETS per table); until then its elements are refused here.
@@ -42,6 +48,10 @@ SETS: dict[str, tuple[str, str]] = {
     "host_links": ("ip", "type ifname;"),
 }
 PORT_MAPS = ("ports_any", "ports_ip")
+# the sets that exist only with the VXLAN guard (a host in a cluster): the registered hosts'
+# underlay addresses, whose VXLAN datagrams pass
+GUARD_SETS: dict[str, tuple[str, str]] = {"cluster_hosts": ("ip", "type ipv4_addr;")}
+ALL_SETS = {**SETS, **GUARD_SETS}
 
 SetElements = dict[str, set[str]]
 
@@ -65,7 +75,8 @@ def port_element(p: PortMapping) -> tuple[str, str]:
 
 
 def set_elements(elements: Elements) -> SetElements:
-    """The elements of each of shoal's sets and maps, as nft writes them."""
+    """The elements of each of shoal's sets and maps, as nft writes them (the VXLAN guard's
+    set only where the elements have the guard or cluster hosts)."""
     out: SetElements = {name: set() for name in SETS}
     for net in elements.networks:
         if net.family not in TABLE_FAMILY:
@@ -94,7 +105,26 @@ def set_elements(elements: Elements) -> SetElements:
                        if host_ip != every}
     out["no_icc_ports"] = {_q(i.ifname) for i in elements.isolated}
     out["host_links"] = {_q(h.ifname) for h in elements.host_links}
+    if elements.guards or elements.cluster_hosts:  # (the guard's set, only with it)
+        for host in elements.cluster_hosts:
+            if host.family not in TABLE_FAMILY:
+                _refuse_family(host.family)
+        out["cluster_hosts"] = {h.address for h in elements.cluster_hosts}
     return out
+
+
+def declared_sets(elements: Elements) -> dict[str, tuple[str, str]]:
+    """The sets and maps shoal's tables have with these elements: SETS, and GUARD_SETS with
+    the VXLAN guard."""
+    return ALL_SETS if elements.guards else SETS
+
+
+def _guard_rules(elements: Elements) -> list[str]:
+    """The VXLAN guard's rules in the input chain: UDP to the VXLAN port from a source that
+    is not a registered host is dropped (nothing is accepted: other firewalls and the rest
+    of the hook still decide the others)."""
+    return [f"add rule ip {TABLE} input udp dport {g.port} ip saddr != @cluster_hosts drop"
+            for g in sorted(elements.guards)]
 
 
 def _chains() -> list[str]:
@@ -164,22 +194,30 @@ def _chains() -> list[str]:
 
 def _element_lines(verb: str, elements: SetElements) -> list[str]:
     lines = []
-    for name in SETS:
+    for name in ALL_SETS:
         values = sorted(elements.get(name, ()))
         if values:
-            family = SETS[name][0]
+            family = ALL_SETS[name][0]
             lines.append(f"{verb} element {family} {TABLE} {name} {{ {', '.join(values)} }}")
     return lines
 
 
 def full(elements: Elements) -> str:
-    """One transaction that makes shoal's tables exactly this, keeping the user chain."""
+    """One transaction that makes shoal's tables exactly this, keeping the user chain. Without
+    the VXLAN guard, its set is deleted after the chains that used it were flushed (added
+    first, so that deleting it is safe when it is not there)."""
     lines = [f"add table ip {TABLE}", f"add table bridge {TABLE}"]
-    for name, (family, decl) in SETS.items():
+    declared = declared_sets(elements)
+    for name, (family, decl) in declared.items():
         kind = "map" if ":" in decl else "set"
         lines.append(f"add {kind} {family} {TABLE} {name} {{ {decl} }}")
         lines.append(f"flush {kind} {family} {TABLE} {name}")
     lines += _chains()
+    lines += _guard_rules(elements)
+    for name, (family, decl) in ALL_SETS.items():
+        if name not in declared:
+            lines.append(f"add set {family} {TABLE} {name} {{ {decl} }}")
+            lines.append(f"delete set {family} {TABLE} {name}")
     lines += _element_lines("add", set_elements(elements))
     return "\n".join(lines) + "\n"
 
@@ -188,17 +226,24 @@ def delta(added: Elements, removed: Elements, present: Elements | None = None) -
     """One transaction adding and removing elements. One element of each set that `present`
     gives and that neither changes (the first in order) is deleted and added again: a cheap
     check that the set still holds it (after `nft flush set` it does not, the delete fails,
-    the transaction does nothing and shoal rewrites everything)."""
+    the transaction does nothing and shoal rewrites everything). The VXLAN guard itself is
+    no element of a set: a change that adds or removes it is a full apply's
+    (`needs_full`)."""
     add, rem = set_elements(added), set_elements(removed)
     check = []
     if present:
         pool = set_elements(present)
-        for name in SETS:
-            left = pool[name] - add[name] - rem[name]
+        for name in ALL_SETS:
+            left = pool.get(name, set()) - add.get(name, set()) - rem.get(name, set())
             if left:
                 one = {name: {min(left)}}
                 check += [*_element_lines("delete", one), *_element_lines("add", one)]
     return "\n".join(check + _element_lines("delete", rem) + _element_lines("add", add)) + "\n"
+
+
+def needs_full(added: Elements, removed: Elements) -> bool:
+    """Does this change alter the skeleton (the VXLAN guard turned on or off)?"""
+    return bool(added.guards or removed.guards)
 
 
 def remove() -> str:
