@@ -245,7 +245,7 @@ class Client:
                  resolv_conf: str | None = None) -> None:
         """`resolv_conf`: the host's resolv.conf (default SHOAL_RESOLV_CONF, else
         /etc/resolv.conf), read for the containers' DNS servers."""
-        self.engine = Engine.open(root, run_dir, resolv_conf=resolv_conf)
+        self.engine = Engine.open(root, run_dir, resolv_conf=resolv_conf, join_cluster=True)
         self.networks = NetworkCollection(self)
         self.containers = ContainerCollection(self)
 

@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine.open(args.root, args.run_dir, firewall_backend=args.firewall_backend,
                              ip_forward=args.ip_forward, other_firewalls=args.other_firewalls,
                              resolv_conf=args.resolv_conf, store=args.store,
-                             advertise_addr=args.advertise_addr)
+                             advertise_addr=args.advertise_addr, join_cluster=True)
     except ShoalError as e:
         sys.stderr.write(f"shoal: {e}\n")
         return 125 if args.command == "run" else e.exit_code

@@ -79,15 +79,23 @@ class Engine:
         self.queries = Queries(self.ctx, self.network_ops, self.container_ops, self.sandboxes)
         self.lifecycle = Lifecycle(self.ctx, self.container_ops)
         self.bootstrapped = False
+        # the front ends (the CLI, the Python client) have the host's watcher running at
+        # bootstrap; shoal's own processes (supervisors, the watcher, the plugins) never wait
+        # for it there: a supervisor's command holds the lock a start of it would need
+        self.join_cluster = False
 
     @classmethod
     def open(cls, root: str | None = None, run_dir: str | None = None,
              firewall_backend: str | None = None, ip_forward: str | None = None,
              other_firewalls: str | None = None, resolv_conf: str | None = None,
-             store: str | None = None, advertise_addr: str | None = None) -> Engine:
-        """An engine, bootstrapped."""
-        return cls(root, run_dir, firewall_backend, ip_forward, other_firewalls,
-                   resolv_conf, store, advertise_addr).bootstrap()
+             store: str | None = None, advertise_addr: str | None = None,
+             join_cluster: bool = False) -> Engine:
+        """An engine, bootstrapped; with `join_cluster` (the front ends), joined to its
+        cluster if `store` is given or the host is in one."""
+        engine = cls(root, run_dir, firewall_backend, ip_forward, other_firewalls,
+                     resolv_conf, store, advertise_addr)
+        engine.join_cluster = join_cluster
+        return engine.bootstrap()
 
     def bootstrap(self) -> Engine:
         from .. import dirs
@@ -142,7 +150,8 @@ class Engine:
                     dirs.write_file(ctx.run_fd, BOOT_MARKER, boot.encode(), marker)
         if rebooted:  # unlocked: their supervisors take the lock to start them
             ctx.repairs += self.lifecycle.restore_after_boot()
-        ctx.cluster.join()  # a host in a cluster: its watcher runs
+        if self.join_cluster:  # a host in a cluster: its watcher runs
+            ctx.cluster.join()
         if ctx.netfilter_made and ctx.netfilter.switch_needed():
             with store.locked():
                 if ctx.netfilter.switch_needed():

@@ -31,6 +31,7 @@ import queue
 import socket
 import threading
 import time
+from contextlib import suppress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/shoal/v1/"
 RETRY = 1.0  # seconds between tries while the store cannot be reached
+LOG_MAX = 1 << 20
 
 
 class Watcher:
@@ -61,6 +63,7 @@ class Watcher:
         self.next_keepalive = 0.0
         self.local_dirty = True
         self.first_done = threading.Event()  # the first try to connect is over
+        self.log_dir = -1  # run-dir/cluster (set by main)
 
     # -- connecting -----------------------------------------------------------------------
 
@@ -102,6 +105,8 @@ class Watcher:
         from ..model import now
         from .cluster import DOWN
 
+        if self.connected or self.down_since is None:
+            self.log(f"the store cannot be reached: {why}")
         self.connected = False
         if self.watch is not None:
             self.watch.close()
@@ -413,6 +418,14 @@ class Watcher:
             except (ShoalError, OSError) as e:
                 self.disconnect(str(e))
                 next_try = time.monotonic() + RETRY
+            except Exception as e:  # a bug, or the local store busy: logged, tried again
+                self.log(f"{type(e).__name__}: {e}", trace=True)
+                self.errors["watcher"] = f"the cluster watcher failed: {type(e).__name__}: {e}"
+                self.local_dirty = True
+                if self.connected:  # everything again from a full sync
+                    with suppress(Exception):
+                        self.disconnect(f"after an error: {e}")
+                next_try = time.monotonic() + RETRY
             if not self.first_done.is_set():
                 from .cluster import READY
 
@@ -422,6 +435,24 @@ class Watcher:
             for kind, done in items:
                 if kind == "resync" and done is not None:
                     done.set()
+
+    def log(self, line: str, trace: bool = False) -> None:
+        """A line in run-dir/cluster/watcher.log (kept under LOG_MAX bytes): what went wrong,
+        for whoever debugs it (doctor shows the watcher's errors)."""
+        import traceback
+
+        from ..model import now
+
+        text = f"{now()} {line}\n" + (traceback.format_exc() if trace else "")
+        with suppress(OSError):
+            fd = os.open("watcher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=self.log_dir)
+            try:
+                if os.fstat(fd).st_size > LOG_MAX:
+                    os.ftruncate(fd, 0)
+                os.write(fd, text.encode(errors="replace"))
+            finally:
+                os.close(fd)
 
     def status(self) -> dict[str, Any]:
         return {"ok": True, "host": self.host_id, "address": str(self.address),
@@ -527,6 +558,7 @@ def main(argv: list[str]) -> int:
     engine.ctx.cluster.is_watcher = True
     engine.bootstrap()
     watcher = Watcher(engine)
+    watcher.log_dir = cluster_fd
     threading.Thread(target=_serve, args=(control, watcher), daemon=True,
                      name="control").start()
     try:
