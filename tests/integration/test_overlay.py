@@ -316,3 +316,19 @@ def test_300_containers_over_three_hosts_reach_each_other(tmp_path: Path) -> Non
             assert host.ping_ok(a, ips[b][1]), f"{a} cannot reach {b} at {ips[b][1]}"
         for a, b in pairs[:5]:
             assert dig(ips[a][0], a, b) == [ips[b][1]]
+
+
+def test_connect_and_disconnect_a_running_container(tmp_path: Path) -> None:
+    with overlay_lab(tmp_path) as lab:
+        h1, h2, _ = lab.hosts
+        h1.shoal("network", "create", "-d", "overlay", "--subnet", "10.50.0.0/16", "ov")
+        run(h1, "a")
+        run(h2, "b", "bridge")  # on the default bridge first, then connected
+        h2.shoal("network", "connect", "--alias", "bee", "ov", "b")
+        ip_b = h2.ip_of("b", "ov")
+        h1.wait_for(lambda: h1.ping_ok("a", ip_b), what="a pings b")
+        assert dig(h1, "a", "bee") == [ip_b]
+        h2.shoal("network", "disconnect", "ov", "b")
+        h1.wait_for(lambda: ip_b not in remotes(h1), what="b forgotten on host 1")
+        assert not h1.ping_ok("a", ip_b) and dig(h1, "a", "bee") == []
+        assert ip_b not in vxlan_entries(h1)[1]
