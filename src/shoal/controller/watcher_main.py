@@ -54,7 +54,11 @@ class Watcher:
         self.host_id = self.cluster.host_id
         self.address = self.cluster.address
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.lease: int | None = None
+        from .cluster import LEASE
+
+        # the lease the last watcher kept, if it is still alive: kept (connect checks)
+        lease = self.store.get_meta(LEASE)
+        self.lease: int | None = int(lease) if lease and lease.isdigit() else None
         self.connected = False
         self.down_since: str | None = None
         self.published: dict[str, bytes] = {}  # endpoint key -> the value this host put
@@ -284,7 +288,7 @@ class Watcher:
 
     def publish(self) -> None:
         """This host's overlay endpoints into the store, as the local store has them now."""
-        if not self.local_dirty or not self.connected and self.lease is None:
+        if not self.local_dirty or self.lease is None:
             return
         from ..cluster import endpoints
         from ..model import RemoteEndpoint
@@ -328,7 +332,11 @@ class Watcher:
         from ..cluster import endpoints, hosts, networks
         from ..store.protocol import PUT
 
-        hosts_changed = False
+        hosts_changed = any(ev.key.startswith(hosts.HOSTS_PREFIX) for ev in events)
+        addresses = None
+        if hosts_changed:  # (read before the lock: no round trip while commands wait)
+            kvs, _ = self.gs().get_prefix(hosts.HOSTS_PREFIX)
+            addresses = [a for a in (_host_address(kv) for kv in kvs) if a]
         with self.store.locked():
             for ev in events:
                 if ev.key.startswith(networks.NETWORKS_PREFIX):
@@ -350,6 +358,9 @@ class Watcher:
                         if ep is None or ep.host == self.host_id:
                             continue
                         if ep.network_id in self._local_overlays():
+                            for old in self.store.remotes(ep.network_id):
+                                if old.id == ep.id and old != ep:  # moved: the old entries go
+                                    self._remove_remote(old)
                             self._add_remote(ep)
                     else:
                         if ev.key in self.published:  # ours, deleted by someone: put back
@@ -358,11 +369,8 @@ class Watcher:
                         for ep in self.store.remotes(where[0]):
                             if ep.id == where[1]:
                                 self._remove_remote(ep)
-                elif ev.key.startswith(hosts.HOSTS_PREFIX):
-                    hosts_changed = True
-            if hosts_changed:
-                kvs, _ = self.gs().get_prefix(hosts.HOSTS_PREFIX)
-                self._set_hosts([a for a in (_host_address(kv) for kv in kvs) if a])
+            if addresses is not None:
+                self._set_hosts(addresses)
 
     # -- the loop ---------------------------------------------------------------------------
 
