@@ -186,7 +186,7 @@ def test_global_options() -> None:
         ["network", "create", "--bogus", "n"],
         ["network", "create", "--label", "nokv", "n"],
         ["network", "create", "--label", "=v", "n"],
-        ["network", "create", "-o", "x", "n"],
+        ["network", "create", "-o", "=v", "n"],  # (a bare KEY is Docker's --opt encrypted)
         ["ps", "--last", "two"],  # (--format takes any Go template, as in Docker)
         ["network", "ls", "-f", "novalue"],
         ["network", "frobnicate"],
@@ -282,3 +282,11 @@ def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[s
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: shoal") and "options:" in out
+
+
+def test_store_and_advertise_addr_are_global_options_and_opt_takes_a_bare_key() -> None:
+    args = build_parser().parse_args(["--store", "etcd://10.0.0.1:2379", "--advertise-addr",
+                                      "10.0.0.5", "network", "create", "-d", "overlay", "-o",
+                                      "encrypted", "--attachable", "ov"])
+    assert (args.store, args.advertise_addr) == ("etcd://10.0.0.1:2379", "10.0.0.5")
+    assert args.opt == [("encrypted", "")] and args.attachable and args.driver == "overlay"

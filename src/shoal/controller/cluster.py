@@ -24,6 +24,7 @@ import os
 from contextlib import suppress
 
 from ..errors import InvalidArgument, ShoalError
+from .services import alive as _alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,6 +78,10 @@ class ClusterLink:
             parse_address(advertise)
         self.given_address = advertise
         self.is_watcher = False  # set in the watcher's own process
+        from .services import Service
+
+        self.process = Service(ctx, WATCHER, "cluster", WATCHER_SOCKET, "the cluster watcher",
+                               WATCHER_BOOT, WATCHER_START_TIMEOUT, WATCHER_REPLY_TIMEOUT)
         self._global: GlobalStore | None = None
         self._meta: dict[str, str] | None = None
 
@@ -300,11 +305,7 @@ class ClusterLink:
     # -- the watcher -------------------------------------------------------------------------
 
     def watcher_record(self) -> tuple[int, int | None] | None:
-        value = self.ctx.store.get_meta(WATCHER)
-        if not value:
-            return None
-        pid, _, start = value.partition(" ")
-        return int(pid), int(start) if start.isdigit() else None
+        return self.process.record()
 
     def check_alive(self) -> bool:
         record = self.watcher_record()
@@ -333,54 +334,12 @@ class ClusterLink:
                                     f"{e}; run shoal system reconcile")
 
     def start_watcher(self) -> None:
-        """Start the watcher and wait until it has synced with the store once (or found it
-        unreachable: it goes on trying)."""
-        import subprocess
-        import sys
-
-        from ..runtime import pids
-        from .resolver import _kill, _read_report
-        from .supervise import package_parent, supervisor_env
-
-        ctx = self.ctx
-        os.close(self._dir())
-        read_end, write_end = os.pipe()
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", WATCHER_BOOT, package_parent(), ctx.root,
-                 ctx.run_dir, str(write_end)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_end,), start_new_session=True, close_fds=True, cwd="/",
-                env=supervisor_env(os.environ))
-        finally:
-            os.close(write_end)
-        with os.fdopen(read_end) as pipe:
-            report = _read_report(pipe, WATCHER_START_TIMEOUT).replace("embedded resolver",
-                                                               "cluster watcher")
-        if not report.startswith("ok"):
-            _kill(proc.pid)
-            proc.wait()
-            raise ShoalError(report.partition("\t")[2] or "the cluster watcher died while "
-                             "starting")
-        with ctx.store.transaction():
-            ctx.store.set_meta(WATCHER, f"{proc.pid} {pids.start_time(proc.pid) or ''}")
+        """Start the watcher (it reports once its control socket listens; its first sync
+        comes after, when the starter's lock is released: see join)."""
+        self.process.start([self.ctx.root, self.ctx.run_dir])
 
     def stop_watcher(self, record: tuple[int, int | None] | None = None) -> None:
-        from ..runtime import pids
-        from .resolver import _kill
-
-        record = record or self.watcher_record()
-        if record is None:
-            return
-        if _alive(*record):
-            try:
-                self.request({"op": "stop"}, record)
-            except (ShoalError, OSError):
-                _kill(record[0])
-            if not pids.wait_gone(record[0], record[1], 5.0):
-                _kill(record[0])
-                pids.wait_gone(record[0], record[1], 5.0)
-        self._forget(record)
+        self.process.stop(record)
 
     def status(self) -> dict[str, Any] | None:
         record = self.watcher_record()
@@ -391,9 +350,6 @@ class ClusterLink:
     def repair(self) -> str | None:
         """For `system reconcile`: the watcher runs (in a cluster) and has synced everything
         again. A line saying what was wrong, or None."""
-        from ..runtime import pids
-        from .resolver import _kill
-
         if self.is_watcher or self.meta() is None:
             return None
         record = self.watcher_record()
@@ -402,9 +358,7 @@ class ClusterLink:
                 self.request({"op": "resync"}, record)
                 return None
             except ShoalError:
-                _kill(record[0])
-                pids.wait_gone(record[0], record[1], 5.0)
-                self._forget(record)
+                self.process.kill_and_forget(record)
                 self.start_watcher()
                 return f"the cluster watcher (pid {record[0]}) did not answer; started again"
         if record is not None:
@@ -415,48 +369,7 @@ class ClusterLink:
 
     def request(self, message: dict[str, Any], record: tuple[int, int | None],
                 timeout: float = WATCHER_REPLY_TIMEOUT) -> dict[str, Any]:
-        import json
-        import socket
-
-        fd = self._dir()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(f"/proc/self/fd/{fd}/{WATCHER_SOCKET}")
-            sock.sendall(json.dumps(message).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError as e:
-            raise ShoalError(f"the cluster watcher (pid {record[0]}) does not answer: "
-                             f"{e.strerror or e}") from None
-        finally:
-            sock.close()
-            os.close(fd)
-        try:
-            reply = json.loads(data)
-        except ValueError:
-            raise ShoalError(f"the cluster watcher (pid {record[0]}) gave no answer") from None
-        if not reply.get("ok"):
-            raise ShoalError(reply.get("error") or "the cluster watcher refused the request")
-        return reply
+        return self.process.request(message, record, timeout)
 
     def _forget(self, record: tuple[int, int | None]) -> None:
-        with self.ctx.store.transaction():
-            if self.watcher_record() == record:
-                self.ctx.store.delete_meta(WATCHER)
-
-    def _dir(self) -> int:
-        from .. import dirs
-
-        return dirs.subdir(self.ctx.run_fd, "cluster", os.path.join(self.ctx.run_dir,
-                                                                    "cluster"))
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    from ..runtime import pids
-
-    return pids.alive(pid, start)
+        self.process.forget(record)

@@ -28,9 +28,8 @@ starts a new one at the end of the command if it died (killed -9, a host restart
 
 from __future__ import annotations
 
-import os
-
 from ..errors import ShoalError
+from .services import alive as _alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,7 +52,11 @@ RESOLVER_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
 
 class ResolverLink:
     def __init__(self, ctx: Context) -> None:
+        from .services import Service
+
         self.ctx = ctx
+        self.process = Service(ctx, META, "dns", CONTROL, "the embedded resolver", RESOLVER_BOOT,
+                               START_TIMEOUT, REPLY_TIMEOUT)
         self.restart = False  # found dead at this command's first lock
         self._serves_names: dict[str, bool] = {}  # network id -> files.embedded_dns
 
@@ -114,7 +117,6 @@ class ResolverLink:
     def repair(self) -> str | None:
         """For `system reconcile`: the resolver runs if and only if something needs it, and
         serves everything the store has. A line saying what was wrong, or None."""
-        from ..runtime import pids
 
         self.restart = False
         self.ctx.store.take_touched()  # everything is synced below
@@ -131,9 +133,7 @@ class ResolverLink:
                 reply = self.request({"op": "sync", "ids": None,
                                       "resolv_conf": self.ctx.resolv_conf}, record)
             except ShoalError:
-                _kill(record[0])
-                pids.wait_gone(record[0], record[1], 5.0)
-                self._forget(record)
+                self.process.kill_and_forget(record)
                 line = f"the embedded resolver (pid {record[0]}) did not answer; killed it"
                 record = None
             else:
@@ -182,11 +182,7 @@ class ResolverLink:
         return known
 
     def record(self) -> tuple[int, int | None] | None:
-        value = self.ctx.store.get_meta(META)
-        if not value:
-            return None
-        pid, _, start = value.partition(" ")
-        return int(pid), int(start) if start.isdigit() else None
+        return self.process.record()
 
     def status(self) -> dict[str, Any] | None:
         """What the running resolver serves ({"listeners": {sandbox id: [udp port, tcp port,
@@ -199,94 +195,19 @@ class ResolverLink:
 
     def start(self) -> None:
         """Start the resolver and wait until it serves every sandbox the store has."""
-        import subprocess
-        import sys
-
-        from ..runtime import pids
-        from .supervise import package_parent, supervisor_env
-
         ctx = self.ctx
-        os.close(self._dns_dir())
-        read_end, write_end = os.pipe()
-        try:
-            # isolated, from "/", with only shoal's own variables (see run_detached)
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", RESOLVER_BOOT, package_parent(), ctx.root,
-                 ctx.run_dir, ctx.resolv_conf, str(write_end)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_end,), start_new_session=True, close_fds=True, cwd="/",
-                env=supervisor_env(os.environ),
-            )
-        finally:
-            os.close(write_end)
-        with os.fdopen(read_end) as pipe:
-            report = _read_report(pipe, START_TIMEOUT)
-        if not report.startswith("ok"):
-            _kill(proc.pid)
-            proc.wait()
-            raise ShoalError(report.partition("\t")[2] or
-                             "the embedded resolver died while starting")
-        with ctx.store.transaction():
-            ctx.store.set_meta(META, f"{proc.pid} {pids.start_time(proc.pid) or ''}")
+        self.process.start([ctx.root, ctx.run_dir, ctx.resolv_conf])
 
     def stop(self, record: tuple[int, int | None] | None = None) -> None:
-        from ..runtime import pids
-
-        record = record or self.record()
-        if record is None:
-            return
-        if _alive(*record):
-            try:
-                self.request({"op": "stop"}, record)
-            except (ShoalError, OSError):
-                _kill(record[0])
-            if not pids.wait_gone(record[0], record[1], 5.0):
-                _kill(record[0])
-                pids.wait_gone(record[0], record[1], 5.0)
-        self._forget(record)
+        self.process.stop(record)
 
     def request(self, message: dict[str, Any], record: tuple[int, int | None]
                 ) -> dict[str, Any]:
         """One request over the control socket, and its answer."""
-        import json
-        import socket
-
-        fd = self._dns_dir()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            sock.settimeout(REPLY_TIMEOUT)
-            # through the directory's descriptor: no component of the path is looked up again
-            sock.connect(f"/proc/self/fd/{fd}/{CONTROL}")
-            sock.sendall(json.dumps(message).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError as e:
-            raise ShoalError(f"the embedded resolver (pid {record[0]}) does not answer: "
-                             f"{e.strerror or e}") from None
-        finally:
-            sock.close()
-            os.close(fd)
-        try:
-            reply = json.loads(data)
-        except ValueError:
-            raise ShoalError(f"the embedded resolver (pid {record[0]}) gave no answer") from None
-        if not reply.get("ok"):
-            raise ShoalError(reply.get("error") or "the embedded resolver refused the request")
-        return reply
+        return self.process.request(message, record)
 
     def _forget(self, record: tuple[int, int | None]) -> None:
-        with self.ctx.store.transaction():
-            if self.record() == record:
-                self.ctx.store.delete_meta(META)
-
-    def _dns_dir(self) -> int:
-        from .. import dirs
-
-        return dirs.subdir(self.ctx.run_fd, "dns", os.path.join(self.ctx.run_dir, "dns"))
+        self.process.forget(record)
 
 
 def sandbox_view(store: Store, sandbox_id: str) -> View | None:
@@ -360,27 +281,3 @@ def _unique(names: list[str]) -> list[str]:
 
 def _owned(sandbox: Sandbox | None) -> bool:
     return sandbox is None or sandbox.owned  # (None: a container's, not recorded yet)
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    from ..runtime import pids
-
-    return pids.alive(pid, start)
-
-
-def _kill(pid: int) -> None:
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _read_report(pipe: Any, timeout: float) -> str:
-    import select
-
-    ready, _, _ = select.select([pipe], [], [], timeout)
-    if not ready:
-        return "err\tthe embedded resolver did not start within " f"{timeout:.0f} s"
-    return pipe.read()

@@ -19,7 +19,8 @@ it syncs once (or finds the store down), opens run-dir/cluster/control, writes "
 
 Control requests, one JSON line each, one JSON line back:
   {"op": "sync"}    -> {"ok": true}     (the local endpoints are published right after)
-  {"op": "resync"}  -> {"ok": true, ...} (after a full sync: system reconcile)
+  {"op": "resync"}  -> {"ok": true}     (a full sync follows: system reconcile)
+  {"op": "ready"}   -> the status, once the first try to sync is over
   {"op": "status"}  -> {"ok": true, "host", "address", "lease", "down", "remotes", "errors"}
   {"op": "stop"}    -> {"ok": true}, then the process exits"""
 
@@ -510,11 +511,9 @@ def _serve(control: socket.socket, watcher: Watcher) -> None:
             if op == "sync":
                 watcher.queue.put(("sync", None))
                 reply: dict[str, Any] = {"ok": True}
-            elif op == "resync":
-                done = threading.Event()
-                watcher.queue.put(("resync", done))
-                done.wait(20)
-                reply = {"ok": True, **watcher.status()}
+            elif op == "resync":  # (queued: the asker holds the lock a sync needs)
+                watcher.queue.put(("resync", None))
+                reply = {"ok": True}
             elif op == "ready":
                 watcher.first_done.wait(20)
                 reply = watcher.status()
