@@ -160,7 +160,12 @@ class Watcher:
                     self.gs().put(kv.key, kv.value, lease=self.lease,
                                   if_revision=kv.mod_revision)
             except Conflict as e:
-                self.errors[f"block {block}"] = str(e)
+                # another host took it while this one's lease was lost: no new address comes
+                # from it here (the containers that have one keep it; doctor says so)
+                self.errors[f"block {block}"] = (f"{e}; it was this host's before its lease "
+                                                 "expired")
+                with self.store.locked(), self.store.transaction():
+                    self.store.delete_block(network_id, block)
 
     # -- syncing --------------------------------------------------------------------------
 
