@@ -52,7 +52,9 @@ class Watcher:
         self.host_id = self.cluster.host_id
         self.address = self.cluster.address
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.lease: int | None = None
+        # the lease the host's last watcher kept (meta "cluster.lease"): taken over if it is
+        # still alive, so that a killed watcher's successor keeps the host's keys on it
+        self.lease: int | None = _recorded_lease(self.store)
         self.connected = False
         self.down_since: str | None = None
         self.published: dict[str, bytes] = {}  # endpoint key -> the value this host put
@@ -172,7 +174,9 @@ class Watcher:
                 if ep is None:
                     continue
                 if ep.host == self.host_id:
-                    mine[kv.key] = kv.value
+                    # one left on another lease (a killed watcher's) is put again on this
+                    # one, or deleted: b"" differs from every record
+                    mine[kv.key] = kv.value if kv.lease == self.lease else b""
                 else:
                     remote[ep.id] = ep
             elif kv.key.startswith(hosts.HOSTS_PREFIX):
@@ -422,6 +426,13 @@ class Watcher:
         return {"ok": True, "host": self.host_id, "address": str(self.address),
                 "lease": self.lease, "connected": self.connected, "down": self.down_since,
                 "published": len(self.published), "errors": dict(self.errors)}
+
+
+def _recorded_lease(store: Any) -> int | None:
+    from .cluster import LEASE
+
+    value = store.get_meta(LEASE)
+    return int(value) if value and value.isdigit() else None
 
 
 def _kv(ev: Event) -> KeyValue:
