@@ -383,8 +383,8 @@ class ClusterLink:
         return self.request({"op": "status"}, record)
 
     def repair(self) -> str | None:
-        """For `system reconcile`: the watcher runs (in a cluster) and has synced everything
-        again. A line saying what was wrong, or None."""
+        """For `system reconcile` (the lock held): the watcher runs (in a cluster) and syncs
+        everything again once the lock is released. A line saying what was wrong, or None."""
         from ..runtime import pids
         from .resolver import _kill
 
@@ -393,7 +393,8 @@ class ClusterLink:
         record = self.watcher_record()
         if record is not None and _alive(*record):
             try:
-                self.request({"op": "resync"}, record)
+                # (answered at once: the caller holds the lock the full sync needs)
+                self.request({"op": "resync", "wait": False}, record)
                 return None
             except ShoalError:
                 _kill(record[0])

@@ -19,7 +19,8 @@ it syncs once (or finds the store down), opens run-dir/cluster/control, writes "
 
 Control requests, one JSON line each, one JSON line back:
   {"op": "sync"}    -> {"ok": true}     (the local endpoints are published right after)
-  {"op": "resync"}  -> {"ok": true, ...} (after a full sync: system reconcile)
+  {"op": "resync"}  -> {"ok": true, ...} (after a full sync; with "wait": false at once,
+                                         the sync after: system reconcile holds the lock)
   {"op": "status"}  -> {"ok": true, "host", "address", "lease", "down", "remotes", "errors"}
   {"op": "stop"}    -> {"ok": true}, then the process exits"""
 
@@ -480,7 +481,8 @@ def _serve(control: socket.socket, watcher: Watcher) -> None:
             elif op == "resync":
                 done = threading.Event()
                 watcher.queue.put(("resync", done))
-                done.wait(20)
+                if request.get("wait", True):  # (not with the lock held: the sync takes it)
+                    done.wait(20)
                 reply = {"ok": True, **watcher.status()}
             elif op == "ready":
                 watcher.first_done.wait(20)
