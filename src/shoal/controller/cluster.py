@@ -149,6 +149,9 @@ class ClusterLink:
                     self._forget(record)
                 self.start_watcher()
                 started = True
+                if record is not None:  # (what `system reconcile` reports)
+                    self.ctx.repairs.append(f"the cluster watcher (pid {record[0]}) had "
+                                            "died; started again")
         if started:  # (unlocked: its first sync takes the lock) what the cluster has is here
             record = self.watcher_record()
             if record is not None:
