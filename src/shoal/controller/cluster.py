@@ -158,6 +158,8 @@ class ClusterLink:
             if record is None or not _alive(*record):
                 if record is not None:
                     self._forget(record)
+                    self.ctx.repairs.append(f"the cluster watcher (pid {record[0]}) had "
+                                            "died; started again")
                 self.start_watcher()
         # (unlocked: its first sync takes the lock) what the cluster has is here once the
         # watcher, started by this command or another just now, has synced once
@@ -348,14 +350,15 @@ class ClusterLink:
         return self.request({"op": "status"}, record)
 
     def repair(self) -> str | None:
-        """For `system reconcile`: the watcher runs (in a cluster) and has synced everything
-        again. A line saying what was wrong, or None."""
+        """For `system reconcile` (the lock held): the watcher runs (in a cluster) and syncs
+        everything again once the lock is released. A line saying what was wrong, or None."""
         if self.is_watcher or self.meta() is None:
             return None
         record = self.watcher_record()
         if record is not None and _alive(*record):
             try:
-                self.request({"op": "resync"}, record)
+                # (answered at once: the caller holds the lock the full sync needs)
+                self.request({"op": "resync", "wait": False}, record)
                 return None
             except ShoalError:
                 self.process.kill_and_forget(record)

@@ -19,8 +19,8 @@ it syncs once (or finds the store down), opens run-dir/cluster/control, writes "
 
 Control requests, one JSON line each, one JSON line back:
   {"op": "sync"}    -> {"ok": true}     (the local endpoints are published right after)
-  {"op": "resync"}  -> {"ok": true}     (a full sync follows: system reconcile)
-  {"op": "ready"}   -> the status, once the first try to sync is over
+  {"op": "resync"}  -> {"ok": true, ...} (after a full sync; with "wait": false at once,
+                                         the sync after: system reconcile holds the lock)
   {"op": "status"}  -> {"ok": true, "host", "address", "lease", "down", "remotes", "errors"}
   {"op": "stop"}    -> {"ok": true}, then the process exits"""
 
@@ -55,11 +55,9 @@ class Watcher:
         self.host_id = self.cluster.host_id
         self.address = self.cluster.address
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue()
-        from .cluster import LEASE
-
-        # the lease the last watcher kept, if it is still alive: kept (connect checks)
-        lease = self.store.get_meta(LEASE)
-        self.lease: int | None = int(lease) if lease and lease.isdigit() else None
+        # the lease the host's last watcher kept (meta "cluster.lease"): taken over if it is
+        # still alive, so that a killed watcher's successor keeps the host's keys on it
+        self.lease: int | None = _recorded_lease(self.store)
         self.connected = False
         self.down_since: str | None = None
         self.published: dict[str, bytes] = {}  # endpoint key -> the value this host put
@@ -187,7 +185,9 @@ class Watcher:
                 if ep is None:
                     continue
                 if ep.host == self.host_id:
-                    mine[kv.key] = kv.value
+                    # one left on another lease (a killed watcher's) is put again on this
+                    # one, or deleted: b"" differs from every record
+                    mine[kv.key] = kv.value if kv.lease == self.lease else b""
                 else:
                     remote[ep.id] = ep
             elif kv.key.startswith(hosts.HOSTS_PREFIX):
@@ -474,6 +474,13 @@ class Watcher:
                 "published": len(self.published), "errors": dict(self.errors)}
 
 
+def _recorded_lease(store: Any) -> int | None:
+    from .cluster import LEASE
+
+    value = store.get_meta(LEASE)
+    return int(value) if value and value.isdigit() else None
+
+
 def _kv(ev: Event) -> KeyValue:
     from ..store.protocol import KeyValue
 
@@ -516,9 +523,12 @@ def _serve(control: socket.socket, watcher: Watcher) -> None:
             if op == "sync":
                 watcher.queue.put(("sync", None))
                 reply: dict[str, Any] = {"ok": True}
-            elif op == "resync":  # (queued: the asker holds the lock a sync needs)
-                watcher.queue.put(("resync", None))
-                reply = {"ok": True}
+            elif op == "resync":
+                done = threading.Event()
+                watcher.queue.put(("resync", done))
+                if request.get("wait", True):  # (not with the lock held: the sync takes it)
+                    done.wait(20)
+                reply = {"ok": True, **watcher.status()}
             elif op == "ready":
                 watcher.first_done.wait(20)
                 reply = watcher.status()
