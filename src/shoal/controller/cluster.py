@@ -24,6 +24,7 @@ import os
 from contextlib import suppress
 
 from ..errors import InvalidArgument, ShoalError
+from ..faults import crashpoint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ class ClusterLink:
         from ..cluster import networks
 
         return networks.create(self.require_store(f"creating overlay network {net.name}"),
-                               net)
+                               net, self.host_id)
 
     def remove_network(self, net: Network) -> None:
         """Remove an overlay from the cluster: refused while another host has endpoints on
@@ -288,6 +289,7 @@ class ClusterLink:
         leases = BlockLeases(self.require_store(f"a new address block of network {net.name}"),
                              net.id, net.subnet, self.host_id, int(lease))
         got = leases.claim() if block is None else leases.claim_block(block)
+        crashpoint("run:block")
         self.ctx.store.add_block(net.id, str(got))
         return got
 
