@@ -133,6 +133,8 @@ class ClusterLink:
         changed = self._changed(meta)
         record = self.watcher_record()
         if not changed and record is not None and _alive(*record):
+            if not self._synced():
+                self._wait_ready()
             return
         store = self.ctx.store
         started = False
@@ -153,11 +155,22 @@ class ClusterLink:
                 if record is not None:  # (what `system reconcile` reports)
                     self.ctx.repairs.append(f"the cluster watcher (pid {record[0]}) had "
                                             "died; started again")
-        if started:  # (unlocked: its first sync takes the lock) what the cluster has is here
-            record = self.watcher_record()
-            if record is not None:
-                with suppress(ShoalError):
-                    self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
+        if started or not self._synced():  # (unlocked: its first sync takes the lock)
+            self._wait_ready()
+
+    def _synced(self) -> bool:
+        """Has a watcher of this host been through its first sync (it holds a lease, or found
+        the store down)? Until then a command does not see the cluster's overlays."""
+        store = self.ctx.store
+        return store.get_meta(LEASE) is not None or store.get_meta(DOWN) is not None
+
+    def _wait_ready(self) -> None:
+        """Wait until the watcher (one this command or a concurrent one started) has synced
+        once: what the cluster has is here then."""
+        record = self.watcher_record()
+        if record is not None:
+            with suppress(ShoalError):
+                self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
 
     def _changed(self, meta: dict[str, str] | None) -> bool:
         return meta is None or (self.given_store is not None and
