@@ -36,6 +36,18 @@ def overlay_lab(base: Path, size: int = 3, backend: str | None = None) -> Iterat
     # (only when the block passed: a failure's own error is the one to see)
     assert not lab.notes, lab.notes
     assert all(m.pid is None for m in lab.etcd.members)
-    assert not lab.hosts[0]._our_processes(spaces), "a host's process outlived the lab"
+    left = lab.hosts[0]._our_processes(spaces)
+    assert not left, f"a host's process outlived the lab: {_commands(left)}"
     assert not any(h.mounts() for h in lab.hosts)
     assert not os.path.ismount(lab.ns)
+
+
+def _commands(pids: list[int]) -> dict[int, str]:
+    """PID -> command line (what a leftover process is, for the failure's message)."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            out[pid] = "(gone)"
+    return out

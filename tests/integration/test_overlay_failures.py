@@ -235,6 +235,11 @@ def test_with_etcd_down_traffic_and_bridges_work_overlay_changes_fail_then_conve
         assert {"ov", "spare"} <= set(names), names
         doctor = h.shoal("doctor", check=False).stdout
         assert not [line for line in doctor.splitlines() if line.startswith("FAIL")], doctor
+    # every host's records are back on the lease its watcher keeps alive
+    keys = cluster_keys(h1)
+    for h in lab.hosts:
+        lease = int(meta(h, "cluster.lease") or 0)
+        assert {keys[k].lease for k in records_of(keys, host_id(h))} == {lease}, h.name
     # and overlay operations work again
     h2.shoal("network", "rm", "spare")
     h1.shoal("network", "create", "-d", "overlay", "--subnet", "10.52.0.0/16", "ov2")
