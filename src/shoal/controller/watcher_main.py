@@ -279,8 +279,12 @@ class Watcher:
             if wanted.get(ep_id) != ep:
                 self._remove_remote(ep)
         for ep_id, ep in wanted.items():
-            if ep.network_id in local and have.get(ep_id) != ep:
+            if ep.network_id not in local:
+                continue
+            if have.get(ep_id) != ep:
                 self._add_remote(ep)
+            else:  # known: its entries again, in case they went (a full sync is rare)
+                self._program(ep)
 
     def _add_remote(self, ep: RemoteEndpoint) -> None:
         with self.store.transaction():
