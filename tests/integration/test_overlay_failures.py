@@ -279,6 +279,16 @@ def test_a_killed_watcher_is_started_again_and_catches_up(lab: Any) -> None:
             or "/hosts/" in k]
     assert len(ours) == 3, ours
     assert {keys[k].lease for k in ours} == {lease}
+    # entries lost from the kernel (flushed by hand) are programmed again by reconcile
+    mac1 = mac_of(h1, "c1", "ov")
+    dev = f"vx-{net[:12]}"
+    h2.in_ns(h2.ns, "bridge", "fdb", "del", mac1, "dev", dev, "dst", h1.address, check=True)
+    h2.in_ns(h2.ns, "ip", "neigh", "del", ip1, "dev", dev, check=True)
+    assert mac1 not in fdb(h2, net)
+    h2.shoal("system", "reconcile")
+    h2.wait_for(lambda: fdb(h2, net).get(mac1) == h1.address, PROPAGATION,
+                "c1's forwarding entry on h2 again")
+    assert h2.ping_ok("c2", ip1)
     # `system reconcile` starts a killed watcher too, and leaves a live one running
     os.kill(again, signal.SIGKILL)
     h2.wait_for(lambda: not alive(again), 10, "the watcher to die")
