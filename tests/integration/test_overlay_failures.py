@@ -177,6 +177,9 @@ def test_a_dead_hosts_lease_records_and_entries_go_and_nothing_else(lab: Any) ->
     assert h1.ping_ok("c1", ips[1]) and h2.ping_ok("c2", ips[0])
     assert fdb(h1, net)[mac_of(h2, "c2", "ov")] == h2.address
     assert not h1.ping_ok("c1", ips[2])
+    for h in (h1, h2):
+        doctor = h.shoal("doctor", check=False).stdout
+        assert not [line for line in doctor.splitlines() if line.startswith("FAIL")], doctor
 
 
 # -- 2. etcd unreachable, then back ---------------------------------------------------------
