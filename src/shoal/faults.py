@@ -16,6 +16,11 @@ POINTS = (
     "connect:row", "connect:attached",
     "disconnect:row",
 )
+# the points only overlay operations pass (in a cluster: tests/integration/
+# test_overlay_failures.py), besides network-create:* and network-rm:row: after the VNI is
+# taken, after the cluster's record is written or removed, after a new address block is leased
+OVERLAY_POINTS = ("network-create:vni", "network-create:global", "network-rm:global",
+                  "run:block")
 # the points shoal-cni passes besides connect:* and disconnect:row (plugins/cni/commands.py)
 CNI_POINTS = ("cni-add:sandbox", "cni-add:published", "cni-del:endpoint")
 

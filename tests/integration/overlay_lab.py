@@ -37,18 +37,17 @@ def overlay_lab(base: Path, size: int = 3, backend: str | None = None) -> Iterat
     assert not lab.notes, lab.notes
     assert all(m.pid is None for m in lab.etcd.members)
     left = lab.hosts[0]._our_processes(spaces)
-    assert not left, "a host's process outlived the lab: " + "; ".join(
-        f"{pid} {_cmdline(pid)}" for pid in left)
+    assert not left, f"a host's process outlived the lab: {_commands(left)}"
     assert not any(h.mounts() for h in lab.hosts)
     assert not os.path.ismount(lab.ns)
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return f"[{state}] {cmd[:200]}"
-    except OSError:
-        return "(gone)"
+def _commands(pids: list[int]) -> dict[int, str]:
+    """PID -> command line (what a leftover process is, for the failure's message)."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            out[pid] = "(gone)"
+    return out

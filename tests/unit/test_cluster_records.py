@@ -160,3 +160,30 @@ def test_claim_block_for_an_address_asked_for() -> None:
         b.claim_block(block)
     with pytest.raises(InvalidArgument, match="not an address block"):
         b.claim_block(IPv4Network("10.50.0.0/25"))
+
+
+def test_free_vnis_deletes_only_the_hosts_own_vnis_of_no_network() -> None:
+    store = MemoryStore()
+    kept = networks.create(store, _net("kept", "k" * 64), host="h1")
+    # creators killed between the VNI and the record: one of h1, one of h2, one unsigned
+    for vni, value in ((5000, b'{"network": "gone1", "host": "h1"}'),
+                       (5001, b'{"network": "gone2", "host": "h2"}'),
+                       (5002, b'{"network": "gone3"}')):
+        store.put(f"{networks.VNI_PREFIX}{vni}", value)
+    assert networks.free_vnis(store, "h1") == [5000]
+    left = {kv.key for kv in store.get_prefix(networks.VNI_PREFIX)[0]}
+    assert left == {f"{networks.VNI_PREFIX}{v}" for v in
+                    (networks.vni_of(kept), 5001, 5002)}
+
+
+def test_release_vni_deletes_a_removed_networks_vni_only_while_it_names_it() -> None:
+    store = MemoryStore()
+    net = networks.create(store, _net())
+    store.delete(networks.NETWORKS_PREFIX + net.name)  # (a rm killed after the record)
+    assert networks.release_vni(store, net)
+    assert store.get_prefix(networks.VNI_PREFIX)[0] == []
+    # taken meanwhile by a new network: not the removed one's to delete
+    again = networks.create(store, _net("again", "b" * 64,
+                                        options={networks.VNI_OPTION: str(networks.vni_of(net))}))
+    assert not networks.release_vni(store, net)
+    assert store.get(f"{networks.VNI_PREFIX}{networks.vni_of(again)}") is not None

@@ -7,7 +7,10 @@ Both written with create-if-absent (`protocol.create`), so two hosts creating a 
 one name, or taking one VNI, at the same moment cannot both succeed: the network's name is
 its key, which makes the name unique across the cluster in one step. A VNI is taken before
 the network's record is written; one left by a creator that died in between names a network
-that does not exist, and is taken back by the next creation that finds it so (`free_vnis`).
+that does not exist, and is taken back by the next creation that asks for it (`_reclaim`), or
+freed by the creating host's watcher (`free_vnis`, at its full syncs); one left by a remover
+killed between the record and the VNI is freed by the watchers that see the record go
+(`release_vni`).
 
 Every host mirrors these records into its local store (controller/watcher_main.py), where
 the network has the same id and its kernel side is made per host (drivers/overlay.py)."""
@@ -15,6 +18,7 @@ the network has the same id and its kernel side is made per host (drivers/overla
 from __future__ import annotations
 
 from ..errors import Conflict, InvalidArgument
+from ..faults import crashpoint
 from ..store import protocol
 
 TYPE_CHECKING = False
@@ -86,10 +90,11 @@ def name_of(key: str) -> str:
     return key[len(NETWORKS_PREFIX):]
 
 
-def _take_vni(store: GlobalStore, network_id: str, wanted: int | None) -> int:
+def _take_vni(store: GlobalStore, network_id: str, wanted: int | None, host: str) -> int:
     from .. import jsonwire
 
-    value = jsonwire.dumps({"network": network_id}).encode()
+    value = jsonwire.dumps({"network": network_id, "host": host} if host else
+                           {"network": network_id}).encode()
     if wanted is not None:
         if protocol.create(store, f"{VNI_PREFIX}{wanted}", value) is None:
             if not _reclaim(store, wanted, value):
@@ -129,14 +134,17 @@ def _reclaim(store: GlobalStore, vni: int, value: bytes) -> bool:
     return store.put(kv.key, value, if_revision=kv.mod_revision) is not None
 
 
-def create(store: GlobalStore, net: Network) -> Network:
+def create(store: GlobalStore, net: Network, host: str = "") -> Network:
     """Record a new overlay network in the cluster: its VNI (the one in its options, or the
     lowest free one), then its record under its name. Conflict if the name or the VNI is
-    taken; nothing is left behind then."""
+    taken; nothing is left behind then. `host`, the creating host's id, goes in the VNI's
+    record: if the creator is killed in between, that host's watcher frees it
+    (`free_vnis`)."""
     wanted = net.options.get(VNI_OPTION)
     if store.get(NETWORKS_PREFIX + net.name) is not None:
         raise Conflict(f"network with name {net.name} already exists in the cluster")
-    vni = _take_vni(store, net.id, parse_vni(wanted) if wanted else None)
+    vni = _take_vni(store, net.id, parse_vni(wanted) if wanted else None, host)
+    crashpoint("network-create:vni")
     net = net.replace(options={**net.options, VNI_OPTION: str(vni)})
     try:
         if protocol.create(store, NETWORKS_PREFIX + net.name, encode(net)) is None:
@@ -169,3 +177,44 @@ def delete(store: GlobalStore, net: Network) -> None:
     blocks, _ = store.get_prefix(f"{BLOCKS_PREFIX}{net.id}/")
     for block in blocks:
         store.delete(block.key)
+
+
+def free_vnis(store: GlobalStore, host: str) -> list[int]:
+    """Delete the VNIs `host` took for networks that do not exist: their creator was killed
+    before it wrote the record. Only safe while no creation of that host is under way (its
+    watcher holds the host's lock, which `network create` holds throughout). The VNIs freed."""
+    from .. import jsonwire
+
+    kvs, _ = store.get_prefix(VNI_PREFIX)
+    ids = {n.id for n in networks(store)[0]}
+    freed = []
+    for kv in kvs:
+        try:
+            record = jsonwire.loads(kv.value)
+            owner, holder = record.get("network"), record.get("host")
+        except (ValueError, AttributeError):
+            continue
+        rest = kv.key[len(VNI_PREFIX):]
+        if holder == host and owner not in ids and rest.isdigit() and \
+                store.delete(kv.key, if_revision=kv.mod_revision) is not None:
+            freed.append(int(rest))
+    return freed
+
+
+def release_vni(store: GlobalStore, net: Network) -> bool:
+    """Delete the VNI of a removed network if it still names it (its remover was killed
+    between the record and the VNI)."""
+    from .. import jsonwire
+
+    try:
+        kv = store.get(f"{VNI_PREFIX}{vni_of(net)}")
+    except ValueError:
+        return False
+    if kv is None:
+        return False
+    try:
+        if jsonwire.loads(kv.value).get("network") != net.id:
+            return False
+    except (ValueError, AttributeError):
+        return False
+    return store.delete(kv.key, if_revision=kv.mod_revision) is not None

@@ -24,6 +24,7 @@ import os
 from contextlib import suppress
 
 from ..errors import InvalidArgument, ShoalError
+from ..faults import crashpoint
 from .services import alive as _alive
 
 TYPE_CHECKING = False
@@ -138,12 +139,8 @@ class ClusterLink:
         changed = self._changed(meta)
         record = self.watcher_record()
         if not changed and record is not None and _alive(*record):
-            if self.ctx.store.get_meta(READY) == str(record[0]):
-                return
-            # started by another command just now: what the cluster has is here once its
-            # first sync is done
-            with suppress(ShoalError):
-                self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
+            if not self._synced():
+                self._wait_ready()
             return
         store = self.ctx.store
         with store.locked():
@@ -161,10 +158,20 @@ class ClusterLink:
                     self.ctx.repairs.append(f"the cluster watcher (pid {record[0]}) had "
                                             "died; started again")
                 self.start_watcher()
-        # (unlocked: its first sync takes the lock) what the cluster has is here once the
-        # watcher, started by this command or another just now, has synced once
+        if not self._synced():  # (unlocked: its first sync takes the lock)
+            self._wait_ready()
+
+    def _synced(self) -> bool:
+        """Has the running watcher of this host been through its first sync (meta READY
+        names it)? Until then a command does not see the cluster's overlays."""
         record = self.watcher_record()
-        if record is not None and store.get_meta(READY) != str(record[0]):
+        return record is not None and self.ctx.store.get_meta(READY) == str(record[0])
+
+    def _wait_ready(self) -> None:
+        """Wait until the watcher (one this command or a concurrent one started) has synced
+        once: what the cluster has is here then."""
+        record = self.watcher_record()
+        if record is not None:
             with suppress(ShoalError):
                 self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
 
@@ -221,7 +228,7 @@ class ClusterLink:
         from ..cluster import networks
 
         return networks.create(self.require_store(f"creating overlay network {net.name}"),
-                               net)
+                               net, self.host_id)
 
     def remove_network(self, net: Network) -> None:
         """Remove an overlay from the cluster: refused while another host has endpoints on
@@ -298,6 +305,7 @@ class ClusterLink:
         leases = BlockLeases(self.require_store(f"a new address block of network {net.name}"),
                              net.id, net.subnet, self.host_id, int(lease))
         got = leases.claim() if block is None else leases.claim_block(block)
+        crashpoint("run:block")
         self.ctx.store.add_block(net.id, str(got))
         return got
 

@@ -67,6 +67,15 @@ class Watcher:
         self.local_dirty = True
         self.first_done = threading.Event()  # the first try to connect is over
         self.log_dir = -1  # run-dir/cluster (set by main)
+        # a command killed half-way is repaired by whoever takes the lock next, often this
+        # process (its event came first): the cluster's side of it then needs a full sync
+        repair = self.store.on_interrupted
+
+        def interrupted() -> None:
+            if repair is not None:
+                repair()
+            self.queue.put(("resync", None))
+        self.store.on_interrupted = interrupted
 
     # -- connecting -----------------------------------------------------------------------
 
@@ -169,12 +178,14 @@ class Watcher:
 
     def full_sync(self) -> int:
         from ..cluster import endpoints, hosts, networks
+        from ..ipam.blocks import BLOCKS_PREFIX
 
         kvs, revision = self.gs().get_prefix(PREFIX)
         nets = {}
         remote: dict[str, RemoteEndpoint] = {}
         addresses = []
         mine: dict[str, bytes] = {}
+        held: list[KeyValue] = []  # address blocks this host holds
         for kv in kvs:
             if kv.key.startswith(networks.NETWORKS_PREFIX):
                 net = networks.decode(kv)
@@ -194,14 +205,40 @@ class Watcher:
                 address = _host_address(kv)
                 if address:
                     addresses.append(address)
+            elif kv.key.startswith(BLOCKS_PREFIX) and _holder(kv) == self.host_id:
+                held.append(kv)
         with self.store.locked():
             self._sync_networks(nets)
             self._sync_remotes(remote)
             self._set_hosts(addresses)
+            # (with the lock held no `network create` of this host is half-way)
+            networks.free_vnis(self.gs(), self.host_id)
+            self._adopt_blocks(held)
         self.published = mine
         self.local_dirty = True
         self.publish()
         return revision
+
+    def _adopt_blocks(self, held: list[KeyValue]) -> None:
+        """The blocks the store says this host holds are in the local store, on this host's
+        lease: a command killed after it leased one left it out (its addresses would be
+        lost to the cluster while the host lives)."""
+        from ..ipam.blocks import BLOCKS_PREFIX
+
+        local = set(self.store.blocks())
+        overlays = self._local_overlays()
+        for kv in held:
+            network_id, _, name = kv.key[len(BLOCKS_PREFIX):].partition("/")
+            block = name.replace("-", "/")
+            if network_id not in overlays:
+                continue
+            if (network_id, block) not in local:
+                with self.store.transaction():
+                    self.store.add_block(network_id, block)
+            if kv.lease != self.lease:
+                assert self.lease is not None
+                self.gs().put(kv.key, kv.value, lease=self.lease,
+                              if_revision=kv.mod_revision)
 
     def _local_overlays(self) -> dict[str, Network]:
         from .. import drivers
@@ -230,6 +267,14 @@ class Watcher:
                 self._program(ep)
 
     def _unmirror(self, network_id: str) -> None:
+        from ..cluster import networks
+        from ..errors import NotFound
+
+        try:  # a VNI its remover left (killed after the record went) goes too
+            net = self.store.network_by_id(network_id)
+        except NotFound:
+            return
+        networks.release_vni(self.gs(), net)  # (a store error: the sync is done again)
         try:
             why = self.engine.network_ops.unmirror(network_id)
         except Exception as e:
@@ -244,8 +289,12 @@ class Watcher:
             if wanted.get(ep_id) != ep:
                 self._remove_remote(ep)
         for ep_id, ep in wanted.items():
-            if ep.network_id in local and have.get(ep_id) != ep:
+            if ep.network_id not in local:
+                continue
+            if have.get(ep_id) != ep:
                 self._add_remote(ep)
+            else:  # known: its entries again, in case they went (a full sync is rare)
+                self._program(ep)
 
     def _add_remote(self, ep: RemoteEndpoint) -> None:
         with self.store.transaction():
@@ -472,6 +521,15 @@ class Watcher:
         return {"ok": True, "host": self.host_id, "address": str(self.address),
                 "lease": self.lease, "connected": self.connected, "down": self.down_since,
                 "published": len(self.published), "errors": dict(self.errors)}
+
+
+def _holder(kv: KeyValue) -> str | None:
+    from .. import jsonwire
+
+    try:
+        return str(jsonwire.loads(kv.value)["host"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _recorded_lease(store: Any) -> int | None:
