@@ -12,8 +12,9 @@ It prints its figures beside the issue's targets and never fails on timing:
 
 1. attach: `Engine.create_container(RunSpec(cmd=["true"], network=...))` in-process, as
    bench/attach.py times it, alternately on host 1's default bridge and on an overlay, in one
-   process inside host 1 (this script again, `--attach-inner`); and the etcd requests that
-   process made meanwhile (EtcdStore's requests, counted), the block claims among them;
+   process inside host 1 (this script again, `--attach-inner`), after as many on the bridge
+   alone; and the etcd requests that process made meanwhile (EtcdStore's requests, counted),
+   the block claims among them;
 2. TCP throughput: iperf3 for `--seconds` between a container on host 1 (server) and one on
    host 2 (client) on the overlay, and between two containers on host 1's bridge;
 3. propagation: `--runs` times `shoal run -d --network ov` on host 2, then, from the moment
@@ -135,7 +136,19 @@ def attach_inner(args: argparse.Namespace) -> int:
     # per attach: (etcd requests it made, whether it claimed a block)
     made: dict[str, list[tuple[int, bool]]] = {"bridge": [], network: []}
     ids: list[str] = []
+    alone: list[float] = []
     try:
+        # the bridge alone first: no overlay endpoint changes meanwhile, so no etcd writes
+        # and no other host's watcher at work (they share this machine's cpus)
+        for i in range(args.count):
+            start = time.perf_counter()
+            ctr = engine.create_container(RunSpec(cmd=["true"], network="bridge",
+                                                  name=f"att-alone-{i}"))
+            alone.append(time.perf_counter() - start)
+            ids.append(ctr.id)
+        for cid in ids:
+            engine.remove_container(cid)
+        ids.clear()
         for i in range(args.count):
             for net in ("bridge", network):
                 spec = RunSpec(cmd=["true"], network=net, name=f"att-{net}-{i}")
@@ -152,7 +165,7 @@ def attach_inner(args: argparse.Namespace) -> int:
         for cls, attr, original in reversed(undo):
             setattr(cls, attr, original)
         engine.close()
-    print(json.dumps({"bridge": times["bridge"], "overlay": times[network],
+    print(json.dumps({"bridge": times["bridge"], "overlay": times[network], "alone": alone,
                       "loaded_at_open": loaded_at_open, "requests": calls,
                       "methods": requests, "claims": len(claims),
                       "bridge_requests": made["bridge"], "overlay_requests": made[network]}))
@@ -471,6 +484,8 @@ class Bench:
                    phase="attach"),
             Figure("overlay / bridge attach (p90s)", f"{p90(ov) / p90(br):.2f}x",
                    phase="attach"),
+            Figure("bridge attach alone (no overlay attaches between), median",
+                   ms(statistics.median(data["alone"])), phase="attach"),
         ]
         # a block of the /16 is a /26 (ipam/blocks.py): 64 addresses, the first block less
         # the subnet's network address and the gateway
