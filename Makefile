@@ -1,7 +1,7 @@
 # make demo  - install what is needed, then walk through a small scenario in a throwaway namespace
 # make test  - install what is needed, then run the whole test suite (as root)
 # make bench - print the benchmarks' figures (bench/attach.py, bench/ports.py, bench/dns.py,
-#              bench/plugins.py)
+#              bench/plugins.py, bench/overlay.py)
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -34,6 +34,7 @@ bench: deps
 	$(PY) bench/ports.py
 	$(PY) bench/dns.py
 	$(PY) bench/plugins.py
+	$(PY) bench/overlay.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -15,6 +15,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)  # tests: an upstream DNS server
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)  # tests and demo: dig
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)  # bench/dns.py
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)  # bench/overlay.py
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # tests and bench/plugins.py: the real engines that drive shoal's plugins, each started by
 # the tests in a throwaway network namespace and a private mount namespace
