@@ -120,7 +120,7 @@ BAD_CREATES = [
     (["--subnet", "10.3.0.0/24", "--ip-range", "10.5.0.0/25", "x"], "ip-range"),
     (["--gateway", "10.3.0.1", "x"], "need --subnet"),
     (["--subnet", "172.17.128.0/24", "x"], "overlaps network bridge"),
-    (["-d", "overlay", "x"], "unknown network driver"),
+    (["-d", "macvlan", "x"], "unknown network driver"),
     (["-d", "host", "x"], "only one instance"),
     (["-o", "foo=bar", "x"], "unknown bridge option"),
     (["-o", "shoal.bridge.name=this-is-too-long-for-linux", "x"], "at most 15"),

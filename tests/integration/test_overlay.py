@@ -2,14 +2,13 @@
 a three-member etcd cluster with one member in each (tests/integration/overlay_lab.py), shoal
 in each host with its own root. What a user sees: a network created on one host is every
 host's, containers on different hosts reach each other by address and by name, isolation
-holds, outbound and published ports go through a container's own host, racing hosts never
-hand out one address, and a removed container is gone from every host."""
+holds, outbound and published ports go through a container's own host, and a removed
+container is gone from every host (test_overlay_failures.py races 30 runs on three hosts)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -204,46 +203,6 @@ def test_outbound_and_published_ports_go_through_the_containers_own_host(
         finally:
             srv.kill()
             srv.wait()
-
-
-def test_racing_hosts_never_hand_out_one_address(tmp_path: Path) -> None:
-    with overlay_lab(tmp_path) as lab:
-        h1 = lab.hosts[0]
-        # a small subnet: 4 blocks of /26 for 3 hosts racing for 8 containers each
-        h1.shoal("network", "create", "-d", "overlay", "--subnet", "10.50.0.0/24", "ov")
-        errors: list[str] = []
-
-        def start(host: Any, i: int) -> None:
-            try:
-                run(host, f"{host.name}-{i}")
-            except AssertionError as e:
-                errors.append(str(e))
-
-        threads = [threading.Thread(target=start, args=(host, i))
-                   for i in range(8) for host in lab.hosts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
-        ips = {}
-        for host in lab.hosts:
-            for i in range(8):
-                ips[f"{host.name}-{i}"] = (host, host.ip_of(f"{host.name}-{i}", "ov"))
-        assert len({ip for _, ip in ips.values()}) == 24
-        # each host's addresses come from its own blocks
-        by_block: dict[IPv4Network, set[str]] = {}
-        for host, ip in ips.values():
-            block = IPv4Network(f"{ip}/26", strict=False)
-            by_block.setdefault(block, set()).add(host.name)
-        assert all(len(names) == 1 for names in by_block.values()), by_block
-        # sampled: the first container of each host reaches one of each other host
-        for host in lab.hosts:
-            for other in lab.hosts:
-                if other is not host:
-                    ip = ips[f"{other.name}-3"][1]
-                    host.wait_for(lambda h=host, i=ip: h.ping_ok(f"{h.name}-0", i),
-                                  what=f"{host.name}-0 pings {ip}")
 
 
 def test_bad_overlay_requests_are_one_line_errors(tmp_path: Path) -> None:

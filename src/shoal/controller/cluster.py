@@ -21,7 +21,6 @@ and "cluster.down" (since when the store cannot be reached, if it cannot)."""
 from __future__ import annotations
 
 import os
-from contextlib import suppress
 
 from ..errors import InvalidArgument, ShoalError
 from ..faults import crashpoint
@@ -172,6 +171,8 @@ class ClusterLink:
         once: what the cluster has is here then."""
         record = self.watcher_record()
         if record is not None:
+            from contextlib import suppress
+
             with suppress(ShoalError):
                 self.request({"op": "ready"}, record, WATCHER_REPLY_TIMEOUT * 3)
 
@@ -328,7 +329,7 @@ class ClusterLink:
             return
         from .. import drivers
 
-        if not any(drivers.scope(n.driver) == drivers.GLOBAL
+        if not any(drivers.clustered(n.driver)
                    for n in self.ctx.store.networks()):
             return
         record = self.watcher_record()

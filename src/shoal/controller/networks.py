@@ -175,7 +175,7 @@ class Networks:
                 net_subnet, net_gw, net_range = ipam.network_config(net_subnet, net_gw,
                                                                     net_range)
                 net = net.replace(subnet=net_subnet, gateway=net_gw, ip_range=net_range)
-            overlay = drv.scope == drivers.GLOBAL
+            overlay = drivers.clustered(driver)
             if overlay:  # the cluster's record first: its name and VNI are the cluster's
                 if net_range is not None:
                     raise InvalidArgument("--ip-range is not supported on overlay networks: "
@@ -295,7 +295,7 @@ class Networks:
                     f"network {net.name} has active endpoints ({', '.join(sorted(active))}); "
                     "stop those containers or disconnect them first"
                 )
-            if drivers.scope(net.driver) == drivers.GLOBAL:
+            if drivers.clustered(net.driver):
                 self.ctx.cluster.remove_network(net)
                 crashpoint("network-rm:global")
             with store.transaction():
@@ -319,7 +319,7 @@ class Networks:
         with store.locked():
             for net in store.networks():
                 # an overlay is the cluster's, maybe used by other hosts: `network rm` only
-                if net.builtin or drivers.scope(net.driver) == drivers.GLOBAL:
+                if net.builtin or drivers.clustered(net.driver):
                     continue
                 stopped = []
                 for ep in store.endpoints(network_id=net.id):

@@ -379,7 +379,7 @@ class Sandboxes:
         limit = drivers.get(net.driver).max_endpoints(net)
         if limit is not None and self.ctx.store.plugged(net.id) >= limit[0]:
             raise Conflict(limit[1])
-        if drivers.scope(net.driver) == drivers.GLOBAL:  # from this host's address blocks
+        if drivers.clustered(net.driver):  # from this host's address blocks
             return self.ctx.cluster.allocate(net, requested)
         return ipam.StoreAddresses(self.ctx.store).allocate(net, requested)
 

@@ -244,7 +244,7 @@ class Watcher:
         from .. import drivers
 
         return {n.id: n for n in self.store.networks()
-                if drivers.scope(n.driver) == drivers.GLOBAL}
+                if drivers.clustered(n.driver)}
 
     def _sync_networks(self, nets: dict[str, Network]) -> None:
         local = self._local_overlays()

@@ -40,6 +40,9 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "overlay": ("shoal.drivers.overlay:OverlayDriver", GLOBAL, ENDPOINTS),
 }
 DEFAULT = "bridge"  # `network create` without -d, and the default network's driver
+# the drivers whose networks are a cluster's (their records in the global store, their
+# endpoints published by the host's watcher, their addresses from the host's blocks)
+CLUSTERED = frozenset({"overlay"})
 _loaded: dict[str, NetworkDriver] = {}
 _factories: dict[str, Callable[[], NetworkDriver]] = {}
 
@@ -95,3 +98,8 @@ def sandbox_mode(name: str) -> str:
     if name in REGISTRY and name not in _factories:
         return REGISTRY[name][2]
     return get(name).sandbox
+
+
+def clustered(name: str) -> bool:
+    """Are the driver's networks a cluster's (controller/cluster.py)?"""
+    return name in CLUSTERED
