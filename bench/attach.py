@@ -40,7 +40,9 @@ from common import (
     figure_table,
     make_host_ns,
     ms,
+    p90,
     profile_text,
+    progress,
     remove_cgroups,
     remove_tmp,
     run,
@@ -58,16 +60,6 @@ CLEANUP_POLL = 10.0
 # -- small helpers -----------------------------------------------------------------------------
 
 
-def p90(values: list[float]) -> float:
-    if len(values) < 2:
-        return values[0]
-    return statistics.quantiles(values, n=10, method="inclusive")[8]
-
-
-def progress(label: str, done: int, total: int) -> None:
-    if sys.stderr.isatty() and (done == total or done % max(1, total // 20) == 0):
-        sys.stderr.write(f"\r  {label} {done}/{total}" + ("\n" if done == total else ""))
-        sys.stderr.flush()
 
 
 # What --breakdown times, by wrapping these functions (module or class attributes, looked up

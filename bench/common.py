@@ -9,7 +9,9 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -74,6 +76,18 @@ def figure_table(figures: list[Figure]) -> list[str]:
             out.append("")
         out.append(line(f.phase, f.name, f.value, f.target, f.mark))
     return out
+
+
+def p90(values: list[float]) -> float:
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=10, method="inclusive")[8]
+
+
+def progress(label: str, done: int, total: int) -> None:
+    if sys.stderr.isatty() and (done == total or done % max(1, total // 20) == 0):
+        sys.stderr.write(f"\r  {label} {done}/{total}" + ("\n" if done == total else ""))
+        sys.stderr.flush()
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None,

@@ -48,10 +48,9 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from common import Figure, figure_table, ms
+from common import SRC, Figure, figure_table, ms, p90, progress
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
 
 SUBNET = "10.50.0.0/16"
 OVERLAY = "ov"
@@ -68,16 +67,6 @@ POLL = 0.001
 # -- small helpers -----------------------------------------------------------------------------
 
 
-def p90(values: list[float]) -> float:
-    if len(values) < 2:
-        return values[0]
-    return statistics.quantiles(values, n=10, method="inclusive")[8]
-
-
-def progress(label: str, done: int, total: int) -> None:
-    if sys.stderr.isatty() and (done == total or done % max(1, total // 20) == 0):
-        sys.stderr.write(f"\r  {label} {done}/{total}" + ("\n" if done == total else ""))
-        sys.stderr.flush()
 
 
 def secs(seconds: float) -> str:

@@ -318,10 +318,6 @@ class ClusterLink:
     def watcher_record(self) -> tuple[int, int | None] | None:
         return self.process.record()
 
-    def check_alive(self) -> bool:
-        record = self.watcher_record()
-        return record is not None and _alive(*record)
-
     def flush(self) -> None:
         """At a command's last unlock: tell the watcher the local state changed, if it did
         and there is an overlay (the watcher answers at once and publishes after)."""
@@ -353,10 +349,8 @@ class ClusterLink:
         self.process.stop(record)
 
     def status(self) -> dict[str, Any] | None:
-        record = self.watcher_record()
-        if record is None or not _alive(*record):
-            return None
-        return self.request({"op": "status"}, record)
+        record = self.process.running()
+        return None if record is None else self.request({"op": "status"}, record)
 
     def repair(self) -> str | None:
         """For `system reconcile` (the lock held): the watcher runs (in a cluster) and syncs

@@ -115,14 +115,11 @@ class Service:
     # -- the control socket ----------------------------------------------------------------
 
     def handle(self, conn: socket.socket) -> None:
+        from .services import read_line
+
         conn.settimeout(5.0)  # the commands send their line at once; nobody else may connect
         try:
-            data = b""
-            while not data.endswith(b"\n") and len(data) < 1 << 20:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_line(conn)
             try:
                 request = json.loads(data)
                 reply = self.answer(request)

@@ -112,12 +112,7 @@ class Service:
             # through the directory's descriptor: no component of the path is looked up again
             sock.connect(f"/proc/self/fd/{fd}/{self.socket_name}")
             sock.sendall(json.dumps(message).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_line(sock)
         except OSError as e:
             raise ShoalError(f"{self.who} (pid {record[0]}) does not answer: "
                              f"{e.strerror or e}") from None
@@ -143,6 +138,18 @@ class Service:
 
         return dirs.subdir(self.ctx.run_fd, self.directory,
                            os.path.join(self.ctx.run_dir, self.directory))
+
+
+def read_line(sock: Any, limit: int = 1 << 20) -> bytes:
+    """One line of the control protocol from a connected socket (what came before the peer
+    closed, if it sent no newline; at most about `limit` bytes)."""
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def alive(pid: int, start: int | None) -> bool:

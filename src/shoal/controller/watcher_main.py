@@ -261,10 +261,8 @@ class Watcher:
             why = f"overlay network {net.name} could not be made here: {e}"
         if why:
             self.errors[f"network {net.name}"] = why
-        else:
+        else:  # (its remote endpoints' entries: the driver writes them with the device)
             self.errors.pop(f"network {net.name}", None)
-            for ep in self.store.remotes(net.id):  # (none yet: the device is new)
-                self._program(ep)
 
     def _unmirror(self, network_id: str) -> None:
         from ..cluster import networks
@@ -563,6 +561,8 @@ def _block_key(network_id: str, block: str) -> str:
 
 
 def _serve(control: socket.socket, watcher: Watcher) -> None:
+    from .services import read_line
+
     while True:
         try:
             conn, _ = control.accept()
@@ -570,13 +570,7 @@ def _serve(control: socket.socket, watcher: Watcher) -> None:
             return
         try:
             conn.settimeout(30)
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            request = json.loads(data or b"{}")
+            request = json.loads(read_line(conn) or b"{}")
             op = request.get("op")
             if op == "sync":
                 watcher.queue.put(("sync", None))

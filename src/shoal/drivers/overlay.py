@@ -124,11 +124,6 @@ class OverlayDriver(bridge.BridgeDriver):
         vxlan.delete_vxlan(h.host, vxlan_name(net.id))
         super().delete_network(h, net)
 
-    def device(self, h: HostHandles, net: Network) -> int | None:
-        """The index of the network's VXLAN device on this host, if it is there."""
-        link = links.get_link(h.host, vxlan_name(net.id))
-        return link.index if link is not None else None
-
     def repair(self, h: HostHandles, net: Network) -> str | None:
         from ..kernel import vxlan
 
